@@ -1,0 +1,191 @@
+// Internal: the header of a spawned task, its state word and its wakers.
+//
+// # What a spawned task is made of
+// * the root coroutine frame: the `task<T>` handed to `spawn`, which holds the
+//   result (value or exception) in its promise once it finishes;
+// * one `task_header`, from a process-wide type-stable pool (see
+//   header_pool.cpp). The header is separate from the frame so that wakers,
+//   join handles and abort handles can outlive the frame: cancellation
+//   destroys the frame, never the header.
+//
+// # References
+// `refs` counts owners of the header: the runtime holds one from spawn until
+// the task completes (the "lifecycle" reference; whichever queue or worker
+// holds the task uses it), and every join handle, abort handle and waker
+// holds one. The last release destroys a frame still attached and returns
+// the header to the pool.
+//
+// # The state word (`state`)
+//   RUNNING        a worker is resuming the task right now (exclusive owner)
+//   SCHEDULED      the task sits in a run queue (or is about to)
+//   NOTIFIED       woken while RUNNING: the worker re-queues it after the poll
+//   COMPLETE       the outcome is final and the frame is finished/destroyed
+//   ABORT          abort() was requested (sticky)
+//   JOIN_INTEREST  a join handle still wants the result
+//   JOIN_WAITER    `join_waker` holds the waker of whoever awaits the handle
+//   PANICKED / CANCELLED: the outcome, set together with COMPLETE
+// At most one of RUNNING / SCHEDULED / COMPLETE is set, and only the thread
+// that moved the task into RUNNING (a worker) resumes or destroys the frame.
+//
+// # Who touches which field when
+// * `resume_point` is written by the task's own thread while RUNNING (the
+//   awaiter that suspends records the handle to resume) and read by the next
+//   poller; the RUNNING -> idle transition (release) and the SCHEDULED ->
+//   RUNNING transition (acquire) order them.
+// * `join_waker` is written by the awaiting side before it sets JOIN_WAITER
+//   (release) and read by the completer after its COMPLETE transition
+//   (acquire) saw JOIN_WAITER. Whoever clears JOIN_WAITER (an awaiter leaving
+//   early) or observes it in the COMPLETE transition owns the waker.
+// * `root` / `root_promise`: the poller owns them until COMPLETE; afterwards
+//   the holder of JOIN_INTEREST (the join handle) owns them, or, when there
+//   is none, the completer destroys the frame at once.
+// * `queue_next` belongs to the queue that holds the task.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <source_location>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace warden::detail {
+
+class promise_base;
+struct task_header;
+class thread_parker;
+class failure_sink;
+
+enum class schedule_hint : std::uint8_t {
+  spawn,  // a new task: back of the current worker's queue
+  wake,   // woken by another task: the LIFO slot of the current worker
+  yield,  // re-queued after being notified while running: back of the queue
+};
+
+/// Where a task goes when it becomes runnable, and who is told when it ends.
+/// Implemented by the runtime's scheduler and by the blocking pool.
+class task_scheduler {
+ public:
+  virtual void schedule(task_header* task, schedule_hint hint) noexcept = 0;
+  /// Called once per task after its outcome is final (frame finished or
+  /// destroyed), before the lifecycle reference is released.
+  virtual void on_complete(task_header* task) noexcept = 0;
+  /// Where this scheduler's unhandled failures (R17) go.
+  virtual failure_sink* failures() noexcept = 0;
+  /// Blocks the calling thread (not a task) until `task` completes, running
+  /// tasks meanwhile if this scheduler has no threads of its own.
+  virtual void wait_for(task_header* task) = 0;
+
+ protected:
+  ~task_scheduler() = default;
+};
+
+/// Owning, move-only reference to something that can be woken: a task (its
+/// header) or a blocked thread (its parker). Waking a finished task is a
+/// no-op.
+class waker {
+ public:
+  waker() noexcept = default;
+  waker(waker&& other) noexcept : bits_(std::exchange(other.bits_, 0)) {}
+  waker& operator=(waker&& other) noexcept {
+    if (this != &other) {
+      reset();
+      bits_ = std::exchange(other.bits_, 0);
+    }
+    return *this;
+  }
+  waker(const waker&) = delete;
+  waker& operator=(const waker&) = delete;
+  ~waker() { reset(); }
+
+  /// A waker for `task` (takes a reference).
+  static waker for_task(task_header* task) noexcept;
+  /// A waker for a blocked thread (takes a reference on its parker).
+  static waker for_thread(thread_parker* parker) noexcept;
+  /// A waker for whatever is running on this thread now: the current task,
+  /// or else this thread.
+  static waker for_current() noexcept;
+
+  /// Wakes the target and releases this waker.
+  void wake() noexcept {
+    wake_by_ref();
+    reset();
+  }
+  void wake_by_ref() const noexcept;
+  void reset() noexcept;
+  explicit operator bool() const noexcept { return bits_ != 0; }
+
+ private:
+  static constexpr std::uintptr_t kThreadTag = 1;
+  std::uintptr_t bits_ = 0;
+};
+
+/// Per-task data most tasks do not need, allocated only when used.
+struct task_extras {
+  std::string name;
+};
+
+struct task_header {
+  // State bits; see the top of this file.
+  static constexpr std::uint32_t RUNNING = 1u << 0;
+  static constexpr std::uint32_t SCHEDULED = 1u << 1;
+  static constexpr std::uint32_t NOTIFIED = 1u << 2;
+  static constexpr std::uint32_t COMPLETE = 1u << 3;
+  static constexpr std::uint32_t ABORT = 1u << 4;
+  static constexpr std::uint32_t JOIN_INTEREST = 1u << 5;
+  static constexpr std::uint32_t JOIN_WAITER = 1u << 6;
+  static constexpr std::uint32_t PANICKED = 1u << 7;
+  static constexpr std::uint32_t CANCELLED = 1u << 8;
+
+  std::atomic<std::uint32_t> state{0};
+  std::atomic<std::uint32_t> refs{0};
+  task_header* queue_next = nullptr;
+  std::coroutine_handle<> resume_point;
+  std::coroutine_handle<> root;
+  promise_base* root_promise = nullptr;
+  task_scheduler* scheduler = nullptr;
+  std::uint64_t id = 0;
+  waker join_waker;
+  std::source_location location;
+  task_extras* extras = nullptr;  // room for parent, tracker, registry link, token
+  failure_sink* sink = nullptr;   // set when a panic awaits its join handle's verdict
+
+  [[nodiscard]] bool is_complete() const noexcept {
+    return (state.load(std::memory_order_acquire) & COMPLETE) != 0;
+  }
+};
+
+// ---- operations on a task (task_header.cpp) --------------------------------
+
+void retain(task_header* task) noexcept;
+void release(task_header* task) noexcept;
+/// Makes the task runnable (no-op if complete, queued or already notified).
+void wake(task_header* task) noexcept;
+/// Requests cancellation; see join_handle::abort.
+void abort(task_header* task) noexcept;
+/// Drops the join interest. Reports the failure as unhandled if the task
+/// already panicked and its result was never taken.
+void drop_join_interest(task_header* task) noexcept;
+/// Registers `w` to be woken at completion. False (and `w` untouched) if the
+/// task is already complete. Throws usage_error if a waiter is registered.
+bool set_join_waker(task_header* task, waker& w);
+/// Withdraws a registered join waker if the task has not completed yet.
+void clear_join_waker(task_header* task) noexcept;
+/// Destroys the finished root frame (after its result was taken).
+void destroy_root(task_header* task) noexcept;
+/// Runs one poll of a SCHEDULED task on the calling thread: resumes it (or
+/// destroys it if aborted), then completes, parks or re-queues it.
+void poll_task(task_header* task) noexcept;
+
+/// The task the calling thread is running now (nullptr outside tasks).
+task_header* current_task() noexcept;
+
+/// Blocks the calling (non-worker) thread until `task` completes.
+void block_until_complete(task_header* task);
+
+/// The name given at spawn ("" when none).
+std::string_view task_name(const task_header* task) noexcept;
+
+}  // namespace warden::detail

@@ -1,0 +1,272 @@
+// warden/join_handle.hpp — the handle to a spawned task: join_handle<T>,
+// abort_handle, join_error and task_id.
+//
+// `spawn` returns a `join_handle<T>`. Awaiting it yields the task's value, or
+// throws `join_error` if the task panicked (an exception escaped it) or was
+// cancelled (aborted, or destroyed by the runtime's shutdown):
+//
+//   warden::join_handle<int> h = warden::spawn(compute());
+//   try {
+//     int v = co_await std::move(h);
+//   } catch (const warden::join_error& e) {
+//     if (e.is_panic()) std::rethrow_exception(e.exception());
+//   }
+//
+//   auto r = co_await h.result();        // std::expected<int, join_error>
+//
+// # Dropping a handle
+// Destroying a handle detaches the task: it keeps running to completion (like
+// tokio, unlike std::jthread). `abort_on_drop()` makes destruction abort the
+// task instead. A detached task's panic that nobody observed is an
+// *unhandled failure* and goes to the runtime's unhandled-failure policy
+// (see runtime_options::on_unhandled_failure). An abort is never a failure.
+//
+// # Cancellation
+// `abort()` requests cancellation. A task that has not started never runs; a
+// task suspended at an await has its frame destroyed promptly on a worker
+// (every local's destructor runs, every awaiter deregisters); a running task
+// is cancelled at its next suspension; a finished task is unaffected and its
+// result stays available. Abort is idempotent and racing it against
+// completion gives exactly one outcome.
+//
+// # Errors
+// Awaiting a handle twice, after `result()` consumed it, or awaiting an empty
+// (moved-from / default) handle throws `usage_error`. `join()` (the blocking
+// form, for threads outside the runtime) throws `usage_error` on a worker
+// thread, where it would deadlock.
+#pragma once
+
+#include <warden/detail/task_header.hpp>
+#include <warden/errors.hpp>
+#include <warden/task.hpp>
+
+#include <compare>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <expected>
+#include <iosfwd>
+#include <memory>
+#include <source_location>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace warden {
+
+namespace detail {
+struct handle_access;
+}
+
+/// Identifies a spawned task. Unique among live tasks (ids are never reused
+/// within a process); `task_id{}` (value 0) means "no task".
+class task_id {
+ public:
+  constexpr task_id() noexcept = default;
+  constexpr explicit task_id(std::uint64_t value) noexcept : value_(value) {}
+  [[nodiscard]] constexpr std::uint64_t value() const noexcept { return value_; }
+  constexpr explicit operator bool() const noexcept { return value_ != 0; }
+  friend constexpr auto operator<=>(task_id, task_id) noexcept = default;
+
+ private:
+  std::uint64_t value_ = 0;
+};
+std::ostream& operator<<(std::ostream& out, task_id id);
+
+/// Why a task did not produce a value: it was cancelled, or it panicked (an
+/// exception escaped it). `what()` names the task and the cause.
+class join_error : public std::exception {
+ public:
+  enum class kind : std::uint8_t { cancelled, panic };
+
+  static join_error cancelled(task_id id, std::string_view name);
+  static join_error panic(task_id id, std::string_view name, std::exception_ptr error);
+
+  [[nodiscard]] kind reason() const noexcept { return kind_; }
+  [[nodiscard]] bool is_cancelled() const noexcept { return kind_ == kind::cancelled; }
+  [[nodiscard]] bool is_panic() const noexcept { return kind_ == kind::panic; }
+  /// The exception that escaped the task (null when cancelled).
+  [[nodiscard]] std::exception_ptr exception() const noexcept;
+  /// Rethrows the original exception. Throws usage_error if not a panic.
+  [[noreturn]] void rethrow() const;
+  /// The original exception's `what()` ("" when cancelled or not a
+  /// std::exception).
+  [[nodiscard]] std::string_view panic_message() const noexcept;
+  [[nodiscard]] task_id id() const noexcept;
+  [[nodiscard]] std::string_view name() const noexcept;
+  [[nodiscard]] const char* what() const noexcept override;
+
+ private:
+  struct details;
+  join_error(kind k, std::shared_ptr<const details> d) noexcept : kind_(k), details_(std::move(d)) {}
+  kind kind_;
+  std::shared_ptr<const details> details_;
+};
+
+/// A handle that can only abort a task; copyable, does not detach on drop.
+class abort_handle {
+ public:
+  abort_handle() noexcept = default;
+  abort_handle(const abort_handle& other) noexcept;
+  abort_handle& operator=(const abort_handle& other) noexcept;
+  abort_handle(abort_handle&& other) noexcept : task_(std::exchange(other.task_, nullptr)) {}
+  abort_handle& operator=(abort_handle&& other) noexcept;
+  ~abort_handle();
+
+  /// Same contract as join_handle::abort. No-op on an empty handle.
+  void abort() const noexcept;
+  [[nodiscard]] bool is_finished() const noexcept;
+  [[nodiscard]] task_id id() const noexcept;
+
+ private:
+  friend class join_handle_base;
+  explicit abort_handle(detail::task_header* task) noexcept;
+  detail::task_header* task_ = nullptr;
+};
+
+/// The untyped part of join_handle<T>.
+class join_handle_base {
+ public:
+  /// Requests cancellation (see the top of this header). No-op when empty.
+  void abort() const noexcept;
+  /// False while the task can still run; true once it completed, panicked,
+  /// or its cancellation finished (frame destroyed).
+  [[nodiscard]] bool is_finished() const noexcept;
+  /// Dropping this handle will abort the task instead of detaching it.
+  void abort_on_drop() noexcept { abort_on_drop_ = true; }
+  /// Lets the task run on unobserved; the handle becomes empty. A later
+  /// panic is an unhandled failure (runtime_options::on_unhandled_failure).
+  void detach() noexcept;
+  [[nodiscard]] task_id id() const noexcept;
+  /// The name given in spawn_options ("" when none).
+  [[nodiscard]] std::string_view name() const noexcept;
+  [[nodiscard]] std::source_location spawn_location() const noexcept;
+  [[nodiscard]] warden::abort_handle get_abort_handle() const noexcept;
+  /// False for a default-constructed, moved-from, detached or consumed handle.
+  [[nodiscard]] bool valid() const noexcept { return task_ != nullptr && !consumed_; }
+
+ protected:
+  friend struct detail::handle_access;
+  join_handle_base() noexcept = default;
+  explicit join_handle_base(detail::task_header* task) noexcept : task_(task) {}
+  join_handle_base(join_handle_base&& other) noexcept
+      : task_(std::exchange(other.task_, nullptr)),
+        abort_on_drop_(std::exchange(other.abort_on_drop_, false)),
+        consumed_(std::exchange(other.consumed_, false)) {}
+  join_handle_base& operator=(join_handle_base&& other) noexcept;
+  ~join_handle_base() { drop(); }
+
+  // Awaiting: throws usage_error when empty or already consumed.
+  void check_can_take() const;
+  [[nodiscard]] bool ready() const noexcept;
+  bool suspend(std::coroutine_handle<> awaiting);
+  void leave() const noexcept;
+  void block();
+  /// After completion: the cancel/panic error, or nullopt-like false when the
+  /// value is there. Marks the handle consumed.
+  [[nodiscard]] bool failed() const noexcept;
+  [[nodiscard]] join_error take_error() noexcept;
+  [[nodiscard]] detail::promise_base* root_promise() const noexcept { return task_->root_promise; }
+  void finish_take() noexcept;
+
+ private:
+  void drop() noexcept;
+
+  detail::task_header* task_ = nullptr;
+  bool abort_on_drop_ = false;
+  bool consumed_ = false;
+};
+
+/// The handle to a spawned task yielding `T`. Move-only. See the top of this
+/// header for awaiting, dropping and cancellation.
+template <class T>
+class [[nodiscard]] join_handle : public join_handle_base {
+  static_assert(!std::is_reference_v<T>,
+                "spawn a task<T> with a non-reference T: a reference result would outlive "
+                "the task that produced it");
+
+ public:
+  using value_type = T;
+
+  join_handle() noexcept = default;
+  join_handle(join_handle&&) noexcept = default;
+  join_handle& operator=(join_handle&&) noexcept = default;
+  ~join_handle() = default;
+
+  template <bool AsExpected>
+  class awaiter {
+   public:
+    explicit awaiter(join_handle& handle) : handle_(&handle) { handle.check_can_take(); }
+    awaiter(awaiter&& other) noexcept
+        : handle_(std::exchange(other.handle_, nullptr)), registered_(other.registered_) {}
+    awaiter(const awaiter&) = delete;
+    awaiter& operator=(const awaiter&) = delete;
+    awaiter& operator=(awaiter&&) = delete;
+    ~awaiter() {
+      if (registered_ && handle_ != nullptr) handle_->leave();
+    }
+    bool await_ready() const noexcept { return handle_->ready(); }
+    bool await_suspend(std::coroutine_handle<> awaiting) {
+      registered_ = handle_->suspend(awaiting);
+      return registered_;
+    }
+    auto await_resume() {
+      if constexpr (AsExpected)
+        return handle_->take_expected();
+      else
+        return handle_->take_value();
+    }
+
+   private:
+    join_handle* handle_;
+    bool registered_ = false;
+  };
+
+  /// Yields the value or throws join_error (cancelled / panic).
+  awaiter<false> operator co_await() & { return awaiter<false>{*this}; }
+  awaiter<false> operator co_await() && { return awaiter<false>{*this}; }
+
+  /// Awaitable yielding `std::expected<T, join_error>` instead of throwing.
+  awaiter<true> result() { return awaiter<true>{*this}; }
+
+  /// Blocks the calling thread (not a worker) until the task finishes; yields
+  /// the value or throws join_error.
+  T join() {
+    check_can_take();
+    block();
+    return take_value();
+  }
+
+ private:
+  friend struct detail::handle_access;
+  explicit join_handle(detail::task_header* task) noexcept : join_handle_base(task) {}
+
+  auto& promise() const noexcept {
+    return static_cast<detail::task_promise<T>&>(*root_promise());
+  }
+
+  T take_value() {
+    if (failed()) throw take_error();
+    struct finisher {
+      join_handle* self;
+      ~finisher() { self->finish_take(); }
+    } finish{this};
+    return promise().take();
+  }
+
+  std::expected<T, join_error> take_expected() {
+    if (failed()) return std::unexpected(take_error());
+    struct finisher {
+      join_handle* self;
+      ~finisher() { self->finish_take(); }
+    } finish{this};
+    if constexpr (std::is_void_v<T>) {
+      promise().take();
+      return {};
+    } else {
+      return promise().take();
+    }
+  }
+};
+
+}  // namespace warden

@@ -1,0 +1,280 @@
+// warden/runtime.hpp — the runtime that runs tasks: runtime, runtime_options,
+// spawn, spawn_blocking, block_on, yield_now, current_task_id.
+//
+// A runtime owns N worker threads (work-stealing, see docs/design.md) and an
+// elastic pool for blocking calls. Hand it work with `spawn`, wait for a
+// result from an ordinary thread with `block_on`:
+//
+//   warden::runtime rt;                             // one worker per core
+//   int v = rt.block_on([]() -> warden::task<int> {
+//     auto h = warden::spawn(compute());             // runs concurrently
+//     co_return co_await std::move(h) + 1;
+//   }());
+//
+// With `worker_threads = 0` the runtime is in current-thread mode: it has no
+// workers, and all tasks run on the thread that is inside `block_on` (or
+// `shutdown`). Tasks spawned while nobody is driving wait for the next
+// `block_on`.
+//
+// # Shutdown
+// `shutdown(grace)` (the destructor is `shutdown(0)`) stops accepting work
+// (`spawn` then throws `runtime_closed`), gives live tasks `grace` to finish,
+// then reports the ones still alive (id, name, spawn location) to
+// `runtime_options::leak_reporter` and aborts them: their frames are
+// destroyed on the runtime's threads and their join handles resolve
+// cancelled. It returns once every task is gone and every thread is joined.
+// A task that never suspends cannot be cancelled and keeps shutdown waiting;
+// so does a running blocking call.
+//
+// # Errors
+// * `spawn` with no runtime (a plain thread, no runtime object): usage_error.
+// * `spawn` / `spawn_blocking` / `block_on` after shutdown began:
+//   runtime_closed; the task is destroyed unrun.
+// * `block_on` or `shutdown` from a worker thread (it would deadlock):
+//   usage_error.
+#pragma once
+
+#include <warden/errors.hpp>
+#include <warden/join_handle.hpp>
+#include <warden/task.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <coroutine>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <source_location>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace warden {
+
+/// What happens to a failure nobody can observe any more (R17): a panicked
+/// task whose handle was dropped or detached without its result being taken.
+enum class unhandled_failure_policy {
+  ignore,     ///< drop it silently
+  report,     ///< pass it to runtime_options::failure_reporter (default)
+  terminate,  ///< print a message naming the task and call std::terminate
+};
+
+/// An unhandled failure, as given to the failure reporter.
+struct unhandled_failure {
+  task_id id;
+  std::string name{};
+  std::source_location location;  ///< where the task was spawned
+  std::exception_ptr error;
+  std::string message;  ///< the exception's what(), or a placeholder
+};
+
+/// A task still alive when a shutdown's grace period ended.
+struct leaked_task {
+  task_id id;
+  std::string name{};
+  std::source_location location;
+};
+
+struct runtime_options {
+  /// Worker threads; 0 selects current-thread mode (see the top of this header).
+  std::size_t worker_threads = default_worker_threads();
+  /// Upper bound of the blocking pool (threads start on demand).
+  std::size_t blocking_threads = 64;
+  /// An idle blocking thread exits after this long.
+  std::chrono::milliseconds blocking_keep_alive = std::chrono::seconds(10);
+  unhandled_failure_policy on_unhandled_failure = unhandled_failure_policy::report;
+  /// Receives unhandled failures under the `report` policy, on the thread
+  /// that found the failure unobservable. Default: one line on stderr.
+  std::function<void(const unhandled_failure&)> failure_reporter{};
+  /// Receives the tasks still alive when shutdown's grace ended. Default:
+  /// a line per task on stderr.
+  std::function<void(std::span<const leaked_task>)> leak_reporter{};
+  /// Worker threads are named "<thread_name>-<index>" (truncated to 15 bytes).
+  std::string thread_name = "warden";
+
+  static std::size_t default_worker_threads() noexcept;
+};
+
+/// How to spawn: an optional name (copied at spawn, so any string will do),
+/// and where the spawn happened (filled in with the caller's location).
+///
+/// The struct is trivially copyable on purpose: GCC 12 miscompiles
+/// non-trivially-copyable temporaries passed by value inside a `co_await`
+/// expression (`co_await spawn(t, {.name = ...})`), copying them bitwise.
+struct spawn_options {
+  std::string_view name{};
+  std::source_location location = std::source_location::current();
+};
+static_assert(std::is_trivially_copyable_v<spawn_options>);
+
+namespace detail {
+
+class runtime_core;
+
+/// Creates the header for `root`, schedules it, returns it with a reference
+/// for the join handle. On a closed runtime destroys `root` and throws.
+task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, promise_base& promise,
+                        spawn_options&& options, bool blocking);
+runtime_core& current_core_or_throw(const char* what);
+runtime_core* current_core() noexcept;
+void check_not_on_worker(const char* what);
+void block_on_root(runtime_core& core, task_header* task);
+
+template <class F, class... Args>
+using invoke_task_t = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>;
+
+/// Keeps a callable and its arguments alive in the spawned frame for as
+/// long as the task they produce runs.
+template <class F, class... Args>
+auto invoke_in_frame(std::decay_t<F> fn, std::decay_t<Args>... args)
+    -> task<typename invoke_task_t<F, Args...>::value_type> {
+  co_return co_await std::invoke(fn, args...);
+}
+
+template <class F>
+auto run_blocking(F fn) -> task<std::invoke_result_t<F&>> {
+  co_return std::invoke(fn);
+}
+
+template <class T>
+join_handle<T> spawn_on(runtime_core& core, task<T>&& t, spawn_options&& options, bool blocking);
+
+struct handle_access {
+  template <class T>
+  static join_handle<T> make(task_header* task) noexcept {
+    return join_handle<T>(task);
+  }
+  static task_header* header(const join_handle_base& handle) noexcept { return handle.task_; }
+};
+
+}  // namespace detail
+
+class runtime {
+ public:
+  explicit runtime(runtime_options options = {});
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Spawns `t` on this runtime; callable from any thread. Throws
+  /// runtime_closed after shutdown began (the task is destroyed unrun) and
+  /// usage_error for an empty task.
+  template <class T>
+  join_handle<T> spawn(task<T> t, spawn_options options = {}) {
+    return detail::spawn_on(*core_, std::move(t), std::move(options), false);
+  }
+
+  /// Spawns `fn(args...)`, which must return a task. The callable and the
+  /// arguments are copied into the spawned frame, so a lambda's captures
+  /// live as long as the task does.
+  template <class F, class... Args>
+    requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
+             task_type<detail::invoke_task_t<F, Args...>>
+  auto spawn(spawn_options options, F&& fn, Args&&... args) {
+    return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...),
+                 std::move(options));
+  }
+  template <class F, class... Args>
+    requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
+             task_type<detail::invoke_task_t<F, Args...>>
+  auto spawn(F&& fn, Args&&... args) {
+    return spawn(spawn_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// Runs `fn()` on the blocking pool, so that blocking calls never stall the
+  /// workers. The handle behaves like any other (an exception is a panic);
+  /// aborting before `fn` started prevents it from running; a running `fn`
+  /// cannot be interrupted.
+  template <class F>
+    requires std::invocable<F&>
+  auto spawn_blocking(F fn, spawn_options options = {}) {
+    return detail::spawn_on(*core_, detail::run_blocking(std::move(fn)), std::move(options), true);
+  }
+
+  /// Runs `t` to completion and returns its value (or rethrows). Callable
+  /// from any thread that is not a worker (usage_error there). In
+  /// current-thread mode the calling thread runs every task meanwhile.
+  template <class T>
+  T block_on(task<T> t, spawn_options options = {}) {
+    detail::check_not_on_worker("runtime::block_on");
+    auto handle = spawn(std::move(t), std::move(options));
+    detail::block_on_root(*core_, detail::handle_access::header(handle));
+    try {
+      return handle.join();
+    } catch (const join_error& e) {
+      if (e.is_panic()) e.rethrow();
+      throw;
+    }
+  }
+
+  /// See "Shutdown" at the top of this header. Idempotent; a second call
+  /// waits for the first. usage_error from a worker thread of this runtime.
+  void shutdown(std::chrono::nanoseconds grace);
+
+  [[nodiscard]] std::size_t worker_count() const noexcept;
+  /// Spawned tasks not yet finished (exact once the runtime is quiescent).
+  [[nodiscard]] std::size_t alive_tasks() const noexcept;
+  [[nodiscard]] bool is_shutting_down() const noexcept;
+
+ private:
+  std::unique_ptr<detail::runtime_core> core_;
+};
+
+template <class T>
+join_handle<T> detail::spawn_on(runtime_core& core, task<T>&& t, spawn_options&& options, bool blocking) {
+  if (!t.valid()) throw usage_error("spawn: the task is empty (moved-from or default-constructed)");
+  auto frame = task_access::release(t);
+  return handle_access::make<T>(spawn_root(core, frame, frame.promise(), std::move(options), blocking));
+}
+
+/// Spawns `t` on the runtime the caller runs on (a task, a worker, a blocking
+/// call of a runtime, or a thread inside block_on). Throws usage_error
+/// outside any runtime, runtime_closed on one shutting down.
+template <class T>
+join_handle<T> spawn(task<T> t, spawn_options options = {}) {
+  return detail::spawn_on(detail::current_core_or_throw("warden::spawn"), std::move(t), std::move(options),
+                          false);
+}
+
+/// Spawns `fn(args...)` on the current runtime; see runtime::spawn.
+template <class F, class... Args>
+  requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
+           task_type<detail::invoke_task_t<F, Args...>>
+auto spawn(spawn_options options, F&& fn, Args&&... args) {
+  return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...),
+               std::move(options));
+}
+template <class F, class... Args>
+  requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
+           task_type<detail::invoke_task_t<F, Args...>>
+auto spawn(F&& fn, Args&&... args) {
+  return spawn(spawn_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
+}
+
+/// Runs `fn()` on the current runtime's blocking pool; see runtime::spawn_blocking.
+template <class F>
+  requires std::invocable<F&>
+auto spawn_blocking(F fn, spawn_options options = {}) {
+  return detail::spawn_on(detail::current_core_or_throw("warden::spawn_blocking"),
+                          detail::run_blocking(std::move(fn)), std::move(options), true);
+}
+
+/// Awaitable that suspends the current task and puts it at the back of the
+/// run queue, so that other ready tasks run first. Outside a task:
+/// usage_error.
+struct yield_now {
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> self) const;
+  void await_resume() const noexcept {}
+};
+
+/// The id of the task running on this thread; usage_error outside a task.
+task_id current_task_id();
+/// The id of the task running on this thread, or nullopt outside a task.
+std::optional<task_id> try_current_task_id() noexcept;
+
+}  // namespace warden

@@ -1,0 +1,260 @@
+// warden/task.hpp — task<T>, the unit of asynchronous work.
+//
+// A `task<T>` is a lazy coroutine: calling a coroutine function that returns
+// `task<T>` allocates its frame and runs nothing. The body runs when the task
+// is awaited (inline, in the awaiting coroutine's thread) or when it is
+// handed to `spawn`, which makes it an independently scheduled task.
+//
+//   warden::task<int> answer() { co_return 42; }
+//   warden::task<int> twice() {
+//     int a = co_await answer();          // runs answer() inline
+//     co_return 2 * a;
+//   }
+//
+// Results: `co_await t` yields the value the body `co_return`ed, or rethrows
+// the exception that escaped the body. `T` may be void, any movable type
+// (move-only types included) or a reference (`task<T&>` yields the referent;
+// the referent must outlive the await).
+//
+// Execution: awaiting transfers control symmetrically (the awaiting frame is
+// suspended and the awaited one resumed by a tail call, and back), so a loop
+// of a million awaits of tasks that finish synchronously uses constant stack,
+// also at -O0.
+//
+// Ownership: a task owns its frame. Destroying a task that has not finished
+// destroys the frame, which runs the destructors of every local and of every
+// task it was awaiting (this is how cancellation works in warden). A task can
+// be awaited once; awaiting it again, or awaiting an empty (moved-from) task,
+// throws `usage_error`.
+//
+// Frames come from warden's per-thread frame allocator, not from malloc on
+// every call.
+#pragma once
+
+#include <warden/detail/frame_allocator.hpp>
+#include <warden/errors.hpp>
+
+#include <coroutine>
+#include <exception>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace warden {
+
+template <class T = void>
+class task;
+
+namespace detail {
+
+struct task_access;
+
+/// What every task promise has: the awaiting coroutine to resume when the
+/// body finishes, and the exception that escaped it.
+///
+/// Threading: a promise is touched only by the thread currently running (or
+/// destroying) its coroutine; hand-offs between threads go through the
+/// runtime's task state, which orders them.
+class promise_base {
+ public:
+  static void* operator new(std::size_t size) { return allocate_frame(size); }
+  static void operator delete(void* block, std::size_t size) noexcept {
+    deallocate_frame(block, size);
+  }
+
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+
+  struct final_awaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) const noexcept {
+      // Symmetric transfer back to whoever awaited us. A root task (spawned,
+      // no awaiting coroutine) returns to the worker that resumed it, which
+      // then sees `done()`.
+      std::coroutine_handle<> next = self.promise().continuation_;
+      return next ? next : std::noop_coroutine();
+    }
+    void await_resume() const noexcept {}
+  };
+  final_awaiter final_suspend() const noexcept { return {}; }
+
+  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+  [[nodiscard]] bool failed() const noexcept { return exception_ != nullptr; }
+  [[nodiscard]] const std::exception_ptr& exception() const noexcept { return exception_; }
+
+  void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+
+ protected:
+  void rethrow_if_failed() const {
+    if (exception_) std::rethrow_exception(exception_);
+  }
+
+ private:
+  std::coroutine_handle<> continuation_;
+  std::exception_ptr exception_;
+};
+
+template <class T>
+class task_promise final : public promise_base {
+ public:
+  task_promise() noexcept {}
+  task_promise(const task_promise&) = delete;
+  task_promise& operator=(const task_promise&) = delete;
+  ~task_promise() {
+    if (has_value_) value_.~T();
+  }
+
+  task<T> get_return_object() noexcept;
+
+  void return_value(T&& v) noexcept(std::is_nothrow_move_constructible_v<T>) {
+    std::construct_at(std::addressof(value_), std::move(v));
+    has_value_ = true;
+  }
+  void return_value(const T& v) noexcept(std::is_nothrow_copy_constructible_v<T>)
+    requires std::is_copy_constructible_v<T>
+  {
+    std::construct_at(std::addressof(value_), v);
+    has_value_ = true;
+  }
+  template <class U>
+    requires(!std::is_same_v<std::remove_cvref_t<U>, T> && std::is_constructible_v<T, U &&>)
+  void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+    std::construct_at(std::addressof(value_), std::forward<U>(v));
+    has_value_ = true;
+  }
+
+  /// Moves the value out (or rethrows). Called once, by the single consumer.
+  T take() {
+    rethrow_if_failed();
+    return std::move(value_);
+  }
+
+ private:
+  union {
+    T value_;
+  };
+  bool has_value_ = false;
+};
+
+template <class T>
+class task_promise<T&> final : public promise_base {
+ public:
+  task<T&> get_return_object() noexcept;
+  void return_value(T& v) noexcept { value_ = std::addressof(v); }
+  T& take() {
+    rethrow_if_failed();
+    return *value_;
+  }
+
+ private:
+  T* value_ = nullptr;
+};
+
+template <>
+class task_promise<void> final : public promise_base {
+ public:
+  task<void> get_return_object() noexcept;
+  void return_void() const noexcept {}
+  void take() { rethrow_if_failed(); }
+};
+
+[[noreturn]] void throw_empty_task();
+[[noreturn]] void throw_task_awaited_twice();
+
+}  // namespace detail
+
+/// A lazy coroutine yielding `T`. See the top of this header.
+template <class T>
+class [[nodiscard]] task {
+ public:
+  using promise_type = detail::task_promise<T>;
+  using value_type = T;
+
+  /// An empty task; awaiting or spawning it throws `usage_error`.
+  task() noexcept = default;
+  task(task&& other) noexcept : frame_(std::exchange(other.frame_, {})) {}
+  task& operator=(task&& other) noexcept {
+    if (this != &other) {
+      reset();
+      frame_ = std::exchange(other.frame_, {});
+    }
+    return *this;
+  }
+  task(const task&) = delete;
+  task& operator=(const task&) = delete;
+  ~task() { reset(); }
+
+  /// True when the task holds a coroutine (not default-constructed or moved from).
+  [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(frame_); }
+  explicit operator bool() const noexcept { return valid(); }
+
+  class awaiter {
+   public:
+    explicit awaiter(std::coroutine_handle<promise_type> frame) noexcept : frame_(frame) {}
+    bool await_ready() const {
+      if (!frame_) detail::throw_empty_task();
+      if (frame_.done()) detail::throw_task_awaited_twice();
+      return false;
+    }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) const noexcept {
+      frame_.promise().set_continuation(awaiting);
+      return frame_;
+    }
+    T await_resume() const { return frame_.promise().take(); }
+
+   private:
+    std::coroutine_handle<promise_type> frame_;
+  };
+
+  /// Runs the task inline and yields its result (or rethrows its exception).
+  /// Throws `usage_error` if the task is empty or was already awaited.
+  awaiter operator co_await() const& noexcept { return awaiter{frame_}; }
+  awaiter operator co_await() const&& noexcept { return awaiter{frame_}; }
+
+ private:
+  friend struct detail::task_access;
+  friend promise_type;
+  explicit task(std::coroutine_handle<promise_type> frame) noexcept : frame_(frame) {}
+
+  void reset() noexcept {
+    if (frame_) std::exchange(frame_, {}).destroy();
+  }
+
+  std::coroutine_handle<promise_type> frame_;
+};
+
+namespace detail {
+
+template <class T>
+task<T> task_promise<T>::get_return_object() noexcept {
+  return task<T>{std::coroutine_handle<task_promise>::from_promise(*this)};
+}
+template <class T>
+task<T&> task_promise<T&>::get_return_object() noexcept {
+  return task<T&>{std::coroutine_handle<task_promise>::from_promise(*this)};
+}
+inline task<void> task_promise<void>::get_return_object() noexcept {
+  return task<void>{std::coroutine_handle<task_promise>::from_promise(*this)};
+}
+
+/// Lets the runtime take a task's frame out of it (to spawn it).
+struct task_access {
+  template <class T>
+  static std::coroutine_handle<task_promise<T>> release(task<T>& t) noexcept {
+    return std::exchange(t.frame_, {});
+  }
+};
+
+template <class>
+inline constexpr bool is_task_v = false;
+template <class T>
+inline constexpr bool is_task_v<task<T>> = true;
+
+}  // namespace detail
+
+/// Satisfied by `task<T>` for any T.
+template <class T>
+concept task_type = detail::is_task_v<std::remove_cvref_t<T>>;
+
+}  // namespace warden

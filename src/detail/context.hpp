@@ -1,0 +1,22 @@
+// Internal: what the calling thread is doing for warden right now.
+//
+// Each thread has one `thread_context`. Only the thread itself reads or
+// writes it, so it needs no synchronisation.
+#pragma once
+
+#include <warden/detail/task_header.hpp>
+
+namespace warden::detail {
+
+class runtime_core;
+struct worker;
+
+struct thread_context {
+  runtime_core* core = nullptr;  // the runtime this thread belongs to (worker, driver, blocking thread)
+  worker* on_worker = nullptr;   // set on a worker thread, and on a current-thread driver while driving
+  task_header* task = nullptr;   // the task being polled on this thread
+};
+
+extern constinit thread_local thread_context tl_context;
+
+}  // namespace warden::detail

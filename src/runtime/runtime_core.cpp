@@ -1,0 +1,531 @@
+#include "runtime_core.hpp"
+
+#include "../detail/context.hpp"
+#include "../detail/sanitizers.hpp"
+#include "../task/header_pool.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+namespace warden::detail {
+
+void wait_with_parker(task_header* task);
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+constexpr std::uint32_t kGlobalQueueInterval = 61;
+constexpr std::uint32_t kMaxLifoStreak = 3;
+
+/// A store-load barrier followed by a load of `word`: orders the caller's
+/// earlier stores (a queue push) before the load. TSan does not model
+/// fences, so there the barrier is an RMW on the word itself, which gives
+/// the same guarantee against the RMW on the other side.
+std::uint32_t load_after_barrier(std::atomic<std::uint32_t>& word) noexcept {
+#if WARDEN_TSAN
+  return word.fetch_add(0, std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return word.load(std::memory_order_seq_cst);
+#endif
+}
+
+std::uint64_t next_random(std::uint64_t& state) noexcept {
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
+}
+
+void default_leak_reporter(std::span<const leaked_task> tasks) {
+  for (const leaked_task& t : tasks)
+    std::fprintf(stderr, "warden: %s was still alive when shutdown's grace period ended; aborting it\n",
+                 describe_task(t.id, t.name, t.location).c_str());
+}
+
+struct context_scope {
+  thread_context saved;
+  explicit context_scope(thread_context next) : saved(tl_context) { tl_context = next; }
+  ~context_scope() { tl_context = saved; }
+  context_scope(const context_scope&) = delete;
+  context_scope& operator=(const context_scope&) = delete;
+};
+
+}  // namespace
+
+// ---- idle_state ---------------------------------------------------------------
+
+idle_state::idle_state(std::size_t workers)
+    : state_(static_cast<std::uint32_t>(workers) << kUnparkedShift), workers_(workers) {
+  sleepers_.reserve(workers);
+}
+
+bool idle_state::try_start_searching() noexcept {
+  const std::uint32_t s = state_.load(std::memory_order_seq_cst);
+  // At most half the workers search at once (at least one may).
+  if (2 * (s & kSearchMask) >= workers_ && (s & kSearchMask) != 0) return false;
+  state_.fetch_add(1, std::memory_order_seq_cst);
+  return true;
+}
+
+bool idle_state::stop_searching() noexcept { return (state_.fetch_sub(1, std::memory_order_seq_cst) & kSearchMask) == 1; }
+
+bool idle_state::register_sleeper(std::size_t index, bool searching) noexcept {
+  std::lock_guard lock(mutex_);
+  const std::uint32_t dec = (1u << kUnparkedShift) + (searching ? 1u : 0u);
+  // seq_cst RMW: the sleeper's half of the Dekker handshake.
+  const std::uint32_t prev = state_.fetch_sub(dec, std::memory_order_seq_cst);
+  sleepers_.push_back(index);
+  return searching && (prev & kSearchMask) == 1;
+}
+
+bool idle_state::cancel_sleep(std::size_t index) noexcept {
+  std::lock_guard lock(mutex_);
+  auto it = std::find(sleepers_.begin(), sleepers_.end(), index);
+  if (it == sleepers_.end()) return false;
+  sleepers_.erase(it);
+  state_.fetch_add(1u << kUnparkedShift, std::memory_order_seq_cst);
+  return true;
+}
+
+std::ptrdiff_t idle_state::pick_sleeper() noexcept {
+  std::lock_guard lock(mutex_);
+  const std::uint32_t s = state_.load(std::memory_order_seq_cst);
+  if ((s & kSearchMask) != 0 || sleepers_.empty()) return -1;
+  const std::size_t index = sleepers_.back();
+  sleepers_.pop_back();
+  state_.fetch_add((1u << kUnparkedShift) + 1u, std::memory_order_seq_cst);
+  return static_cast<std::ptrdiff_t>(index);
+}
+
+bool idle_state::should_notify() noexcept {
+  const std::uint32_t s = load_after_barrier(state_);
+  return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;
+}
+
+// ---- runtime_core ---------------------------------------------------------------
+
+runtime_core::runtime_core(runtime_options options)
+    : options_(std::move(options)),
+      threaded_(options_.worker_threads > 0),
+      sink_(new failure_sink(options_.on_unhandled_failure, options_.failure_reporter)),
+      idle_(threaded_ ? options_.worker_threads : 1),
+      blocking_(*this, std::max<std::size_t>(1, options_.blocking_threads), options_.blocking_keep_alive) {
+  if (!options_.leak_reporter) options_.leak_reporter = default_leak_reporter;
+  const std::size_t n = threaded_ ? options_.worker_threads : 1;
+  workers_.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto w = std::make_unique<worker>();
+    w->core = this;
+    w->index = i;
+    w->rng ^= (i + 1) * 0x2545F4914F6CDD1Dull;
+    workers_.push_back(std::move(w));
+  }
+  if (threaded_) {
+    for (auto& w : workers_) {
+      worker* raw = w.get();
+      raw->thread = std::thread([this, raw] {
+        std::string name = options_.thread_name + "-" + std::to_string(raw->index);
+        if (name.size() > 15) name.resize(15);
+        pthread_setname_np(pthread_self(), name.c_str());
+        run_worker(*raw);
+      });
+    }
+  }
+}
+
+runtime_core::~runtime_core() {
+  shutdown(std::chrono::nanoseconds::zero());
+  sink_->release();
+}
+
+task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& promise, spawn_options&& options,
+                                 bool blocking) {
+  // acq_rel RMW: totally ordered with shutdown's fetch_or(kClosed).
+  if ((live_.fetch_add(1, std::memory_order_acq_rel) & kClosed) != 0) {
+    live_.fetch_sub(1, std::memory_order_acq_rel);
+    root.destroy();
+    throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
+  }
+  task_header* t = allocate_header();
+  t->root = root;
+  t->resume_point = root;
+  t->root_promise = &promise;
+  t->scheduler = blocking ? static_cast<task_scheduler*>(&blocking_) : this;
+  t->id = next_task_id();
+  t->location = options.location;
+  if (!options.name.empty()) t->extras = new task_extras{std::string(options.name)};
+  t->state.store(task_header::SCHEDULED | task_header::JOIN_INTEREST, std::memory_order_relaxed);
+  // release: a sweep that takes a reference sees the fields above.
+  t->refs.store(2, std::memory_order_release);  // lifecycle + join handle
+  t->scheduler->schedule(t, schedule_hint::spawn);
+  return t;
+}
+
+void runtime_core::on_complete(task_header*) noexcept {
+  if (live_.fetch_sub(1, std::memory_order_acq_rel) == (kClosed | 1)) {
+    std::lock_guard lock(quiescent_mutex_);
+    quiescent_cv_.notify_all();
+  }
+}
+
+void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept {
+  worker* w = tl_context.on_worker;
+  if (w != nullptr && w->core == this) {
+    if (hint == schedule_hint::wake) {
+      task_header* previous = std::exchange(w->lifo, task);
+      if (previous == nullptr) return;  // the worker runs it next; nobody else needs waking
+      push_local(*w, previous);
+    } else {
+      push_local(*w, task);
+    }
+  } else {
+    inject_.push(task);
+  }
+  notify_parked();
+}
+
+void runtime_core::push_local(worker& w, task_header* task) noexcept {
+  if (w.queue.push(task)) return;
+  // Full: move half of it, plus the task, to the injection queue.
+  std::array<task_header*, local_queue::kCapacity / 2> batch;
+  const std::size_t n = w.queue.pop_batch(batch.data(), batch.size());
+  if (n == 0) {
+    if (w.queue.push(task)) return;  // thieves made room
+    inject_.push(task);
+    return;
+  }
+  for (std::size_t i = 0; i + 1 < n; ++i) batch[i]->queue_next = batch[i + 1];
+  batch[n - 1]->queue_next = task;
+  inject_.push_batch(batch[0], task, n + 1);
+}
+
+void runtime_core::notify_parked() noexcept {
+  if (!idle_.should_notify()) return;
+  const std::ptrdiff_t index = idle_.pick_sleeper();
+  if (index >= 0) workers_[static_cast<std::size_t>(index)]->park.unpark();
+}
+
+bool runtime_core::has_work_anywhere() const noexcept {
+  if (inject_.size() != 0) return true;
+  for (const auto& w : workers_)
+    if (!w->queue.looks_empty()) return true;
+  return false;
+}
+
+task_header* runtime_core::next_task(worker& w) noexcept {
+  if (++w.tick % kGlobalQueueInterval == 0) {
+    if (task_header* t = inject_.pop()) return t;
+  }
+  if (w.lifo != nullptr) {
+    if (w.lifo_streak < kMaxLifoStreak) {
+      ++w.lifo_streak;
+      return std::exchange(w.lifo, nullptr);
+    }
+    push_local(w, std::exchange(w.lifo, nullptr));
+  }
+  w.lifo_streak = 0;
+  if (task_header* t = w.queue.pop()) return t;
+  const std::size_t share = inject_.size() / workers_.size() + 1;
+  return inject_.pop_batch(std::min<std::size_t>(share, local_queue::kCapacity / 2),
+                           [&](task_header* t) { push_local(w, t); });
+}
+
+task_header* runtime_core::search(worker& w) noexcept {
+  if (!w.searching) {
+    if (!idle_.try_start_searching()) return nullptr;
+    w.searching = true;
+  }
+  const std::size_t n = workers_.size();
+  const std::size_t start = static_cast<std::size_t>(next_random(w.rng) % n);
+  for (std::size_t i = 0; i < n; ++i) {
+    worker& victim = *workers_[(start + i) % n];
+    if (&victim == &w) continue;
+    if (task_header* t = victim.queue.steal_into(w.queue)) return t;
+  }
+  return inject_.pop_batch(local_queue::kCapacity / 2, [&](task_header* t) { push_local(w, t); });
+}
+
+void runtime_core::poll(worker& w, task_header* task) noexcept {
+  if (w.searching) {
+    w.searching = false;
+    // The last searcher found work: wake another to look for more.
+    if (idle_.stop_searching()) notify_parked();
+  }
+  poll_task(task);
+}
+
+void runtime_core::park_worker(worker& w, const clock::time_point* deadline) noexcept {
+  const bool was_searching = std::exchange(w.searching, false);
+  idle_.register_sleeper(w.index, was_searching);
+  // Re-check after registering (seq_cst loads; see "Idling" in the header).
+  if (!has_work_anywhere() && !stopping_.load(std::memory_order_acquire)) {
+    if (deadline != nullptr)
+      w.park.park_until(*deadline);
+    else
+      w.park.park();
+  }
+  // Still registered: we leave on our own. Otherwise a notifier picked us and
+  // counted us as searching (its unpark token may still be pending; harmless).
+  if (!idle_.cancel_sleep(w.index)) w.searching = true;
+}
+
+template <class Done>
+void runtime_core::run_loop(worker& w, Done&& done, const clock::time_point* deadline) {
+  while (!done()) {
+    if (task_header* t = next_task(w)) {
+      poll(w, t);
+      continue;
+    }
+    if (task_header* t = search(w)) {
+      poll(w, t);
+      continue;
+    }
+    if (done()) break;
+    if (deadline != nullptr && clock::now() >= *deadline) break;
+    park_worker(w, deadline);
+  }
+  if (std::exchange(w.searching, false)) idle_.stop_searching();
+}
+
+void runtime_core::run_worker(worker& w) {
+  context_scope scope(thread_context{this, &w, nullptr});
+  run_loop(w, [this] { return stopping_.load(std::memory_order_acquire); }, nullptr);
+}
+
+template <class Done>
+bool runtime_core::drive(Done&& done, const clock::time_point* deadline) {
+  std::unique_lock lock(driver_mutex_);
+  while (!done()) {
+    if (deadline != nullptr && clock::now() >= *deadline) return false;
+    if (!driving_) {
+      driving_ = true;
+      lock.unlock();
+      {
+        context_scope scope(thread_context{this, workers_[0].get(), nullptr});
+        run_loop(*workers_[0], done, deadline);
+      }
+      lock.lock();
+      driving_ = false;
+      for (thread_parker* p : driver_waiters_) p->unpark();
+      continue;
+    }
+    // Someone else drives: wait until it stops or our goal is reached (the
+    // caller registered this thread's parker as a waker where needed).
+    thread_parker& me = current_thread_parker();
+    driver_waiters_.push_back(&me);
+    lock.unlock();
+    if (deadline != nullptr)
+      me.park_until(*deadline);
+    else
+      me.park();
+    lock.lock();
+    driver_waiters_.erase(std::find(driver_waiters_.begin(), driver_waiters_.end(), &me));
+  }
+  return true;
+}
+
+void runtime_core::wait_for(task_header* task) {
+  if (threaded_) {
+    wait_with_parker(task);
+    return;
+  }
+  thread_parker& me = current_thread_parker();
+  waker w = waker::for_thread(&me);
+  const bool registered = set_join_waker(task, w);
+  if (!registered) return;
+  drive([task] { return task->is_complete(); }, nullptr);
+}
+
+void runtime_core::wait_quiescent(const clock::time_point* deadline) {
+  if (!threaded_) {
+    drive([this] { return alive() == 0; }, deadline);
+    return;
+  }
+  std::unique_lock lock(quiescent_mutex_);
+  const auto quiet = [this] { return alive() == 0; };
+  if (deadline != nullptr)
+    quiescent_cv_.wait_until(lock, *deadline, quiet);
+  else
+    quiescent_cv_.wait(lock, quiet);
+}
+
+void runtime_core::shutdown(std::chrono::nanoseconds grace) {
+  if (tl_context.core == this && (tl_context.on_worker != nullptr || tl_context.task != nullptr))
+    throw usage_error("runtime::shutdown called from one of its own tasks or workers, where it would deadlock; "
+                      "call it from the thread that owns the runtime");
+  std::lock_guard guard(shutdown_mutex_);
+  if (shut_down_) return;
+  live_.fetch_or(kClosed, std::memory_order_acq_rel);
+
+  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(grace);
+  wait_quiescent(&deadline);
+
+  if (alive() != 0) {
+    struct sweep {
+      runtime_core* self;
+      std::vector<leaked_task> leaked;
+    } s{this, {}};
+    for_each_live_header(
+        [](void* ctx, task_header* h) {
+          auto& sw = *static_cast<sweep*>(ctx);
+          if (!sw.self->owns(h) || h->is_complete()) return;
+          sw.leaked.push_back(leaked_task{task_id{h->id}, std::string(task_name(h)), h->location});
+          abort(h);
+        },
+        &s);
+    if (!s.leaked.empty()) {
+      try {
+        options_.leak_reporter(s.leaked);
+      } catch (...) {
+        std::fprintf(stderr, "warden: the leak reporter threw\n");
+      }
+    }
+    wait_quiescent(nullptr);
+  }
+
+  stopping_.store(true, std::memory_order_release);
+  for (auto& w : workers_) w->park.unpark();
+  for (auto& w : workers_)
+    if (w->thread.joinable()) w->thread.join();
+  blocking_.shutdown();
+  shut_down_ = true;
+}
+
+// ---- blocking_pool --------------------------------------------------------------
+
+blocking_pool::blocking_pool(runtime_core& core, std::size_t max_threads, std::chrono::milliseconds keep_alive)
+    : core_(core), max_threads_(max_threads), keep_alive_(keep_alive) {}
+
+void blocking_pool::schedule(task_header* task, schedule_hint) noexcept {
+  std::unique_lock lock(mutex_);
+  task->queue_next = nullptr;
+  if (tail_ != nullptr)
+    tail_->queue_next = task;
+  else
+    head_ = task;
+  tail_ = task;
+  ++queued_;
+  if (idle_ >= queued_ || threads_.size() >= max_threads_) {
+    work_cv_.notify_one();
+    return;
+  }
+  reap(lock);
+  threads_.emplace_back();
+  auto self = std::prev(threads_.end());
+  try {
+    *self = std::thread([this, self] { run(self); });
+  } catch (...) {
+    threads_.erase(self);  // cannot start a thread: the queued task waits for a running one
+    work_cv_.notify_one();
+  }
+}
+
+void blocking_pool::reap(std::unique_lock<std::mutex>& lock) {
+  if (finished_.empty()) return;
+  std::vector<std::thread> done;
+  done.swap(finished_);
+  lock.unlock();
+  for (auto& t : done) t.join();
+  lock.lock();
+}
+
+void blocking_pool::run(std::list<std::thread>::iterator self) {
+  context_scope scope(thread_context{&core_, nullptr, nullptr});
+  std::unique_lock lock(mutex_);  // also waits until `*self` is assigned
+  for (;;) {
+    if (head_ != nullptr) {
+      task_header* t = head_;
+      head_ = t->queue_next;
+      if (head_ == nullptr) tail_ = nullptr;
+      t->queue_next = nullptr;
+      --queued_;
+      lock.unlock();
+      poll_task(t);
+      lock.lock();
+      continue;
+    }
+    if (stopping_) break;
+    ++idle_;
+    const bool woke = work_cv_.wait_for(lock, keep_alive_, [this] { return head_ != nullptr || stopping_; });
+    --idle_;
+    if (!woke) break;  // idle for keep_alive: this thread retires
+  }
+  finished_.push_back(std::move(*self));
+  threads_.erase(self);
+  exit_cv_.notify_all();
+}
+
+void blocking_pool::shutdown() {
+  std::unique_lock lock(mutex_);
+  stopping_ = true;
+  work_cv_.notify_all();
+  exit_cv_.wait(lock, [this] { return threads_.empty(); });
+  std::vector<std::thread> done;
+  done.swap(finished_);
+  lock.unlock();
+  for (auto& t : done) t.join();
+}
+
+void blocking_pool::on_complete(task_header* task) noexcept { core_.on_complete(task); }
+failure_sink* blocking_pool::failures() noexcept { return core_.failures(); }
+void blocking_pool::wait_for(task_header* task) { wait_with_parker(task); }
+
+// ---- the public runtime and the free functions ----------------------------------------
+
+runtime_core* current_core() noexcept { return tl_context.core; }
+
+runtime_core& current_core_or_throw(const char* what) {
+  if (tl_context.core == nullptr)
+    throw usage_error(std::string(what) +
+                      " called outside a runtime: call it from a task running on a warden::runtime, or call "
+                      "the member function on a runtime object (rt.spawn(...))");
+  return *tl_context.core;
+}
+
+void check_not_on_worker(const char* what) {
+  if (tl_context.on_worker != nullptr || tl_context.task != nullptr)
+    throw usage_error(std::string(what) +
+                      " called from inside a task or on a worker thread, where blocking would deadlock; "
+                      "co_await the task instead");
+}
+
+task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, promise_base& promise,
+                        spawn_options&& options, bool blocking) {
+  return core.spawn(root, promise, std::move(options), blocking);
+}
+
+void block_on_root(runtime_core& core, task_header* task) {
+  if (task->is_complete()) return;
+  core.wait_for(task);
+}
+
+}  // namespace warden::detail
+
+namespace warden {
+
+std::size_t runtime_options::default_worker_threads() noexcept {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+runtime::runtime(runtime_options options) : core_(std::make_unique<detail::runtime_core>(std::move(options))) {}
+
+runtime::~runtime() {
+  try {
+    core_->shutdown(std::chrono::nanoseconds::zero());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "warden: runtime destroyed from its own task or worker: %s\n", e.what());
+    std::terminate();
+  }
+}
+
+void runtime::shutdown(std::chrono::nanoseconds grace) { core_->shutdown(grace); }
+std::size_t runtime::worker_count() const noexcept { return core_->worker_count(); }
+std::size_t runtime::alive_tasks() const noexcept { return core_->alive(); }
+bool runtime::is_shutting_down() const noexcept { return core_->closed(); }
+
+}  // namespace warden

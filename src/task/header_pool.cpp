@@ -1,0 +1,152 @@
+#include "header_pool.hpp"
+
+#include <array>
+#include <mutex>
+#include <new>
+#include <vector>
+
+namespace warden::detail {
+namespace {
+
+constexpr std::size_t kChunkSize = 512;
+constexpr std::uint32_t kCacheSize = 256;
+constexpr std::uint32_t kBatch = 128;
+constexpr std::uint64_t kIdBlock = 1024;
+
+struct pool {
+  std::mutex chunks_mutex;
+  std::vector<task_header*> chunks;  // each kChunkSize headers; never freed
+  std::mutex free_mutex;
+  std::vector<task_header*> free;
+  std::atomic<std::uint64_t> next_id_block{1};
+};
+
+pool& global_pool() {
+  // Leaked on purpose: handles may be released during static destruction.
+  static pool* p = new pool;
+  return *p;
+}
+
+struct header_cache {
+  std::array<task_header*, kCacheSize> items{};
+  std::uint32_t count = 0;
+  std::uint64_t next_id = 0;
+  std::uint64_t id_limit = 0;
+  bool registered = false;
+  bool dead = false;
+};
+thread_local header_cache tl_cache;
+
+void spill(header_cache& c, std::uint32_t n) {
+  pool& p = global_pool();
+  std::lock_guard lock(p.free_mutex);
+  for (std::uint32_t i = 0; i < n; ++i) p.free.push_back(c.items[--c.count]);
+}
+
+struct header_cache_cleanup {
+  ~header_cache_cleanup() {
+    header_cache& c = tl_cache;
+    c.dead = true;
+    spill(c, c.count);
+  }
+};
+thread_local header_cache_cleanup tl_cleanup;
+
+void register_cleanup(header_cache& c) {
+  if (!c.registered) {
+    c.registered = true;
+    header_cache_cleanup* volatile touch = &tl_cleanup;  // odr-use registers the destructor
+    (void)touch;
+  }
+}
+
+void refill(header_cache& c) {
+  pool& p = global_pool();
+  std::lock_guard lock(p.free_mutex);
+  if (p.free.empty()) {
+    auto* chunk = new task_header[kChunkSize];
+    {
+      std::lock_guard chunks_lock(p.chunks_mutex);
+      p.chunks.push_back(chunk);
+    }
+    for (std::size_t i = 0; i < kChunkSize; ++i) p.free.push_back(&chunk[i]);
+  }
+  while (c.count < kBatch && !p.free.empty()) {
+    c.items[c.count++] = p.free.back();
+    p.free.pop_back();
+  }
+}
+
+}  // namespace
+
+task_header* allocate_header() {
+  header_cache& c = tl_cache;
+  if (c.dead) {
+    // Thread exit: take one straight from the global list.
+    c.dead = false;
+    refill(c);
+    task_header* h = c.items[--c.count];
+    spill(c, c.count);
+    c.dead = true;
+    return h;
+  }
+  register_cleanup(c);
+  if (c.count == 0) refill(c);
+  return c.items[--c.count];
+}
+
+void free_header(task_header* header) noexcept {
+  header->queue_next = nullptr;
+  header->resume_point = {};
+  header->root = {};
+  header->root_promise = nullptr;
+  header->scheduler = nullptr;
+  header->id = 0;
+  header->location = {};
+  header->extras = nullptr;
+  header->sink = nullptr;
+  header->state.store(0, std::memory_order_relaxed);
+  header_cache& c = tl_cache;
+  if (c.dead) {
+    pool& p = global_pool();
+    std::lock_guard lock(p.free_mutex);
+    p.free.push_back(header);
+    return;
+  }
+  register_cleanup(c);
+  if (c.count == kCacheSize) spill(c, kBatch);
+  c.items[c.count++] = header;
+}
+
+std::uint64_t next_task_id() noexcept {
+  header_cache& c = tl_cache;
+  if (c.next_id == c.id_limit) {
+    c.next_id = global_pool().next_id_block.fetch_add(kIdBlock, std::memory_order_relaxed);
+    c.id_limit = c.next_id + kIdBlock;
+  }
+  return c.next_id++;
+}
+
+void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
+  pool& p = global_pool();
+  std::vector<task_header*> chunks;
+  {
+    std::lock_guard lock(p.chunks_mutex);
+    chunks = p.chunks;
+  }
+  for (task_header* chunk : chunks) {
+    for (std::size_t i = 0; i < kChunkSize; ++i) {
+      task_header* h = &chunk[i];
+      std::uint32_t refs = h->refs.load(std::memory_order_relaxed);
+      // acquire on success: the fields were published by the release store of refs.
+      while (refs != 0 && !h->refs.compare_exchange_weak(refs, refs + 1, std::memory_order_acquire,
+                                                         std::memory_order_relaxed)) {
+      }
+      if (refs == 0) continue;
+      fn(context, h);
+      release(h);
+    }
+  }
+}
+
+}  // namespace warden::detail

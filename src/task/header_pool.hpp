@@ -1,0 +1,31 @@
+// Internal: the process-wide pool of task headers.
+//
+// Headers live in chunks that are never returned to the system (type-stable
+// memory): a pointer to a header stays a pointer to *some* header forever.
+// That lets a sweep (shutdown, task dumps) walk every chunk without locks on
+// the spawn path: it takes a reference only on headers whose count is not
+// zero, and checks that the header belongs to the runtime it is sweeping.
+//
+// Allocation and free go through a per-thread cache; the global free list is
+// locked only to refill or spill a batch.
+#pragma once
+
+#include <warden/detail/task_header.hpp>
+
+#include <cstdint>
+
+namespace warden::detail {
+
+/// A header with every field reset and `refs == 0`; the caller initialises
+/// it and publishes it by storing `refs` (release).
+task_header* allocate_header();
+/// Returns a header whose last reference was released.
+void free_header(task_header* header) noexcept;
+/// A fresh task id, unique in the process.
+std::uint64_t next_task_id() noexcept;
+
+/// Calls `fn(context, header)` for every header that has references, holding
+/// one more reference during the call.
+void for_each_live_header(void (*fn)(void* context, task_header* header), void* context);
+
+}  // namespace warden::detail

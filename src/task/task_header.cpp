@@ -1,0 +1,445 @@
+// The task state machine: polling, completion, cancellation, wakers, and the
+// untyped half of join handles. The states and who owns which field are
+// described at the top of include/warden/detail/task_header.hpp.
+//
+// Transitions (all by compare-exchange on `state`):
+//   spawn:            -> SCHEDULED | JOIN_INTEREST
+//   poll start:       SCHEDULED -> RUNNING                         (acquire)
+//   poll end, parked: RUNNING -> idle                              (release)
+//   poll end, woken:  RUNNING|NOTIFIED -> SCHEDULED, re-queued     (acq_rel)
+//   wake, idle:       idle -> SCHEDULED, queued by the waker
+//   wake, running:    RUNNING -> RUNNING|NOTIFIED
+//   abort, idle:      idle -> SCHEDULED|ABORT, queued by the aborter, so the
+//                     frame is destroyed by a worker
+//   abort, queued:    SCHEDULED -> SCHEDULED|ABORT (the poller destroys it)
+//   abort, running:   RUNNING -> RUNNING|ABORT|NOTIFIED (destroyed after the
+//                     poll, i.e. at the task's next suspension)
+//   complete:         RUNNING -> COMPLETE|outcome                  (acq_rel)
+// A task that finishes its poll with ABORT set is destroyed by that poller.
+// An abort that finds the task COMPLETE does nothing: exactly one outcome.
+#include <warden/join_handle.hpp>
+#include <warden/runtime.hpp>
+
+#include "../detail/context.hpp"
+#include "../detail/parker.hpp"
+#include "../runtime/failure_sink.hpp"
+#include "header_pool.hpp"
+
+#include <ostream>
+
+namespace warden {
+namespace detail {
+
+constinit thread_local thread_context tl_context{};
+
+void throw_empty_task() {
+  throw usage_error("co_await on an empty task<T> (default-constructed or moved-from); await the task you created");
+}
+void throw_task_awaited_twice() {
+  throw usage_error("task<T> awaited twice: a task runs once; keep its result instead of awaiting it again");
+}
+
+task_header* current_task() noexcept { return tl_context.task; }
+
+std::string_view task_name(const task_header* task) noexcept {
+  return task->extras != nullptr ? std::string_view(task->extras->name) : std::string_view();
+}
+
+void retain(task_header* task) noexcept { task->refs.fetch_add(1, std::memory_order_relaxed); }
+
+void release(task_header* task) noexcept {
+  // acq_rel: the thread that frees must see every other owner's last use.
+  if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (task->root) std::exchange(task->root, {}).destroy();
+  delete task->extras;
+  if (task->sink != nullptr) task->sink->release();
+  free_header(task);
+}
+
+void wake(task_header* task) noexcept {
+  using h = task_header;
+  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  for (;;) {
+    if ((s & (h::COMPLETE | h::SCHEDULED | h::NOTIFIED)) != 0) return;
+    if ((s & h::RUNNING) != 0) {
+      // The poller re-queues the task when its poll ends.
+      if (task->state.compare_exchange_weak(s, s | h::NOTIFIED, std::memory_order_acq_rel,
+                                            std::memory_order_acquire))
+        return;
+      continue;
+    }
+    if (task->state.compare_exchange_weak(s, s | h::SCHEDULED, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+      task->scheduler->schedule(task, schedule_hint::wake);
+      return;
+    }
+  }
+}
+
+void abort(task_header* task) noexcept {
+  using h = task_header;
+  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  for (;;) {
+    if ((s & (h::COMPLETE | h::ABORT)) != 0) return;
+    std::uint32_t next = s | h::ABORT;
+    if ((s & h::RUNNING) != 0)
+      next |= h::NOTIFIED;
+    else if ((s & h::SCHEDULED) == 0)
+      next |= h::SCHEDULED;  // idle: queue it so a worker destroys the frame
+    if (task->state.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      if ((s & (h::RUNNING | h::SCHEDULED)) == 0) task->scheduler->schedule(task, schedule_hint::spawn);
+      return;
+    }
+  }
+}
+
+void destroy_root(task_header* task) noexcept {
+  if (task->root) std::exchange(task->root, {}).destroy();
+  task->root_promise = nullptr;
+}
+
+namespace {
+
+void complete(task_header* task, std::uint32_t outcome) noexcept {
+  using h = task_header;
+  if ((outcome & h::PANICKED) != 0) {
+    // Before COMPLETE is published: a join handle dropped right after it
+    // reports to this sink if nobody took the failure.
+    task->sink = task->scheduler->failures();
+    task->sink->retain();
+  }
+  std::uint32_t s = task->state.load(std::memory_order_relaxed);
+  // acq_rel: release publishes the result (in the frame) to the join side;
+  // acquire pairs with the JOIN_WAITER publication of `join_waker`.
+  while (!task->state.compare_exchange_weak(s, (s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE | outcome,
+                                            std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  }
+  if ((s & h::JOIN_WAITER) != 0) std::move(task->join_waker).wake();
+  if ((s & h::JOIN_INTEREST) == 0) {
+    // Nobody can observe the outcome any more.
+    if ((outcome & h::PANICKED) != 0) task->sink->report(task, task->root_promise->exception());
+    destroy_root(task);
+  }
+  task->scheduler->on_complete(task);
+  release(task);  // the lifecycle reference
+}
+
+void cancel_now(task_header* task) noexcept {
+  destroy_root(task);  // runs every destructor in the task's frames
+  complete(task, task_header::CANCELLED);
+}
+
+}  // namespace
+
+void poll_task(task_header* task) noexcept {
+  using h = task_header;
+  std::uint32_t s = task->state.load(std::memory_order_relaxed);
+  // acquire: see the frame as the previous poller (or the spawner) left it.
+  while (!task->state.compare_exchange_weak(s, (s & ~h::SCHEDULED) | h::RUNNING, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+  }
+  task_header* const outer = tl_context.task;
+  tl_context.task = task;
+  if ((s & h::ABORT) != 0) {
+    cancel_now(task);
+    tl_context.task = outer;
+    return;
+  }
+  task->resume_point.resume();
+  if (task->root.done()) {
+    complete(task, task->root_promise->failed() ? h::PANICKED : 0);
+    tl_context.task = outer;
+    return;
+  }
+  s = task->state.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((s & h::ABORT) != 0) {
+      cancel_now(task);  // cancelled at its suspension point
+      break;
+    }
+    if ((s & h::NOTIFIED) != 0) {
+      if (task->state.compare_exchange_weak(s, (s & ~(h::RUNNING | h::NOTIFIED)) | h::SCHEDULED,
+                                            std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        task->scheduler->schedule(task, schedule_hint::yield);
+        break;
+      }
+      continue;
+    }
+    // release: the next poller (after a wake) sees our writes, resume_point included.
+    if (task->state.compare_exchange_weak(s, s & ~h::RUNNING, std::memory_order_release, std::memory_order_relaxed))
+      break;
+  }
+  tl_context.task = outer;
+}
+
+bool set_join_waker(task_header* task, waker& w) {
+  using h = task_header;
+  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  if ((s & h::COMPLETE) != 0) return false;
+  if ((s & h::JOIN_WAITER) != 0) throw usage_error("join_handle awaited twice at the same time");
+  task->join_waker = std::move(w);
+  // release: publishes join_waker to the completer.
+  while (!task->state.compare_exchange_weak(s, s | h::JOIN_WAITER, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+    if ((s & h::COMPLETE) != 0) {
+      w = std::move(task->join_waker);
+      return false;
+    }
+  }
+  return true;
+}
+
+void clear_join_waker(task_header* task) noexcept {
+  using h = task_header;
+  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  while ((s & (h::COMPLETE | h::JOIN_WAITER)) == h::JOIN_WAITER) {
+    if (task->state.compare_exchange_weak(s, s & ~h::JOIN_WAITER, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+      task->join_waker.reset();  // we cleared the bit, so the waker is ours
+      return;
+    }
+  }
+  // Complete: the completer took the waker.
+}
+
+void drop_join_interest(task_header* task) noexcept {
+  using h = task_header;
+  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  while (!task->state.compare_exchange_weak(s, s & ~h::JOIN_INTEREST, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+  }
+  if ((s & h::COMPLETE) == 0) return;  // the completer will see no interest and clean up
+  // Already complete and the result never taken: we own the frame.
+  if ((s & h::PANICKED) != 0 && task->sink != nullptr && task->root_promise != nullptr)
+    task->sink->report(task, task->root_promise->exception());
+  destroy_root(task);
+}
+
+void waker::wake_by_ref() const noexcept {
+  if (bits_ == 0) return;
+  if ((bits_ & kThreadTag) != 0)
+    reinterpret_cast<thread_parker*>(bits_ & ~kThreadTag)->unpark();
+  else
+    detail::wake(reinterpret_cast<task_header*>(bits_));
+}
+
+void waker::reset() noexcept {
+  const std::uintptr_t bits = std::exchange(bits_, 0);
+  if (bits == 0) return;
+  if ((bits & kThreadTag) != 0)
+    reinterpret_cast<thread_parker*>(bits & ~kThreadTag)->release();
+  else
+    detail::release(reinterpret_cast<task_header*>(bits));
+}
+
+waker waker::for_task(task_header* task) noexcept {
+  retain(task);
+  waker w;
+  w.bits_ = reinterpret_cast<std::uintptr_t>(task);
+  return w;
+}
+
+waker waker::for_thread(thread_parker* parker) noexcept {
+  parker->retain();
+  waker w;
+  w.bits_ = reinterpret_cast<std::uintptr_t>(parker) | kThreadTag;
+  return w;
+}
+
+waker waker::for_current() noexcept {
+  if (tl_context.task != nullptr) return for_task(tl_context.task);
+  return for_thread(&current_thread_parker());
+}
+
+void block_until_complete(task_header* task) {
+  if (task->is_complete()) return;
+  task->scheduler->wait_for(task);
+}
+
+void wait_with_parker(task_header* task) {
+  thread_parker& parker = current_thread_parker();
+  waker w = waker::for_thread(&parker);
+  if (!set_join_waker(task, w)) return;
+  while (!task->is_complete()) parker.park();
+}
+
+}  // namespace detail
+
+// ---- task_id, join_error ----------------------------------------------------
+
+std::ostream& operator<<(std::ostream& out, task_id id) { return out << "task#" << id.value(); }
+
+struct join_error::details {
+  task_id id;
+  std::string name;
+  std::exception_ptr error;
+  std::string panic_message;
+  std::string what;
+};
+
+join_error join_error::cancelled(task_id id, std::string_view name) {
+  auto d = std::make_shared<details>();
+  d->id = id;
+  d->name = std::string(name);
+  d->what = detail::describe_task(id, name, {}) + " was cancelled";
+  return join_error(kind::cancelled, std::move(d));
+}
+
+join_error join_error::panic(task_id id, std::string_view name, std::exception_ptr error) {
+  auto d = std::make_shared<details>();
+  d->id = id;
+  d->name = std::string(name);
+  d->panic_message = error ? detail::describe_exception(error) : std::string();
+  d->error = std::move(error);
+  d->what = detail::describe_task(id, name, {}) + " panicked: " + d->panic_message;
+  return join_error(kind::panic, std::move(d));
+}
+
+std::exception_ptr join_error::exception() const noexcept { return details_->error; }
+void join_error::rethrow() const {
+  if (!details_->error) throw usage_error("join_error::rethrow: the task was cancelled, there is no exception");
+  std::rethrow_exception(details_->error);
+}
+std::string_view join_error::panic_message() const noexcept { return details_->panic_message; }
+task_id join_error::id() const noexcept { return details_->id; }
+std::string_view join_error::name() const noexcept { return details_->name; }
+const char* join_error::what() const noexcept { return details_->what.c_str(); }
+
+// ---- abort_handle -----------------------------------------------------------
+
+abort_handle::abort_handle(detail::task_header* task) noexcept : task_(task) {
+  if (task_ != nullptr) detail::retain(task_);
+}
+abort_handle::abort_handle(const abort_handle& other) noexcept : abort_handle(other.task_) {}
+abort_handle& abort_handle::operator=(const abort_handle& other) noexcept {
+  if (this != &other) {
+    abort_handle copy(other);
+    std::swap(task_, copy.task_);
+  }
+  return *this;
+}
+abort_handle& abort_handle::operator=(abort_handle&& other) noexcept {
+  if (this != &other) {
+    if (task_ != nullptr) detail::release(task_);
+    task_ = std::exchange(other.task_, nullptr);
+  }
+  return *this;
+}
+abort_handle::~abort_handle() {
+  if (task_ != nullptr) detail::release(task_);
+}
+void abort_handle::abort() const noexcept {
+  if (task_ != nullptr) detail::abort(task_);
+}
+bool abort_handle::is_finished() const noexcept { return task_ != nullptr && task_->is_complete(); }
+task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{task_->id} : task_id{}; }
+
+// ---- join_handle_base -------------------------------------------------------
+
+join_handle_base& join_handle_base::operator=(join_handle_base&& other) noexcept {
+  if (this != &other) {
+    drop();
+    task_ = std::exchange(other.task_, nullptr);
+    abort_on_drop_ = std::exchange(other.abort_on_drop_, false);
+    consumed_ = std::exchange(other.consumed_, false);
+  }
+  return *this;
+}
+
+void join_handle_base::drop() noexcept {
+  detail::task_header* task = std::exchange(task_, nullptr);
+  if (task == nullptr) return;
+  if (!consumed_) {
+    if (abort_on_drop_) detail::abort(task);
+    detail::drop_join_interest(task);
+  }
+  detail::release(task);
+}
+
+void join_handle_base::abort() const noexcept {
+  if (task_ != nullptr) detail::abort(task_);
+}
+bool join_handle_base::is_finished() const noexcept { return task_ != nullptr && task_->is_complete(); }
+void join_handle_base::detach() noexcept {
+  abort_on_drop_ = false;
+  drop();
+}
+task_id join_handle_base::id() const noexcept { return task_ != nullptr ? task_id{task_->id} : task_id{}; }
+std::string_view join_handle_base::name() const noexcept {
+  return task_ != nullptr ? detail::task_name(task_) : std::string_view();
+}
+std::source_location join_handle_base::spawn_location() const noexcept {
+  return task_ != nullptr ? task_->location : std::source_location{};
+}
+abort_handle join_handle_base::get_abort_handle() const noexcept { return abort_handle(task_); }
+
+void join_handle_base::check_can_take() const {
+  if (task_ == nullptr)
+    throw usage_error("join_handle is empty (default-constructed, moved-from or detached): there is nothing to await");
+  if (consumed_)
+    throw usage_error(
+        "join_handle awaited twice: its result was already taken (by co_await, result() or join()); keep the "
+        "value from the first await");
+}
+
+bool join_handle_base::ready() const noexcept { return task_->is_complete(); }
+
+bool join_handle_base::suspend(std::coroutine_handle<> awaiting) {
+  detail::task_header* self = detail::tl_context.task;
+  if (self == nullptr)
+    throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
+  self->resume_point = awaiting;
+  detail::waker w = detail::waker::for_task(self);
+  return detail::set_join_waker(task_, w);
+}
+
+void join_handle_base::leave() const noexcept {
+  if (task_ != nullptr) detail::clear_join_waker(task_);
+}
+
+void join_handle_base::block() {
+  if (detail::tl_context.on_worker != nullptr)
+    throw usage_error("join_handle::join called on a worker thread, where it would deadlock; co_await the handle instead");
+  detail::block_until_complete(task_);
+}
+
+bool join_handle_base::failed() const noexcept {
+  return (task_->state.load(std::memory_order_acquire) &
+          (detail::task_header::PANICKED | detail::task_header::CANCELLED)) != 0;
+}
+
+join_error join_handle_base::take_error() noexcept {
+  const std::uint32_t s = task_->state.load(std::memory_order_acquire);
+  consumed_ = true;
+  if ((s & detail::task_header::CANCELLED) != 0) return join_error::cancelled(task_id{task_->id}, name());
+  join_error e = join_error::panic(task_id{task_->id}, name(), task_->root_promise->exception());
+  detail::destroy_root(task_);
+  return e;
+}
+
+void join_handle_base::finish_take() noexcept {
+  consumed_ = true;
+  detail::destroy_root(task_);
+}
+
+// ---- free functions ---------------------------------------------------------
+
+void yield_now::await_suspend(std::coroutine_handle<> self) const {
+  detail::task_header* task = detail::tl_context.task;
+  if (task == nullptr) throw usage_error("yield_now awaited outside a warden task");
+  task->resume_point = self;
+  detail::wake(task);  // RUNNING -> NOTIFIED: re-queued at the back when this poll ends
+}
+
+task_id current_task_id() {
+  if (detail::tl_context.task == nullptr)
+    throw usage_error("current_task_id called outside a warden task; use try_current_task_id()");
+  return task_id{detail::tl_context.task->id};
+}
+
+std::optional<task_id> try_current_task_id() noexcept {
+  if (detail::tl_context.task == nullptr) return std::nullopt;
+  return task_id{detail::tl_context.task->id};
+}
+
+}  // namespace warden
