@@ -68,10 +68,14 @@ class promise_base {
     bool await_ready() const noexcept { return false; }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) const noexcept {
+      promise_base& p = self.promise();
+      // Finished while the awaiter is still inside its await_suspend (the
+      // inline-resume path, see task::awaiter): return to it.
+      if (std::exchange(p.resumed_inline_, false)) return std::noop_coroutine();
       // Symmetric transfer back to whoever awaited us. A root task (spawned,
       // no awaiting coroutine) returns to the worker that resumed it, which
       // then sees `done()`.
-      std::coroutine_handle<> next = self.promise().continuation_;
+      std::coroutine_handle<> next = p.continuation_;
       return next ? next : std::noop_coroutine();
     }
     void await_resume() const noexcept {}
@@ -84,6 +88,14 @@ class promise_base {
   [[nodiscard]] const std::exception_ptr& exception() const noexcept { return exception_; }
 
   void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+
+  /// Inline-resume protocol for compilers that do not turn symmetric
+  /// transfer into a tail call (GCC at -O0): the awaiter resumes the child
+  /// directly; if the child finishes before that call returns, its final
+  /// awaiter returns to the awaiter instead of resuming the parent, so a loop
+  /// of synchronous awaits uses constant stack. Touched only by the thread
+  /// running the task (the task is RUNNING throughout).
+  bool resumed_inline_ = false;
 
  protected:
   void rethrow_if_failed() const {
@@ -197,10 +209,24 @@ class [[nodiscard]] task {
       if (frame_.done()) detail::throw_task_awaited_twice();
       return false;
     }
+#if defined(__OPTIMIZE__) || defined(__clang__)
+    // Symmetric transfer: a guaranteed tail call here.
     std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) const noexcept {
       frame_.promise().set_continuation(awaiting);
       return frame_;
     }
+#else
+    // GCC at -O0 emits symmetric transfer as a plain call, so a long loop of
+    // synchronous awaits would overflow the stack: resume the child inline.
+    bool await_suspend(std::coroutine_handle<> awaiting) const noexcept {
+      promise_type& p = frame_.promise();
+      p.set_continuation(awaiting);
+      p.resumed_inline_ = true;
+      frame_.resume();
+      // Still set: the child suspended and will resume us when it finishes.
+      return std::exchange(p.resumed_inline_, false);
+    }
+#endif
     T await_resume() const { return frame_.promise().take(); }
 
    private:

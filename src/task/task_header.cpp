@@ -41,6 +41,13 @@ void throw_task_awaited_twice() {
 
 task_header* current_task() noexcept { return tl_context.task; }
 
+waker suspend_current(std::coroutine_handle<> awaiting) {
+  task_header* self = tl_context.task;
+  if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
+  self->resume_point = awaiting;
+  return waker::for_task(self);
+}
+
 std::string_view task_name(const task_header* task) noexcept {
   return task->extras != nullptr ? std::string_view(task->extras->name) : std::string_view();
 }

@@ -182,6 +182,12 @@ void poll_task(task_header* task) noexcept;
 /// The task the calling thread is running now (nullptr outside tasks).
 task_header* current_task() noexcept;
 
+/// For awaiters: records `awaiting` as the point where the current task
+/// resumes and returns a waker for it. Every warden awaiter that suspends
+/// calls this in await_suspend before publishing the waker. Throws
+/// usage_error outside a warden task.
+waker suspend_current(std::coroutine_handle<> awaiting);
+
 /// Blocks the calling (non-worker) thread until `task` completes.
 void block_until_complete(task_header* task);
 

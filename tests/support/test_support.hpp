@@ -1,0 +1,164 @@
+// Helpers shared by warden's tests.
+#pragma once
+
+#include <warden/warden.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <cstdlib>
+#include <list>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+
+namespace warden::testkit {
+
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool kTsan = true;
+#else
+inline constexpr bool kTsan = false;
+#endif
+#else
+inline constexpr bool kTsan = false;
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAsan = true;
+#else
+inline constexpr bool kAsan = false;
+#endif
+#else
+inline constexpr bool kAsan = false;
+#endif
+
+/// Iterations for stress tests: `release` in optimised builds, fewer under
+/// the sanitizers (which are 5-20x slower).
+inline int stress_iterations(int release) {
+  if (const char* env = std::getenv("WARDEN_STRESS_ITERATIONS")) return std::atoi(env);
+  if (kTsan) return release / 20;
+  if (kAsan) return release / 10;
+#ifndef NDEBUG
+  return release / 10;
+#else
+  return release;
+#endif
+}
+
+/// A seed for a stress test, printed by the test on failure (use
+/// SCOPED_TRACE(seed_trace(seed))). WARDEN_SEED overrides it.
+inline std::uint64_t stress_seed() {
+  if (const char* env = std::getenv("WARDEN_SEED")) return std::strtoull(env, nullptr, 10);
+  return std::random_device{}();
+}
+inline std::string seed_trace(std::uint64_t seed) {
+  return "seed " + std::to_string(seed) + " (rerun with WARDEN_SEED=" + std::to_string(seed) + ")";
+}
+
+/// Counts live instances, to check that frames (and the locals in them) are
+/// destroyed.
+struct live_counter {
+  std::atomic<int>* count;
+  explicit live_counter(std::atomic<int>& c) : count(&c) { count->fetch_add(1, std::memory_order_relaxed); }
+  live_counter(const live_counter& other) : count(other.count) { count->fetch_add(1, std::memory_order_relaxed); }
+  live_counter& operator=(const live_counter&) = delete;
+  ~live_counter() { count->fetch_sub(1, std::memory_order_release); }
+};
+
+/// A minimal async event for tests of the runtime core (the library's own
+/// event arrives with the sync primitives). `wait()` parks the task until
+/// `set()`; a parked waiter whose task is destroyed unregisters itself.
+class test_event {
+ public:
+  class awaiter;
+
+ private:
+  struct entry {
+    detail::waker waker;
+    awaiter* owner;
+  };
+
+ public:
+  class awaiter {
+   public:
+    explicit awaiter(test_event& e) : event_(&e) {}
+    awaiter(const awaiter&) = delete;
+    awaiter& operator=(const awaiter&) = delete;
+    ~awaiter() {
+      if (linked_) {
+        std::lock_guard lock(event_->mutex_);
+        if (linked_) event_->waiters_.erase(node_);
+      }
+    }
+    bool await_ready() const noexcept { return event_->is_set(); }
+    bool await_suspend(std::coroutine_handle<> h) {
+      detail::waker w = detail::suspend_current(h);
+      std::lock_guard lock(event_->mutex_);
+      if (event_->set_) return false;
+      node_ = event_->waiters_.insert(event_->waiters_.end(), entry{std::move(w), this});
+      linked_ = true;
+      return true;
+    }
+    void await_resume() const noexcept {}
+
+   private:
+    friend class test_event;
+    test_event* event_;
+    std::list<entry>::iterator node_;
+    bool linked_ = false;
+  };
+
+  awaiter wait() { return awaiter{*this}; }
+
+  void set() {
+    std::list<entry> woken;
+    {
+      std::lock_guard lock(mutex_);
+      set_ = true;
+      for (auto& e : waiters_) e.owner->linked_ = false;
+      woken.splice(woken.end(), waiters_);
+    }
+    for (auto& e : woken) e.waker.wake();
+  }
+  bool is_set() const {
+    std::lock_guard lock(mutex_);
+    return set_;
+  }
+  std::size_t waiters() const {
+    std::lock_guard lock(mutex_);
+    return waiters_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  bool set_ = false;
+  std::list<entry> waiters_;
+};
+
+/// Options for a runtime with `workers` workers whose leak reports go
+/// nowhere (tests that abandon tasks on purpose).
+inline runtime_options quiet_options(std::size_t workers) {
+  runtime_options o;
+  o.worker_threads = workers;
+  o.leak_reporter = [](std::span<const leaked_task>) {};
+  return o;
+}
+
+/// Worker counts every runtime behaviour is checked with (0 = current thread).
+inline const auto kWorkerCounts = ::testing::Values<std::size_t>(0, 1, 2, 4, 8);
+
+inline std::string worker_name(const ::testing::TestParamInfo<std::size_t>& info) {
+  return info.param == 0 ? std::string("current_thread") : std::to_string(info.param) + "_workers";
+}
+
+}  // namespace warden::testkit
