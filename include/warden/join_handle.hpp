@@ -241,9 +241,7 @@ class [[nodiscard]] join_handle : public join_handle_base {
   friend struct detail::handle_access;
   explicit join_handle(detail::task_header* task) noexcept : join_handle_base(task) {}
 
-  auto& promise() const noexcept {
-    return static_cast<detail::task_promise<T>&>(*root_promise());
-  }
+  auto& promise() const noexcept { return static_cast<detail::task_promise<T>&>(*root_promise()); }
 
   T take_value() {
     if (failed()) throw take_error();

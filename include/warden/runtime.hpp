@@ -172,16 +172,15 @@ class runtime {
   /// arguments are copied into the spawned frame, so a lambda's captures
   /// live as long as the task does.
   template <class F, class... Args>
-    requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
-             task_type<detail::invoke_task_t<F, Args...>>
-  auto spawn(spawn_options options, F&& fn, Args&&... args) {
+  requires std::invocable < std::decay_t<F>
+  &, std::decay_t<Args>&... >
+         &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(spawn_options options, F&& fn, Args&&... args) {
     return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...),
                  std::move(options));
   }
   template <class F, class... Args>
-    requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
-             task_type<detail::invoke_task_t<F, Args...>>
-  auto spawn(F&& fn, Args&&... args) {
+  requires std::invocable < std::decay_t<F>
+  &, std::decay_t<Args>&... > &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(F&& fn, Args&&... args) {
     return spawn(spawn_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
   }
 
@@ -190,7 +189,7 @@ class runtime {
   /// aborting before `fn` started prevents it from running; a running `fn`
   /// cannot be interrupted.
   template <class F>
-    requires std::invocable<F&>
+  requires std::invocable<F&>
   auto spawn_blocking(F fn, spawn_options options = {}) {
     return detail::spawn_on(*core_, detail::run_blocking(std::move(fn)), std::move(options), true);
   }
@@ -236,31 +235,29 @@ join_handle<T> detail::spawn_on(runtime_core& core, task<T>&& t, spawn_options&&
 /// outside any runtime, runtime_closed on one shutting down.
 template <class T>
 join_handle<T> spawn(task<T> t, spawn_options options = {}) {
-  return detail::spawn_on(detail::current_core_or_throw("warden::spawn"), std::move(t), std::move(options),
-                          false);
+  return detail::spawn_on(detail::current_core_or_throw("warden::spawn"), std::move(t), std::move(options), false);
 }
 
 /// Spawns `fn(args...)` on the current runtime; see runtime::spawn.
 template <class F, class... Args>
-  requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
-           task_type<detail::invoke_task_t<F, Args...>>
-auto spawn(spawn_options options, F&& fn, Args&&... args) {
+requires std::invocable < std::decay_t<F>
+&, std::decay_t<Args>&... >
+       &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(spawn_options options, F&& fn, Args&&... args) {
   return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...),
                std::move(options));
 }
 template <class F, class... Args>
-  requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...> &&
-           task_type<detail::invoke_task_t<F, Args...>>
-auto spawn(F&& fn, Args&&... args) {
+requires std::invocable < std::decay_t<F>
+&, std::decay_t<Args>&... > &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(F&& fn, Args&&... args) {
   return spawn(spawn_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
 }
 
 /// Runs `fn()` on the current runtime's blocking pool; see runtime::spawn_blocking.
 template <class F>
-  requires std::invocable<F&>
+requires std::invocable<F&>
 auto spawn_blocking(F fn, spawn_options options = {}) {
-  return detail::spawn_on(detail::current_core_or_throw("warden::spawn_blocking"),
-                          detail::run_blocking(std::move(fn)), std::move(options), true);
+  return detail::spawn_on(detail::current_core_or_throw("warden::spawn_blocking"), detail::run_blocking(std::move(fn)),
+                          std::move(options), true);
 }
 
 /// Awaitable that suspends the current task and puts it at the back of the

@@ -58,9 +58,7 @@ struct task_access;
 class promise_base {
  public:
   static void* operator new(std::size_t size) { return allocate_frame(size); }
-  static void operator delete(void* block, std::size_t size) noexcept {
-    deallocate_frame(block, size);
-  }
+  static void operator delete(void* block, std::size_t size) noexcept { deallocate_frame(block, size); }
 
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
@@ -123,15 +121,14 @@ class task_promise final : public promise_base {
     std::construct_at(std::addressof(value_), std::move(v));
     has_value_ = true;
   }
-  void return_value(const T& v) noexcept(std::is_nothrow_copy_constructible_v<T>)
-    requires std::is_copy_constructible_v<T>
-  {
+  void return_value(const T& v) noexcept(
+      std::is_nothrow_copy_constructible_v<T>) requires std::is_copy_constructible_v<T> {
     std::construct_at(std::addressof(value_), v);
     has_value_ = true;
   }
   template <class U>
-    requires(!std::is_same_v<std::remove_cvref_t<U>, T> && std::is_constructible_v<T, U &&>)
-  void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
+  requires(!std::is_same_v<std::remove_cvref_t<U>, T> &&
+           std::is_constructible_v<T, U&&>) void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     std::construct_at(std::addressof(value_), std::forward<U>(v));
     has_value_ = true;
   }

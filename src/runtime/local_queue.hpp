@@ -90,8 +90,7 @@ class local_queue {
       if (take > buffer.size()) take = buffer.size();
       if (take > room + 1) take = static_cast<std::size_t>(room + 1);
       for (std::size_t i = 0; i < take; ++i) buffer[i] = slots_[(head + i) & kMask].load(std::memory_order_relaxed);
-      if (head_.compare_exchange_weak(head, head + take, std::memory_order_acq_rel, std::memory_order_acquire))
-        break;
+      if (head_.compare_exchange_weak(head, head + take, std::memory_order_acq_rel, std::memory_order_acquire)) break;
     }
     for (std::size_t i = 1; i < take; ++i) into.push(buffer[i]);
     return buffer[0];

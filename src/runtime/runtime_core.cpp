@@ -72,7 +72,9 @@ bool idle_state::try_start_searching() noexcept {
   return true;
 }
 
-bool idle_state::stop_searching() noexcept { return (state_.fetch_sub(1, std::memory_order_seq_cst) & kSearchMask) == 1; }
+bool idle_state::stop_searching() noexcept {
+  return (state_.fetch_sub(1, std::memory_order_seq_cst) & kSearchMask) == 1;
+}
 
 bool idle_state::register_sleeper(std::size_t index, bool searching) noexcept {
   std::lock_guard lock(mutex_);
@@ -294,7 +296,8 @@ void runtime_core::run_loop(worker& w, Done&& done, const clock::time_point* dea
 
 void runtime_core::run_worker(worker& w) {
   context_scope scope(thread_context{this, &w, nullptr});
-  run_loop(w, [this] { return stopping_.load(std::memory_order_acquire); }, nullptr);
+  run_loop(
+      w, [this] { return stopping_.load(std::memory_order_acquire); }, nullptr);
 }
 
 template <class Done>
@@ -356,8 +359,9 @@ void runtime_core::wait_quiescent(const clock::time_point* deadline) {
 
 void runtime_core::shutdown(std::chrono::nanoseconds grace) {
   if (tl_context.core == this && (tl_context.on_worker != nullptr || tl_context.task != nullptr))
-    throw usage_error("runtime::shutdown called from one of its own tasks or workers, where it would deadlock; "
-                      "call it from the thread that owns the runtime");
+    throw usage_error(
+        "runtime::shutdown called from one of its own tasks or workers, where it would deadlock; "
+        "call it from the thread that owns the runtime");
   std::lock_guard guard(shutdown_mutex_);
   if (shut_down_) return;
   live_.fetch_or(kClosed, std::memory_order_acq_rel);
@@ -365,7 +369,10 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
   const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(grace);
   wait_quiescent(&deadline);
 
-  if (alive() != 0) {
+  bool reported = false;
+  while (alive() != 0) {
+    // Abort whatever is left. The sweep repeats (rarely) because a spawn
+    // that raced the close may publish its header after a sweep passed.
     struct sweep {
       runtime_core* self;
       std::vector<leaked_task> leaked;
@@ -378,14 +385,16 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
           abort(h);
         },
         &s);
-    if (!s.leaked.empty()) {
+    if (!s.leaked.empty() && !reported) {
+      reported = true;
       try {
         options_.leak_reporter(s.leaked);
       } catch (...) {
         std::fprintf(stderr, "warden: the leak reporter threw\n");
       }
     }
-    wait_quiescent(nullptr);
+    const auto recheck = clock::now() + std::chrono::milliseconds(100);
+    wait_quiescent(&recheck);
   }
 
   stopping_.store(true, std::memory_order_release);
@@ -488,7 +497,8 @@ runtime_core& current_core_or_throw(const char* what) {
 }
 
 void check_not_on_worker(const char* what) {
-  if (tl_context.on_worker != nullptr || tl_context.task != nullptr)
+  // A blocking-pool thread may block (it is not a worker); a worker may not.
+  if (tl_context.on_worker != nullptr)
     throw usage_error(std::string(what) +
                       " called from inside a task or on a worker thread, where blocking would deadlock; "
                       "co_await the task instead");

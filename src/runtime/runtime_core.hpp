@@ -46,8 +46,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <list>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <thread>

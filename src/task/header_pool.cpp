@@ -139,8 +139,8 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
       task_header* h = &chunk[i];
       std::uint32_t refs = h->refs.load(std::memory_order_relaxed);
       // acquire on success: the fields were published by the release store of refs.
-      while (refs != 0 && !h->refs.compare_exchange_weak(refs, refs + 1, std::memory_order_acquire,
-                                                         std::memory_order_relaxed)) {
+      while (refs != 0 &&
+             !h->refs.compare_exchange_weak(refs, refs + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
       }
       if (refs == 0) continue;
       fn(context, h);

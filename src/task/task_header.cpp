@@ -70,13 +70,11 @@ void wake(task_header* task) noexcept {
     if ((s & (h::COMPLETE | h::SCHEDULED | h::NOTIFIED)) != 0) return;
     if ((s & h::RUNNING) != 0) {
       // The poller re-queues the task when its poll ends.
-      if (task->state.compare_exchange_weak(s, s | h::NOTIFIED, std::memory_order_acq_rel,
-                                            std::memory_order_acquire))
+      if (task->state.compare_exchange_weak(s, s | h::NOTIFIED, std::memory_order_acq_rel, std::memory_order_acquire))
         return;
       continue;
     }
-    if (task->state.compare_exchange_weak(s, s | h::SCHEDULED, std::memory_order_acq_rel,
-                                          std::memory_order_acquire)) {
+    if (task->state.compare_exchange_weak(s, s | h::SCHEDULED, std::memory_order_acq_rel, std::memory_order_acquire)) {
       task->scheduler->schedule(task, schedule_hint::wake);
       return;
     }
@@ -186,8 +184,8 @@ bool set_join_waker(task_header* task, waker& w) {
   if ((s & h::JOIN_WAITER) != 0) throw usage_error("join_handle awaited twice at the same time");
   task->join_waker = std::move(w);
   // release: publishes join_waker to the completer.
-  while (!task->state.compare_exchange_weak(s, s | h::JOIN_WAITER, std::memory_order_acq_rel,
-                                            std::memory_order_acquire)) {
+  while (
+      !task->state.compare_exchange_weak(s, s | h::JOIN_WAITER, std::memory_order_acq_rel, std::memory_order_acquire)) {
     if ((s & h::COMPLETE) != 0) {
       w = std::move(task->join_waker);
       return false;
@@ -406,7 +404,8 @@ void join_handle_base::leave() const noexcept {
 
 void join_handle_base::block() {
   if (detail::tl_context.on_worker != nullptr)
-    throw usage_error("join_handle::join called on a worker thread, where it would deadlock; co_await the handle instead");
+    throw usage_error(
+        "join_handle::join called on a worker thread, where it would deadlock; co_await the handle instead");
   detail::block_until_complete(task_);
 }
 

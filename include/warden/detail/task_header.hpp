@@ -152,9 +152,7 @@ struct task_header {
   task_extras* extras = nullptr;  // room for parent, tracker, registry link, token
   failure_sink* sink = nullptr;   // set when a panic awaits its join handle's verdict
 
-  [[nodiscard]] bool is_complete() const noexcept {
-    return (state.load(std::memory_order_acquire) & COMPLETE) != 0;
-  }
+  [[nodiscard]] bool is_complete() const noexcept { return (state.load(std::memory_order_acquire) & COMPLETE) != 0; }
 };
 
 // ---- operations on a task (task_header.cpp) --------------------------------
