@@ -111,6 +111,12 @@ struct spawn_options {
 };
 static_assert(std::is_trivially_copyable_v<spawn_options>);
 
+/// A callable that, called with copies of `Args`, returns a task<T>: what
+/// the callable form of spawn accepts.
+template <class F, class... Args>
+concept task_factory = std::invocable < std::decay_t<F>
+&, std::decay_t<Args>&... > &&task_type<std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>>;
+
 namespace detail {
 
 class runtime_core;
@@ -123,6 +129,9 @@ runtime_core& current_core_or_throw(const char* what);
 runtime_core* current_core() noexcept;
 void check_not_on_worker(const char* what);
 void block_on_root(runtime_core& core, task_header* task);
+
+template <class... Args>
+concept more_than_three = sizeof...(Args) > 3;
 
 template <class F, class... Args>
 using invoke_task_t = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>;
@@ -170,18 +179,38 @@ class runtime {
 
   /// Spawns `fn(args...)`, which must return a task. The callable and the
   /// arguments are copied into the spawned frame, so a lambda's captures
-  /// live as long as the task does.
+  /// live as long as the task does. With up to three arguments the caller's
+  /// location is recorded; with more, pass spawn_options first for that.
   template <class F, class... Args>
-  requires std::invocable < std::decay_t<F>
-  &, std::decay_t<Args>&... >
-         &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(spawn_options options, F&& fn, Args&&... args) {
-    return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...),
-                 std::move(options));
+  requires task_factory<F, Args...>
+  auto spawn(spawn_options options, F&& fn, Args&&... args) {
+    return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...), options);
+  }
+  template <class F>
+  requires task_factory<F>
+  auto spawn(F&& fn, std::source_location where = std::source_location::current()) {
+    return spawn(spawn_options{.location = where}, std::forward<F>(fn));
+  }
+  template <class F, class A1>
+  requires task_factory<F, A1>
+  auto spawn(F&& fn, A1&& a1, std::source_location where = std::source_location::current()) {
+    return spawn(spawn_options{.location = where}, std::forward<F>(fn), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  requires task_factory<F, A1, A2>
+  auto spawn(F&& fn, A1&& a1, A2&& a2, std::source_location where = std::source_location::current()) {
+    return spawn(spawn_options{.location = where}, std::forward<F>(fn), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  requires task_factory<F, A1, A2, A3>
+  auto spawn(F&& fn, A1&& a1, A2&& a2, A3&& a3, std::source_location where = std::source_location::current()) {
+    return spawn(spawn_options{.location = where}, std::forward<F>(fn), std::forward<A1>(a1), std::forward<A2>(a2),
+                 std::forward<A3>(a3));
   }
   template <class F, class... Args>
-  requires std::invocable < std::decay_t<F>
-  &, std::decay_t<Args>&... > &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(F&& fn, Args&&... args) {
-    return spawn(spawn_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
+  requires task_factory<F, Args...> && detail::more_than_three<Args...>
+  auto spawn(F&& fn, Args&&... args) {
+    return spawn(spawn_options{.location = {}}, std::forward<F>(fn), std::forward<Args>(args)...);
   }
 
   /// Runs `fn()` on the blocking pool, so that blocking calls never stall the
@@ -240,16 +269,35 @@ join_handle<T> spawn(task<T> t, spawn_options options = {}) {
 
 /// Spawns `fn(args...)` on the current runtime; see runtime::spawn.
 template <class F, class... Args>
-requires std::invocable < std::decay_t<F>
-&, std::decay_t<Args>&... >
-       &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(spawn_options options, F&& fn, Args&&... args) {
-  return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...),
-               std::move(options));
+requires task_factory<F, Args...>
+auto spawn(spawn_options options, F&& fn, Args&&... args) {
+  return spawn(detail::invoke_in_frame<F, Args...>(std::forward<F>(fn), std::forward<Args>(args)...), options);
+}
+template <class F>
+requires task_factory<F>
+auto spawn(F&& fn, std::source_location where = std::source_location::current()) {
+  return spawn(spawn_options{.location = where}, std::forward<F>(fn));
+}
+template <class F, class A1>
+requires task_factory<F, A1>
+auto spawn(F&& fn, A1&& a1, std::source_location where = std::source_location::current()) {
+  return spawn(spawn_options{.location = where}, std::forward<F>(fn), std::forward<A1>(a1));
+}
+template <class F, class A1, class A2>
+requires task_factory<F, A1, A2>
+auto spawn(F&& fn, A1&& a1, A2&& a2, std::source_location where = std::source_location::current()) {
+  return spawn(spawn_options{.location = where}, std::forward<F>(fn), std::forward<A1>(a1), std::forward<A2>(a2));
+}
+template <class F, class A1, class A2, class A3>
+requires task_factory<F, A1, A2, A3>
+auto spawn(F&& fn, A1&& a1, A2&& a2, A3&& a3, std::source_location where = std::source_location::current()) {
+  return spawn(spawn_options{.location = where}, std::forward<F>(fn), std::forward<A1>(a1), std::forward<A2>(a2),
+               std::forward<A3>(a3));
 }
 template <class F, class... Args>
-requires std::invocable < std::decay_t<F>
-&, std::decay_t<Args>&... > &&task_type<detail::invoke_task_t<F, Args...>> auto spawn(F&& fn, Args&&... args) {
-  return spawn(spawn_options{}, std::forward<F>(fn), std::forward<Args>(args)...);
+requires task_factory<F, Args...> && detail::more_than_three<Args...>
+auto spawn(F&& fn, Args&&... args) {
+  return spawn(spawn_options{.location = {}}, std::forward<F>(fn), std::forward<Args>(args)...);
 }
 
 /// Runs `fn()` on the current runtime's blocking pool; see runtime::spawn_blocking.

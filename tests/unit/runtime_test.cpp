@@ -1,1 +1,755 @@
+// The runtime: spawn (task and callable forms, free and member), block_on,
+// yield_now, task ids, names and spawn locations, worker thread names, and
+// current-thread mode (SEMANTICS R3, R4, R5, R10, R14, R18, R19).
 #include "support/test_support.hpp"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <optional>
+#include <set>
+#include <source_location>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using warden::join_handle;
+using warden::task;
+using warden::testkit::live_counter;
+using warden::testkit::quiet_options;
+using warden::testkit::test_event;
+
+/// Only a guard against hanging: a broken runtime fails the test after this
+/// long instead of blocking the suite. Never used to wait for progress.
+constexpr auto kHangGuard = std::chrono::seconds(60);
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+task<int> answer() { co_return 42; }
+task<std::string> greeting() { co_return std::string("hello, warden"); }
+task<std::unique_ptr<int>> boxed(int v) { co_return std::make_unique<int>(v); }
+
+/// An exception type of the test's own, to check it arrives unchanged.
+struct test_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Awaitable that wakes its own task while the task is still running, then
+/// suspends: the runtime must run the task again (R10, moduvex lost this).
+struct wake_self_then_suspend {
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> self) const {
+    warden::detail::waker waker = warden::detail::suspend_current(self);
+    waker.wake();
+  }
+  void await_resume() const noexcept {}
+};
+
+/// Joins `handle` on a helper thread; if it does not finish within the hang
+/// guard, shuts `rt` down (which aborts the stuck task and so releases the
+/// helper) and reports false.
+template <class T>
+bool joins_in_time(warden::runtime& rt, join_handle<T>& handle, std::optional<T>& out) {
+  auto joined = std::async(std::launch::async, [&handle] { return handle.join(); });
+  if (joined.wait_for(kHangGuard) != std::future_status::ready) {
+    rt.shutdown(std::chrono::nanoseconds::zero());
+    try {
+      (void)joined.get();
+    } catch (...) {
+    }
+    return false;
+  }
+  out.emplace(joined.get());
+  return true;
+}
+
+/// A runtime with GetParam() workers (0 = current-thread mode, R19).
+class runtime_test : public ::testing::TestWithParam<std::size_t> {
+ protected:
+  warden::runtime rt{quiet_options(GetParam())};
+};
+
+// ---- R3: spawn runs the task, from inside the runtime and from a plain thread ----
+
+// R3: spawn from inside the runtime runs the task; awaiting the handle yields
+// its value (42, a string, a move-only type).
+TEST_P(runtime_test, spawn_from_inside_a_task_runs_it_and_awaiting_the_handle_yields_its_value) {
+  struct results {
+    int number = 0;
+    std::string text;
+    std::unique_ptr<int> box;
+  };
+  auto body = []() -> task<results> {
+    auto number = warden::spawn(answer());
+    auto text = warden::spawn(greeting());
+    auto box = warden::spawn(boxed(7));
+    results r;
+    r.number = co_await std::move(number);
+    r.text = co_await std::move(text);
+    r.box = co_await std::move(box);
+    co_return r;
+  };
+  results r = rt.block_on(body());
+  EXPECT_EQ(r.number, 42);
+  EXPECT_EQ(r.text, "hello, warden");
+  ASSERT_NE(r.box, nullptr);
+  EXPECT_EQ(*r.box, 7);
+}
+
+// R3: spawn from a plain thread (not a worker, not inside block_on) runs the
+// task; join() on that thread yields the value.
+TEST_P(runtime_test, spawn_from_a_plain_thread_runs_it_and_join_yields_its_value) {
+  int number = 0;
+  std::string text;
+  std::unique_ptr<int> box;
+  std::thread outsider([&] {
+    auto a = rt.spawn(answer());
+    auto b = rt.spawn(greeting());
+    auto c = rt.spawn(boxed(7));
+    number = a.join();
+    text = b.join();
+    box = c.join();
+  });
+  outsider.join();
+  EXPECT_EQ(number, 42);
+  EXPECT_EQ(text, "hello, warden");
+  ASSERT_NE(box, nullptr);
+  EXPECT_EQ(*box, 7);
+}
+
+// R3: a handle from a spawn on a plain thread can be awaited inside a task.
+TEST_P(runtime_test, a_handle_spawned_on_a_plain_thread_can_be_awaited_from_a_task) {
+  join_handle<std::string> handle;
+  std::thread outsider([&] { handle = rt.spawn(greeting()); });
+  outsider.join();
+  auto body = [&handle]() -> task<std::string> { co_return co_await std::move(handle); };
+  EXPECT_EQ(rt.block_on(body()), "hello, warden");
+}
+
+// ---- R4: spawning where it cannot work ----
+
+// R4: free spawn with no runtime on this thread (and none at all) throws a
+// usage_error that says how to fix it; the task is destroyed unrun.
+TEST(runtime_errors, spawn_outside_any_runtime_throws_usage_error_that_says_how_to_fix_it) {
+  std::atomic<int> alive{0};
+  int runs = 0;
+  auto body = [&runs](live_counter) -> task<int> {
+    ++runs;
+    co_return 1;
+  };
+  try {
+    auto handle = warden::spawn(body(live_counter(alive)));
+    ADD_FAILURE() << "spawn outside a runtime returned a handle";
+  } catch (const warden::usage_error& e) {
+    EXPECT_TRUE(contains(e.what(), "warden::spawn")) << e.what();  // names the misuse
+    EXPECT_TRUE(contains(e.what(), "runtime")) << e.what();        // and the way out
+    EXPECT_TRUE(contains(e.what(), "rt.spawn")) << e.what();
+  }
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(alive.load(), 0);  // the frame (and its parameter copy) is gone
+}
+
+// R4: a runtime existing somewhere does not make a plain thread "inside" it:
+// free spawn there still throws usage_error (the member spawn is the fix).
+TEST_P(runtime_test, free_spawn_on_a_plain_thread_throws_usage_error_even_while_a_runtime_exists) {
+  bool threw_usage_error = false;
+  std::thread outsider([&] {
+    try {
+      auto handle = warden::spawn(answer());
+    } catch (const warden::usage_error&) {
+      threw_usage_error = true;
+    }
+  });
+  outsider.join();
+  EXPECT_TRUE(threw_usage_error);
+}
+
+// R4: the callable form outside any runtime throws too, and destroys its copy
+// of the callable.
+TEST(runtime_errors, callable_spawn_outside_any_runtime_throws_usage_error) {
+  std::atomic<int> alive{0};
+  {
+    live_counter witness(alive);
+    auto fn = [witness]() -> task<int> { co_return 1; };
+    EXPECT_THROW((void)warden::spawn(fn), warden::usage_error);
+  }
+  EXPECT_EQ(alive.load(), 0);
+}
+
+// R4: once shutdown began, spawn throws runtime_closed and destroys the task
+// without running it; so does block_on.
+TEST_P(runtime_test, spawn_after_shutdown_throws_runtime_closed_and_destroys_the_task_unrun) {
+  rt.shutdown(std::chrono::nanoseconds::zero());
+  ASSERT_TRUE(rt.is_shutting_down());
+  std::atomic<int> alive{0};
+  std::atomic<int> runs{0};
+  auto body = [&runs](live_counter) -> task<int> {
+    runs.fetch_add(1);
+    co_return 1;
+  };
+  EXPECT_THROW((void)rt.spawn(body(live_counter(alive))), warden::runtime_closed);
+  EXPECT_THROW((void)rt.block_on(body(live_counter(alive))), warden::runtime_closed);
+  {
+    live_counter witness(alive);
+    auto fn = [witness, &runs]() -> task<int> {
+      runs.fetch_add(1);
+      co_return 1;
+    };
+    EXPECT_THROW((void)rt.spawn(fn), warden::runtime_closed);
+    EXPECT_EQ(alive.load(), 2);  // `witness` and `fn`'s capture: every copy made by spawn was destroyed
+  }
+  EXPECT_EQ(runs.load(), 0);
+  EXPECT_EQ(alive.load(), 0);
+  EXPECT_EQ(rt.alive_tasks(), 0u);
+}
+
+// R4: a task still running during shutdown's grace period cannot spawn: the
+// free spawn throws runtime_closed there and destroys the child unrun.
+TEST_P(runtime_test, spawn_from_a_task_during_shutdown_grace_throws_runtime_closed) {
+  std::atomic<int> alive{0};
+  std::atomic<int> child_runs{0};
+  auto child = [&child_runs](live_counter) -> task<int> {
+    child_runs.fetch_add(1);
+    co_return 1;
+  };
+  auto parent = [&]() -> task<bool> {
+    // Bounded by the shutdown below; yields so it never holds a worker.
+    while (!rt.is_shutting_down()) co_await warden::yield_now{};
+    try {
+      auto handle = warden::spawn(child(live_counter(alive)));
+    } catch (const warden::runtime_closed&) {
+      co_return true;
+    }
+    co_return false;
+  };
+  auto handle = rt.spawn(parent());
+  rt.shutdown(kHangGuard);  // the parent finishes within the grace period
+  EXPECT_TRUE(handle.join());
+  EXPECT_EQ(child_runs.load(), 0);
+  EXPECT_EQ(alive.load(), 0);
+}
+
+// ---- R5: nested spawns, and N spawned tasks ----
+
+task<int> seven() { co_return 7; }
+task<int> twice_seven() {
+  auto handle = warden::spawn(seven());
+  co_return 2 * co_await std::move(handle);
+}
+task<int> twice_seven_plus_one() {
+  auto handle = warden::spawn(twice_seven());
+  co_return co_await std::move(handle) + 1;
+}
+
+// R5: spawn inside a spawned task, three deep: 7*2+1 = 15.
+TEST_P(runtime_test, spawn_inside_spawned_tasks_three_deep_returns_the_right_value) {
+  EXPECT_EQ(rt.block_on(twice_seven_plus_one()), 15);
+  auto handle = rt.spawn(twice_seven_plus_one());
+  EXPECT_EQ(handle.join(), 15);
+}
+
+class spawn_count_test : public ::testing::TestWithParam<std::tuple<int, std::size_t>> {};
+
+// R5: N tasks each incrementing a counter, all joined: exactly N, for every N
+// and every worker count (0 = current thread).
+TEST_P(spawn_count_test, n_spawned_tasks_each_incrementing_a_counter_count_exactly_n) {
+  const int n = std::get<0>(GetParam());
+  warden::runtime rt(quiet_options(std::get<1>(GetParam())));
+  std::atomic<int> counter{0};
+  auto increment = [&counter]() -> task<> {
+    counter.fetch_add(1, std::memory_order_relaxed);
+    co_return;
+  };
+  auto spawner = [&]() -> task<int> {
+    std::vector<join_handle<void>> handles;
+    handles.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) handles.push_back(warden::spawn(increment()));
+    for (auto& handle : handles) co_await handle;
+    co_return counter.load();
+  };
+  EXPECT_EQ(rt.block_on(spawner()), n);  // every increment happened before its join
+  EXPECT_EQ(counter.load(), n);          // and none twice
+}
+
+std::string spawn_count_name(const ::testing::TestParamInfo<std::tuple<int, std::size_t>>& info) {
+  return std::to_string(std::get<0>(info.param)) + "_tasks_on_" +
+         warden::testkit::worker_name(::testing::TestParamInfo<std::size_t>(std::get<1>(info.param), info.index));
+}
+
+INSTANTIATE_TEST_SUITE_P(counts, spawn_count_test,
+                         ::testing::Combine(::testing::Values(1, 10, 1000, 100000), warden::testkit::kWorkerCounts),
+                         spawn_count_name);
+
+// ---- the callable form of spawn; free spawn vs runtime::spawn ----
+
+// The callable form copies the lambda into the frame: its captures stay valid
+// after the scope that spawned it (and the lambda object) ended.
+TEST_P(runtime_test, member_callable_spawn_keeps_lambda_captures_alive_after_the_spawning_scope_ended) {
+  std::atomic<int> alive{0};
+  test_event go;
+  join_handle<std::string> handle;
+  {
+    std::string text = "captured by value";
+    live_counter witness(alive);
+    auto fn = [text, witness, &go]() -> task<std::string> {
+      co_await go.wait();  // suspends: the captures are used after the spawning scope ended
+      co_return text + "!";
+    };
+    handle = rt.spawn(fn);
+  }
+  EXPECT_GT(alive.load(), 0);  // the frame's copy of the lambda lives on
+  go.set();
+  EXPECT_EQ(handle.join(), "captured by value!");
+  EXPECT_EQ(alive.load(), 0);  // and is destroyed with the frame
+}
+
+// The free callable form (from inside a task) does the same; the spawning
+// task has even finished before the child runs on.
+TEST_P(runtime_test, free_callable_spawn_keeps_lambda_captures_alive_after_the_spawning_task_ended) {
+  std::atomic<int> alive{0};
+  test_event go;
+  auto parent = [&]() -> task<join_handle<std::string>> {
+    std::string text = "captured by value";
+    live_counter witness(alive);
+    auto fn = [text, witness, &go]() -> task<std::string> {
+      co_await go.wait();
+      co_return text + "!";
+    };
+    co_return warden::spawn(fn);
+  };
+  join_handle<std::string> handle = rt.block_on(parent());
+  EXPECT_GT(alive.load(), 0);
+  go.set();
+  EXPECT_EQ(handle.join(), "captured by value!");
+  EXPECT_EQ(alive.load(), 0);
+}
+
+// The arguments of spawn(fn, args...) are copied into the frame too: a
+// callable taking them by reference sees the copies, alive while it runs.
+TEST_P(runtime_test, callable_spawn_copies_its_arguments_into_the_frame) {
+  std::atomic<int> alive{0};
+  test_event go;
+  auto measure = [&go](const std::string& text, const live_counter&) -> task<std::size_t> {
+    co_await go.wait();
+    co_return text.size();
+  };
+  join_handle<std::size_t> handle;
+  {
+    std::string text = "twelve chars";
+    handle = rt.spawn(measure, text, live_counter(alive));
+    text = "overwritten after the spawn";
+  }
+  EXPECT_GT(alive.load(), 0);  // the frame's copy of the argument
+  go.set();
+  EXPECT_EQ(handle.join(), 12u);
+  EXPECT_EQ(alive.load(), 0);
+}
+
+// Free spawn targets the runtime running the caller; runtime::spawn targets
+// its own runtime, even when called from a task of another runtime.
+TEST_P(runtime_test, free_spawn_targets_the_callers_runtime_and_member_spawn_its_own) {
+  warden::runtime other(quiet_options(GetParam()));
+  test_event go;
+  auto child = [&go]() -> task<int> {
+    co_await go.wait();
+    co_return 1;
+  };
+  struct observed {
+    std::size_t here_before, here_after_free, other_after_free;
+    std::size_t here_after_member, other_after_member;
+    join_handle<int> on_here, on_other;
+  };
+  auto parent = [&]() -> task<observed> {
+    observed o{};
+    o.here_before = rt.alive_tasks();  // this task
+    o.on_here = warden::spawn(child());
+    o.here_after_free = rt.alive_tasks();
+    o.other_after_free = other.alive_tasks();
+    o.on_other = other.spawn(child());
+    o.here_after_member = rt.alive_tasks();
+    o.other_after_member = other.alive_tasks();
+    co_return o;
+  };
+  observed o = rt.block_on(parent());
+  EXPECT_EQ(o.here_before, 1u);
+  EXPECT_EQ(o.here_after_free, 2u);
+  EXPECT_EQ(o.other_after_free, 0u);
+  EXPECT_EQ(o.here_after_member, 2u);
+  EXPECT_EQ(o.other_after_member, 1u);
+  go.set();
+  EXPECT_EQ(o.on_here.join(), 1);
+  EXPECT_EQ(o.on_other.join(), 1);
+}
+
+// ---- R10: a task that wakes itself while running runs again; yield_now ----
+
+// R10: a self-notify while running is not lost (moduvex lost it).
+TEST_P(runtime_test, a_task_that_wakes_itself_while_running_is_run_again) {
+  auto body = []() -> task<int> {
+    int resumed = 0;
+    for (int i = 0; i < 1000; ++i) {
+      co_await wake_self_then_suspend{};
+      ++resumed;
+    }
+    co_return resumed;
+  };
+  auto handle = rt.spawn(body());
+  std::optional<int> resumed;
+  ASSERT_TRUE(joins_in_time(rt, handle, resumed)) << "a self-wake was lost: the task never ran again";
+  EXPECT_EQ(*resumed, 1000);
+}
+
+// R10: yield_now suspends and wakes the task itself: it is run again.
+TEST_P(runtime_test, a_task_that_yields_is_run_again) {
+  auto body = []() -> task<int> {
+    int resumed = 0;
+    for (int i = 0; i < 1000; ++i) {
+      co_await warden::yield_now{};
+      ++resumed;
+    }
+    co_return resumed;
+  };
+  auto handle = rt.spawn(body());
+  std::optional<int> resumed;
+  ASSERT_TRUE(joins_in_time(rt, handle, resumed)) << "a yield was lost: the task never ran again";
+  EXPECT_EQ(*resumed, 1000);
+}
+
+// yield_now lets other ready tasks run: a task spinning on yield_now until
+// its children ran finishes, also with a single thread to share.
+TEST_P(runtime_test, a_task_spinning_on_yield_now_lets_the_tasks_it_waits_for_run) {
+  std::atomic<int> ran{0};
+  auto child = [&ran]() -> task<> {
+    ran.fetch_add(1);
+    co_return;
+  };
+  auto parent = [&]() -> task<bool> {
+    std::vector<join_handle<void>> children;
+    for (int i = 0; i < 3; ++i) children.push_back(warden::spawn(child()));
+    // Bounded so that a yield that never lets others run fails, not hangs.
+    for (long spins = 0; ran.load() < 3; ++spins) {
+      if (spins == 10'000'000) co_return false;
+      co_await warden::yield_now{};
+    }
+    for (auto& c : children) co_await c;
+    co_return true;
+  };
+  EXPECT_TRUE(rt.block_on(parent()));
+  EXPECT_EQ(ran.load(), 3);
+}
+
+class single_driver_test : public runtime_test {};
+
+// yield_now puts the task at the back of the run queue: on a single thread,
+// every task that was ready runs before the yielder resumes.
+TEST_P(single_driver_test, yield_now_runs_every_ready_task_before_the_yielder_resumes) {
+  std::atomic<int> ran{0};
+  auto child = [&ran]() -> task<> {
+    ran.fetch_add(1);
+    co_return;
+  };
+  auto parent = [&]() -> task<int> {
+    std::vector<join_handle<void>> children;
+    for (int i = 0; i < 3; ++i) children.push_back(warden::spawn(child()));
+    const int before = ran.load();
+    co_await warden::yield_now{};
+    const int after = ran.load();
+    for (auto& c : children) co_await c;
+    co_return before * 10 + after;
+  };
+  EXPECT_EQ(rt.block_on(parent()), 3);  // none before the yield, all three after it
+}
+
+INSTANTIATE_TEST_SUITE_P(one_thread, single_driver_test, ::testing::Values<std::size_t>(0, 1),
+                         warden::testkit::worker_name);
+
+// ---- R14: block_on ----
+
+// R14: block_on returns the task's value (int, string, move-only, void).
+TEST_P(runtime_test, block_on_returns_the_value_of_the_task) {
+  EXPECT_EQ(rt.block_on(answer()), 42);
+  EXPECT_EQ(rt.block_on(greeting()), "hello, warden");
+  std::unique_ptr<int> box = rt.block_on(boxed(3));
+  ASSERT_NE(box, nullptr);
+  EXPECT_EQ(*box, 3);
+  int side = 0;
+  auto body = [&side]() -> task<> {
+    side = 5;
+    co_return;
+  };
+  rt.block_on(body());
+  EXPECT_EQ(side, 5);
+}
+
+// R14: block_on rethrows the task's own exception (not a join_error).
+TEST_P(runtime_test, block_on_rethrows_the_exception_of_the_task_itself) {
+  auto body = []() -> task<int> {
+    co_await warden::yield_now{};
+    throw test_failure("boom");
+    co_return 0;
+  };
+  try {
+    (void)rt.block_on(body());
+    ADD_FAILURE() << "block_on returned although the task threw";
+  } catch (const test_failure& e) {
+    EXPECT_STREQ(e.what(), "boom");
+  } catch (const warden::join_error& e) {
+    ADD_FAILURE() << "block_on wrapped the exception in a join_error: " << e.what();
+  }
+}
+
+// R14: block_on from inside a task (on a worker, or on the driving thread in
+// current-thread mode) throws a usage_error that says to co_await instead.
+TEST_P(runtime_test, block_on_from_inside_a_task_throws_usage_error_instead_of_deadlocking) {
+  std::atomic<int> alive{0};
+  auto inner = [](live_counter) -> task<int> { co_return 1; };
+  auto outer = [&]() -> task<std::string> {
+    try {
+      (void)rt.block_on(inner(live_counter(alive)));
+    } catch (const warden::usage_error& e) {
+      co_return std::string(e.what());
+    }
+    co_return std::string("no usage_error");
+  };
+  const std::string message = rt.block_on(outer());
+  EXPECT_TRUE(contains(message, "block_on")) << message;
+  EXPECT_TRUE(contains(message, "co_await")) << message;  // the way out
+  EXPECT_EQ(alive.load(), 0);                             // the refused task was destroyed
+}
+
+// R14 / R19: several plain threads may block_on at once; each gets its own
+// value (in current-thread mode one of them drives, the others wait).
+TEST_P(runtime_test, block_on_from_several_threads_at_once_returns_each_its_own_value) {
+  auto body = [](int v) -> task<int> {
+    for (int i = 0; i < 10; ++i) co_await warden::yield_now{};
+    co_return v;
+  };
+  constexpr int kThreads = 4;
+  std::vector<int> results(kThreads, -1);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] { results[static_cast<std::size_t>(t)] = rt.block_on(body(t * 10)); });
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(results[static_cast<std::size_t>(t)], t * 10);
+}
+
+// ---- R18: ids, names, spawn locations, current_task_id ----
+
+// R18: every live task has a distinct non-zero id; current_task_id() inside
+// the task equals its handle's id.
+TEST_P(runtime_test, every_live_task_has_a_distinct_id_that_current_task_id_reports_inside_it) {
+  test_event go;
+  auto child = [&go]() -> task<std::pair<warden::task_id, std::optional<warden::task_id>>> {
+    co_await go.wait();  // all children stay alive until every id was checked
+    co_return std::pair{warden::current_task_id(), warden::try_current_task_id()};
+  };
+  constexpr int kChildren = 64;
+  auto parent = [&]() -> task<bool> {
+    const warden::task_id self = warden::current_task_id();
+    std::vector<join_handle<std::pair<warden::task_id, std::optional<warden::task_id>>>> children;
+    std::set<warden::task_id> ids{self};
+    for (int i = 0; i < kChildren; ++i) {
+      children.push_back(warden::spawn(child()));
+      EXPECT_TRUE(static_cast<bool>(children.back().id()));
+      ids.insert(children.back().id());
+    }
+    EXPECT_EQ(ids.size(), static_cast<std::size_t>(kChildren + 1));  // all distinct, the parent's too
+    go.set();
+    for (auto& c : children) {
+      const warden::task_id expected = c.id();
+      auto [inside, try_inside] = co_await c;
+      EXPECT_EQ(inside, expected);
+      EXPECT_EQ(try_inside, std::optional(expected));
+    }
+    co_return warden::current_task_id() == self;  // still the parent after all those awaits
+  };
+  EXPECT_TRUE(rt.block_on(parent()));
+}
+
+// R18: ids are never reused, not even after a task finished and its header
+// went back to the pool.
+TEST_P(runtime_test, task_ids_are_not_reused_after_tasks_finish) {
+  auto own_id = []() -> task<warden::task_id> { co_return warden::current_task_id(); };
+  auto body = [&]() -> task<std::size_t> {
+    std::set<warden::task_id> ids;
+    for (int i = 0; i < 2000; ++i) {
+      auto handle = warden::spawn(own_id());
+      ids.insert(co_await std::move(handle));
+    }
+    co_return ids.size();
+  };
+  EXPECT_EQ(rt.block_on(body()), 2000u);
+}
+
+// R18: current_task_id() inside a task awaited inline (not spawned) is the
+// id of the spawned task running it.
+TEST_P(runtime_test, current_task_id_in_an_inline_awaited_task_is_that_of_the_spawned_task) {
+  auto inner = []() -> task<warden::task_id> { co_return warden::current_task_id(); };
+  auto outer = [&]() -> task<bool> {
+    const warden::task_id self = warden::current_task_id();
+    const warden::task_id seen = co_await inner();
+    co_return self == seen&& static_cast<bool>(self);
+  };
+  EXPECT_TRUE(rt.block_on(outer()));
+}
+
+// R18: outside a task, current_task_id() throws a usage_error pointing at
+// try_current_task_id(), which gives nullopt.
+TEST(runtime_ids, outside_a_task_current_task_id_throws_and_try_current_task_id_is_empty) {
+  EXPECT_FALSE(warden::try_current_task_id().has_value());
+  try {
+    (void)warden::current_task_id();
+    ADD_FAILURE() << "current_task_id outside a task returned";
+  } catch (const warden::usage_error& e) {
+    EXPECT_TRUE(contains(e.what(), "try_current_task_id")) << e.what();
+  }
+  // Also on the thread that drives a current-thread runtime, between block_ons.
+  warden::runtime rt(quiet_options(0));
+  EXPECT_EQ(rt.block_on(answer()), 42);
+  EXPECT_FALSE(warden::try_current_task_id().has_value());
+}
+
+// R18: a task's optional name is copied at spawn; unnamed tasks have "".
+TEST_P(runtime_test, a_task_name_is_copied_at_spawn_and_defaults_to_empty) {
+  std::string name = "fetch-" + std::to_string(3);
+  auto named = rt.spawn(answer(), {.name = name});
+  name.assign("overwritten with something much longer than before");
+  auto unnamed = rt.spawn(answer());
+  EXPECT_EQ(named.name(), "fetch-3");
+  EXPECT_EQ(unnamed.name(), "");
+  EXPECT_EQ(named.join(), 42);
+  EXPECT_EQ(unnamed.join(), 42);
+}
+
+bool is_this_file(const std::source_location& where) { return contains(where.file_name(), "runtime_test.cpp"); }
+
+// R18: the handle reports where the spawn happened (member and free spawn).
+TEST_P(runtime_test, the_handle_reports_the_source_location_of_the_spawn) {
+  const std::uint_least32_t member_line = __LINE__ + 1;
+  auto member = rt.spawn(answer());
+  EXPECT_TRUE(is_this_file(member.spawn_location())) << member.spawn_location().file_name();
+  EXPECT_EQ(member.spawn_location().line(), member_line);
+  EXPECT_EQ(member.join(), 42);
+
+  const std::uint_least32_t free_line = __LINE__ + 2;
+  auto body = []() -> task<std::source_location> {
+    auto spawned = warden::spawn(answer());
+    const std::source_location where = spawned.spawn_location();
+    (void)co_await std::move(spawned);
+    co_return where;
+  };
+  const std::source_location where = rt.block_on(body());
+  EXPECT_TRUE(is_this_file(where)) << where.file_name();
+  EXPECT_EQ(where.line(), free_line);
+}
+
+// R18: the callable form reports the caller's location too, not a line
+// inside warden's headers.
+TEST_P(runtime_test, the_handle_of_a_callable_spawn_reports_the_callers_source_location) {
+  auto fn = []() -> task<int> { co_return 42; };
+  const std::uint_least32_t line = __LINE__ + 1;
+  auto handle = rt.spawn(fn);
+  EXPECT_TRUE(is_this_file(handle.spawn_location()))
+      << handle.spawn_location().file_name() << ":" << handle.spawn_location().line();
+  EXPECT_EQ(handle.spawn_location().line(), line);
+  EXPECT_EQ(handle.join(), 42);
+
+  const std::uint_least32_t free_line = __LINE__ + 2;
+  auto body = [&fn]() -> task<std::source_location> {
+    auto spawned = warden::spawn(fn);
+    const std::source_location where = spawned.spawn_location();
+    (void)co_await std::move(spawned);
+    co_return where;
+  };
+  const std::source_location where = rt.block_on(body());
+  EXPECT_TRUE(is_this_file(where)) << where.file_name() << ":" << where.line();
+  EXPECT_EQ(where.line(), free_line);
+}
+
+// ---- R19: current-thread mode ----
+
+// R19: with 0 workers, every task runs on the thread inside block_on.
+TEST(current_thread_mode, every_task_runs_on_the_thread_inside_block_on) {
+  warden::runtime rt(quiet_options(0));
+  EXPECT_EQ(rt.worker_count(), 0u);
+  auto where = []() -> task<std::thread::id> {
+    co_await warden::yield_now{};
+    co_return std::this_thread::get_id();
+  };
+  auto parent = [&]() -> task<bool> {
+    std::vector<join_handle<std::thread::id>> children;
+    for (int i = 0; i < 100; ++i) children.push_back(warden::spawn(where()));
+    int elsewhere = 0;
+    for (auto& c : children) {
+      const std::thread::id ran_on = co_await c;
+      if (ran_on != std::this_thread::get_id()) ++elsewhere;
+    }
+    co_return elsewhere == 0;
+  };
+  EXPECT_TRUE(rt.block_on(parent()));
+  // The same holds for whichever plain thread calls block_on.
+  std::thread other([&] { EXPECT_TRUE(rt.block_on(parent())); });
+  other.join();
+}
+
+// R19: tasks spawned while nobody drives do not run until someone does;
+// join() from the owning thread drives the runtime.
+TEST(current_thread_mode, a_task_spawned_while_nobody_drives_runs_when_join_drives) {
+  warden::runtime rt(quiet_options(0));
+  std::atomic<int> runs{0};
+  std::thread::id ran_on;
+  auto body = [&]() -> task<int> {
+    runs.fetch_add(1);
+    ran_on = std::this_thread::get_id();
+    co_return 42;
+  };
+  auto handle = rt.spawn(body());
+  EXPECT_EQ(runs.load(), 0);  // no worker thread could have run it
+  EXPECT_FALSE(handle.is_finished());
+  EXPECT_EQ(handle.join(), 42);
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+// ---- worker threads ----
+
+std::string this_thread_name() {
+  char buffer[64] = {};
+  pthread_getname_np(pthread_self(), buffer, sizeof buffer);
+  return buffer;
+}
+
+// A runtime has the worker count it was given.
+TEST_P(runtime_test, the_runtime_has_the_requested_number_of_workers) { EXPECT_EQ(rt.worker_count(), GetParam()); }
+
+// Worker threads are named "<thread_name>-<index>".
+TEST(runtime_threads, worker_threads_are_named_after_the_thread_name_option) {
+  auto options = quiet_options(2);
+  options.thread_name = "naming";
+  warden::runtime rt(options);
+  auto body = []() -> task<std::string> { co_return this_thread_name(); };
+  const std::string name = rt.block_on(body());
+  EXPECT_TRUE(name == "naming-0" || name == "naming-1") << name;
+}
+
+// The name is truncated to the 15 bytes Linux allows.
+TEST(runtime_threads, a_long_thread_name_is_truncated_to_fifteen_bytes) {
+  auto options = quiet_options(1);
+  options.thread_name = "abcdefghijklmnopqrstuvwxyz";
+  warden::runtime rt(options);
+  auto body = []() -> task<std::string> { co_return this_thread_name(); };
+  EXPECT_EQ(rt.block_on(body()), "abcdefghijklmno");
+}
+
+INSTANTIATE_TEST_SUITE_P(workers, runtime_test, warden::testkit::kWorkerCounts, warden::testkit::worker_name);
+
+}  // namespace
