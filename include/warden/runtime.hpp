@@ -216,7 +216,10 @@ class runtime {
   /// Runs `fn()` on the blocking pool, so that blocking calls never stall the
   /// workers. The handle behaves like any other (an exception is a panic);
   /// aborting before `fn` started prevents it from running; a running `fn`
-  /// cannot be interrupted.
+  /// cannot be interrupted. Inside `fn`, `current_task_id()` is the blocking
+  /// task's id, `spawn` targets this runtime, and `block_on` / `join()` are
+  /// allowed (a blocking thread is not a worker; in current-thread mode the
+  /// blocking thread then drives the runtime while it waits).
   template <class F>
   requires std::invocable<F&>
   auto spawn_blocking(F fn, spawn_options options = {}) {
