@@ -218,9 +218,9 @@ void race_abort_against(const char* what, int races, bool expect_panic, Make mak
             (expect_panic ? o.value : o.panic)) {
           ok = false;
           report += " race " + std::to_string(first + k) + " (finish point " +
-                    std::to_string(static_cast<int>(plans[k].at)) + "): value " + std::to_string(o.value) +
-                    ", panic " + std::to_string(o.panic) + ", cancelled " + std::to_string(o.cancelled) +
-                    ", wrong result " + std::to_string(o.other) + ";";
+                    std::to_string(static_cast<int>(plans[k].at)) + "): value " + std::to_string(o.value) + ", panic " +
+                    std::to_string(o.panic) + ", cancelled " + std::to_string(o.cancelled) + ", wrong result " +
+                    std::to_string(o.other) + ";";
         }
         expected_finished += finished ? 1 : 0;
         (finished ? finishes : cancels) += 1;
@@ -241,8 +241,7 @@ void race_abort_against(const char* what, int races, bool expect_panic, Make mak
     EXPECT_EQ(rt.alive_tasks(), 0u);
   }
   EXPECT_EQ(p.live.load(), 0);
-  std::printf("[ info ] %d races: %d %s, %d cancelled\n", races, finishes, expect_panic ? "panics" : "values",
-              cancels);
+  std::printf("[ info ] %d races: %d %s, %d cancelled\n", races, finishes, expect_panic ? "panics" : "values", cancels);
 }
 
 // R9: abort racing completion yields exactly one outcome: the value (and the
@@ -372,8 +371,8 @@ TEST(abort_race, wake_racing_abort_gives_exactly_one_outcome) {
         round.event.reset();
         if (got_value == got_cancelled || finished != (got_value ? 1 : 0) || p.live.load() != 0 || waiters != 0) {
           ADD_FAILURE() << "round " << r << ": value " << got_value << ", cancelled " << got_cancelled
-                        << ", bodies finished " << finished << ", live locals " << p.live.load()
-                        << ", event waiters " << waiters;
+                        << ", bodies finished " << finished << ", live locals " << p.live.load() << ", event waiters "
+                        << waiters;
           return false;
         }
         (got_value ? values : cancels) += 1;
@@ -457,8 +456,7 @@ TEST(abort_race, concurrent_aborts_of_one_task_are_idempotent) {
             (round.parked_for_good && !got_cancelled)) {
           ADD_FAILURE() << "round " << r << ": value " << got_value << ", cancelled " << got_cancelled
                         << ", bodies finished " << finished << ", live locals " << p.live.load()
-                        << ", all handles finished " << all_finished << ", parked for good "
-                        << round.parked_for_good;
+                        << ", all handles finished " << all_finished << ", parked for good " << round.parked_for_good;
           return false;
         }
         (got_value ? values : cancels) += 1;

@@ -159,7 +159,8 @@ void shutdown_with_live_tasks(std::size_t workers, int rounds) {
     EXPECT_EQ(total_waiters(never), 0u);
     // None of them could finish: each was alive when the grace ended.
     EXPECT_EQ(reported.load(), static_cast<std::size_t>(kLiveTasks));
-    const auto unfinished = std::count_if(handles.begin(), handles.end(), [](const auto& h) { return !h.is_finished(); });
+    const auto unfinished =
+        std::count_if(handles.begin(), handles.end(), [](const auto& h) { return !h.is_finished(); });
     EXPECT_EQ(unfinished, 0);
     int not_cancelled = 0;
     for (int k = 0; k < 1000; ++k) {
@@ -285,8 +286,8 @@ TEST(shutdown_stress, shutdown_racing_spawns_loses_no_task) {
                   co_return 1;
                 }));
               } else {
-                handles.emplace_back(j, rt.spawn(attempt_body(live_counter(live), live_counter(s.mine[at]),
-                                                              &s.ran[at], shape, &never, yields)));
+                handles.emplace_back(j, rt.spawn(attempt_body(live_counter(live), live_counter(s.mine[at]), &s.ran[at],
+                                                              shape, &never, yields)));
               }
               spawned.fetch_add(1);
               if (closed && s.failure.empty())

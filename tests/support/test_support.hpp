@@ -95,10 +95,9 @@ class test_event {
     awaiter(const awaiter&) = delete;
     awaiter& operator=(const awaiter&) = delete;
     ~awaiter() {
-      if (linked_) {
-        std::lock_guard lock(event_->mutex_);
-        if (linked_) event_->waiters_.erase(node_);
-      }
+      // Always under the lock: set() may be unlinking us on another thread.
+      std::lock_guard lock(event_->mutex_);
+      if (linked_) event_->waiters_.erase(node_);
     }
     bool await_ready() const noexcept { return event_->is_set(); }
     bool await_suspend(std::coroutine_handle<> h) {
