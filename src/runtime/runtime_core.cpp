@@ -1,5 +1,7 @@
 #include "runtime_core.hpp"
 
+#include <warden/detail/task_locals.hpp>
+
 #include "../detail/context.hpp"
 #include "../detail/sanitizers.hpp"
 #include "../task/header_pool.hpp"
@@ -161,6 +163,7 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& pro
   t->id = next_task_id();
   t->location = options.location;
   if (!options.name.empty()) t->extras = new task_extras{std::string(options.name)};
+  if (task_header* parent = tl_context.task; parent != nullptr && parent->locals != nullptr) inherit_into(t);
   t->state.store(task_header::SCHEDULED | task_header::JOIN_INTEREST, std::memory_order_relaxed);
   // release: a sweep that takes a reference sees the fields above.
   t->refs.store(2, std::memory_order_release);  // lifecycle + join handle

@@ -105,6 +105,7 @@ void free_header(task_header* header) noexcept {
   header->location = {};
   header->extras = nullptr;
   header->sink = nullptr;
+  header->locals = nullptr;
   header->state.store(0, std::memory_order_relaxed);
   header_cache& c = tl_cache;
   if (c.dead) {

@@ -20,6 +20,8 @@
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
+#include <warden/detail/task_locals.hpp>
+
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
 #include "../runtime/failure_sink.hpp"
@@ -59,6 +61,7 @@ void release(task_header* task) noexcept {
   if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (task->root) std::exchange(task->root, {}).destroy();
   delete task->extras;
+  delete task->locals;
   if (task->sink != nullptr) task->sink->release();
   free_header(task);
 }

@@ -57,6 +57,7 @@ class promise_base;
 struct task_header;
 class thread_parker;
 class failure_sink;
+struct task_locals;
 
 enum class schedule_hint : std::uint8_t {
   spawn,  // a new task: back of the current worker's queue
@@ -151,6 +152,7 @@ struct task_header {
   std::source_location location;
   task_extras* extras = nullptr;  // room for parent, tracker, registry link, token
   failure_sink* sink = nullptr;   // set when a panic awaits its join handle's verdict
+  task_locals* locals = nullptr;  // task_local<T> bindings; only the task's own thread
 
   [[nodiscard]] bool is_complete() const noexcept { return (state.load(std::memory_order_acquire) & COMPLETE) != 0; }
 };
