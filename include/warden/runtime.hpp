@@ -95,6 +95,10 @@ struct runtime_options {
   std::function<void(std::span<const leaked_task>)> leak_reporter{};
   /// Worker threads are named "<thread_name>-<index>" (truncated to 15 bytes).
   std::string thread_name = "warden";
+  /// Test clock: time stands still until advance() or until the runtime is
+  /// idle (see warden/time.hpp). Requires worker_threads == 0 (usage_error
+  /// otherwise), so that "idle" is exact.
+  bool start_paused = false;
 
   static std::size_t default_worker_threads() noexcept;
 };

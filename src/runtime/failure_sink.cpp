@@ -17,6 +17,17 @@ std::string describe_exception(const std::exception_ptr& error) {
   }
 }
 
+bool is_std_exception(const std::exception_ptr& error) noexcept {
+  if (!error) return false;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 std::string describe_task(task_id id, std::string_view name, const std::source_location& where) {
   std::string out = "task " + std::to_string(id.value());
   if (!name.empty()) {

@@ -35,6 +35,8 @@ class failure_sink {
 
 /// "what()" of an exception_ptr, or a placeholder for non-std exceptions.
 std::string describe_exception(const std::exception_ptr& error);
+/// True if `error` holds a std::exception.
+bool is_std_exception(const std::exception_ptr& error) noexcept;
 /// "task 12 'name' (spawned at file:line)".
 std::string describe_task(task_id id, std::string_view name, const std::source_location& where);
 

@@ -118,7 +118,8 @@ runtime_core::runtime_core(runtime_options options)
       threaded_(options_.worker_threads > 0),
       sink_(new failure_sink(options_.on_unhandled_failure, options_.failure_reporter)),
       idle_(threaded_ ? options_.worker_threads : 1),
-      blocking_(*this, std::max<std::size_t>(1, options_.blocking_threads), options_.blocking_keep_alive) {
+      blocking_(*this, std::max<std::size_t>(1, options_.blocking_threads), options_.blocking_keep_alive),
+      time_(options_.start_paused, *this) {
   if (!options_.leak_reporter) options_.leak_reporter = default_leak_reporter;
   const std::size_t n = threaded_ ? options_.worker_threads : 1;
   workers_.reserve(n);
@@ -224,6 +225,7 @@ bool runtime_core::has_work_anywhere() const noexcept {
 
 task_header* runtime_core::next_task(worker& w) noexcept {
   if (++w.tick % kGlobalQueueInterval == 0) {
+    time_.fire_due();  // busy workers keep timers on time
     if (task_header* t = inject_.pop()) return t;
   }
   if (w.lifo != nullptr) {
@@ -269,10 +271,19 @@ void runtime_core::park_worker(worker& w, const clock::time_point* deadline) noe
   idle_.register_sleeper(w.index, was_searching);
   // Re-check after registering (seq_cst loads; see "Idling" in the header).
   if (!has_work_anywhere() && !stopping_.load(std::memory_order_acquire)) {
-    if (deadline != nullptr)
-      w.park.park_until(*deadline);
-    else
-      w.park.park();
+    if (time_.paused() && !blocking_.busy() && time_.auto_advance()) {
+      // Paused clock and nothing to run: time jumps to the next timer.
+    } else {
+      // Drive the timers if nobody does: sleep only until the next one.
+      const auto timer_deadline = time_.begin_driving(w.index);
+      const clock::time_point* until = deadline;
+      if (timer_deadline && (until == nullptr || *timer_deadline < *until)) until = &*timer_deadline;
+      if (until != nullptr)
+        w.park.park_until(*until);
+      else
+        w.park.park();
+      if (timer_deadline) time_.end_driving();
+    }
   }
   // Still registered: we leave on our own. Otherwise a notifier picked us and
   // counted us as searching (its unpark token may still be pending; harmless).
@@ -380,12 +391,19 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
       runtime_core* self;
       std::vector<leaked_task> leaked;
     } s{this, {}};
+    // Mark every task first, then queue the idle ones: a task woken by
+    // another's cancellation is then destroyed, never resumed.
     for_each_live_header(
         [](void* ctx, task_header* h) {
           auto& sw = *static_cast<sweep*>(ctx);
           if (!sw.self->owns(h) || h->is_complete()) return;
           sw.leaked.push_back(leaked_task{task_id{h->id}, std::string(task_name(h)), h->location});
-          abort(h);
+          request_abort(h);
+        },
+        &s);
+    for_each_live_header(
+        [](void* ctx, task_header* h) {
+          if (static_cast<sweep*>(ctx)->self->owns(h)) abort(h);
         },
         &s);
     if (!s.leaked.empty() && !reported) {
@@ -422,6 +440,7 @@ void blocking_pool::schedule(task_header* task, schedule_hint) noexcept {
     head_ = task;
   tail_ = task;
   ++queued_;
+  in_flight_.fetch_add(1, std::memory_order_acq_rel);
   if (idle_ >= queued_ || threads_.size() >= max_threads_) {
     work_cv_.notify_one();
     return;
@@ -458,6 +477,7 @@ void blocking_pool::run(std::list<std::thread>::iterator self) {
       --queued_;
       lock.unlock();
       poll_task(t);
+      in_flight_.fetch_sub(1, std::memory_order_acq_rel);
       lock.lock();
       continue;
     }
@@ -525,7 +545,17 @@ std::size_t runtime_options::default_worker_threads() noexcept {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-runtime::runtime(runtime_options options) : core_(std::make_unique<detail::runtime_core>(std::move(options))) {}
+namespace {
+void validate(const runtime_options& options) {
+  if (options.start_paused && options.worker_threads != 0)
+    throw usage_error(
+        "runtime_options::start_paused needs current-thread mode (worker_threads = 0), where "
+        "\"every task is idle\" is exact; set worker_threads = 0 for tests on the paused clock");
+}
+}  // namespace
+
+runtime::runtime(runtime_options options)
+    : core_((validate(options), std::make_unique<detail::runtime_core>(std::move(options)))) {}
 
 runtime::~runtime() {
   try {

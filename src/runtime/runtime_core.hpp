@@ -39,6 +39,7 @@
 #include <warden/runtime.hpp>
 
 #include "../detail/parker.hpp"
+#include "../time/time_driver.hpp"
 #include "failure_sink.hpp"
 #include "inject_queue.hpp"
 #include "local_queue.hpp"
@@ -110,6 +111,8 @@ class blocking_pool final : public task_scheduler {
   void wait_for(task_header* task) override;
   /// Runs what is queued (aborted tasks are only destroyed), then joins every thread.
   void shutdown();
+  /// Blocking calls queued or running (the paused clock waits for them).
+  [[nodiscard]] bool busy() const noexcept { return in_flight_.load(std::memory_order_acquire) != 0; }
 
  private:
   void run(std::list<std::thread>::iterator self);
@@ -125,12 +128,13 @@ class blocking_pool final : public task_scheduler {
   task_header* tail_ = nullptr;
   std::size_t queued_ = 0;
   std::size_t idle_ = 0;
+  std::atomic<std::size_t> in_flight_{0};
   bool stopping_ = false;
   std::list<std::thread> threads_;
   std::vector<std::thread> finished_;
 };
 
-class runtime_core final : public task_scheduler {
+class runtime_core final : public task_scheduler, public timer_host {
  public:
   explicit runtime_core(runtime_options options);
   ~runtime_core();
@@ -142,6 +146,12 @@ class runtime_core final : public task_scheduler {
   void on_complete(task_header* task) noexcept override;
   failure_sink* failures() noexcept override { return sink_; }
   void wait_for(task_header* task) override;
+
+  // timer_host
+  void wake_worker(std::size_t index) noexcept override { workers_[index]->park.unpark(); }
+  void wake_sleeper() noexcept override { notify_parked(); }
+
+  [[nodiscard]] time_driver& time() noexcept { return time_; }
 
   task_header* spawn(std::coroutine_handle<> root, promise_base& promise, spawn_options&& options, bool blocking);
   void shutdown(std::chrono::nanoseconds grace);
@@ -179,6 +189,7 @@ class runtime_core final : public task_scheduler {
   inject_queue inject_;
   idle_state idle_;
   blocking_pool blocking_;
+  time_driver time_;
   alignas(64) std::atomic<std::uint64_t> live_{0};
   std::atomic<bool> stopping_{false};
 

@@ -66,10 +66,11 @@ void release(task_header* task) noexcept {
   free_header(task);
 }
 
-void wake(task_header* task) noexcept {
+void wake(task_header* task, std::uint32_t generation) noexcept {
   using h = task_header;
-  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
   for (;;) {
+    if (h::generation_of(s) != generation) return;  // stale: polled since this waker was made
     if ((s & (h::COMPLETE | h::SCHEDULED | h::NOTIFIED)) != 0) return;
     if ((s & h::RUNNING) != 0) {
       // The poller re-queues the task when its poll ends.
@@ -84,16 +85,26 @@ void wake(task_header* task) noexcept {
   }
 }
 
+void request_abort(task_header* task) noexcept {
+  using h = task_header;
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
+  // ABORT alone: whoever polls the task next destroys it instead of resuming.
+  while ((s & (h::COMPLETE | h::ABORT)) == 0 &&
+         !task->state.compare_exchange_weak(s, s | h::ABORT, std::memory_order_acq_rel, std::memory_order_acquire)) {
+  }
+}
+
 void abort(task_header* task) noexcept {
   using h = task_header;
-  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
   for (;;) {
-    if ((s & (h::COMPLETE | h::ABORT)) != 0) return;
-    std::uint32_t next = s | h::ABORT;
+    if ((s & h::COMPLETE) != 0) return;
+    std::uint64_t next = s | h::ABORT;
     if ((s & h::RUNNING) != 0)
       next |= h::NOTIFIED;
     else if ((s & h::SCHEDULED) == 0)
       next |= h::SCHEDULED;  // idle: queue it so a worker destroys the frame
+    if (next == s) return;   // already aborted and queued (or being polled)
     if (task->state.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
       if ((s & (h::RUNNING | h::SCHEDULED)) == 0) task->scheduler->schedule(task, schedule_hint::spawn);
       return;
@@ -108,7 +119,7 @@ void destroy_root(task_header* task) noexcept {
 
 namespace {
 
-void complete(task_header* task, std::uint32_t outcome) noexcept {
+void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
   if ((outcome & h::PANICKED) != 0) {
     // Before COMPLETE is published: a join handle dropped right after it
@@ -116,7 +127,7 @@ void complete(task_header* task, std::uint32_t outcome) noexcept {
     task->sink = task->scheduler->failures();
     task->sink->retain();
   }
-  std::uint32_t s = task->state.load(std::memory_order_relaxed);
+  std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // acq_rel: release publishes the result (in the frame) to the join side;
   // acquire pairs with the JOIN_WAITER publication of `join_waker`.
   while (!task->state.compare_exchange_weak(s, (s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE | outcome,
@@ -141,10 +152,11 @@ void cancel_now(task_header* task) noexcept {
 
 void poll_task(task_header* task) noexcept {
   using h = task_header;
-  std::uint32_t s = task->state.load(std::memory_order_relaxed);
+  std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // acquire: see the frame as the previous poller (or the spawner) left it.
-  while (!task->state.compare_exchange_weak(s, (s & ~h::SCHEDULED) | h::RUNNING, std::memory_order_acquire,
-                                            std::memory_order_relaxed)) {
+  // The poll starts a new generation: wakers of earlier suspensions go stale.
+  while (!task->state.compare_exchange_weak(s, ((s & ~h::SCHEDULED) | h::RUNNING) + h::GENERATION_ONE,
+                                            std::memory_order_acquire, std::memory_order_relaxed)) {
   }
   task_header* const outer = tl_context.task;
   tl_context.task = task;
@@ -182,7 +194,7 @@ void poll_task(task_header* task) noexcept {
 
 bool set_join_waker(task_header* task, waker& w) {
   using h = task_header;
-  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
   if ((s & h::COMPLETE) != 0) return false;
   if ((s & h::JOIN_WAITER) != 0) throw usage_error("join_handle awaited twice at the same time");
   task->join_waker = std::move(w);
@@ -199,7 +211,7 @@ bool set_join_waker(task_header* task, waker& w) {
 
 void clear_join_waker(task_header* task) noexcept {
   using h = task_header;
-  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
   while ((s & (h::COMPLETE | h::JOIN_WAITER)) == h::JOIN_WAITER) {
     if (task->state.compare_exchange_weak(s, s & ~h::JOIN_WAITER, std::memory_order_acq_rel,
                                           std::memory_order_acquire)) {
@@ -212,7 +224,7 @@ void clear_join_waker(task_header* task) noexcept {
 
 void drop_join_interest(task_header* task) noexcept {
   using h = task_header;
-  std::uint32_t s = task->state.load(std::memory_order_acquire);
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
   while (!task->state.compare_exchange_weak(s, s & ~h::JOIN_INTEREST, std::memory_order_acq_rel,
                                             std::memory_order_acquire)) {
   }
@@ -228,7 +240,19 @@ void waker::wake_by_ref() const noexcept {
   if ((bits_ & kThreadTag) != 0)
     reinterpret_cast<thread_parker*>(bits_ & ~kThreadTag)->unpark();
   else
-    detail::wake(reinterpret_cast<task_header*>(bits_));
+    detail::wake(reinterpret_cast<task_header*>(bits_), generation_);
+}
+
+waker waker::clone() const noexcept {
+  waker w;
+  if (bits_ == 0) return w;
+  if ((bits_ & kThreadTag) != 0)
+    reinterpret_cast<thread_parker*>(bits_ & ~kThreadTag)->retain();
+  else
+    retain(reinterpret_cast<task_header*>(bits_));
+  w.bits_ = bits_;
+  w.generation_ = generation_;
+  return w;
 }
 
 void waker::reset() noexcept {
@@ -244,6 +268,8 @@ waker waker::for_task(task_header* task) noexcept {
   retain(task);
   waker w;
   w.bits_ = reinterpret_cast<std::uintptr_t>(task);
+  // The task runs on this thread, so its generation cannot change under us.
+  w.generation_ = task_header::generation_of(task->state.load(std::memory_order_relaxed));
   return w;
 }
 
@@ -297,9 +323,10 @@ join_error join_error::panic(task_id id, std::string_view name, std::exception_p
   auto d = std::make_shared<details>();
   d->id = id;
   d->name = std::string(name);
-  d->panic_message = error ? detail::describe_exception(error) : std::string();
+  const std::string described = error ? detail::describe_exception(error) : std::string("no exception");
+  d->panic_message = detail::is_std_exception(error) ? described : std::string();
   d->error = std::move(error);
-  d->what = detail::describe_task(id, name, {}) + " panicked: " + d->panic_message;
+  d->what = detail::describe_task(id, name, {}) + " panicked: " + described;
   return join_error(kind::panic, std::move(d));
 }
 
@@ -396,8 +423,7 @@ bool join_handle_base::suspend(std::coroutine_handle<> awaiting) {
   detail::task_header* self = detail::tl_context.task;
   if (self == nullptr)
     throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
-  self->resume_point = awaiting;
-  detail::waker w = detail::waker::for_task(self);
+  detail::waker w = detail::suspend_current(awaiting);
   return detail::set_join_waker(task_, w);
 }
 
@@ -418,7 +444,7 @@ bool join_handle_base::failed() const noexcept {
 }
 
 join_error join_handle_base::take_error() noexcept {
-  const std::uint32_t s = task_->state.load(std::memory_order_acquire);
+  const std::uint64_t s = task_->state.load(std::memory_order_acquire);
   consumed_ = true;
   if ((s & detail::task_header::CANCELLED) != 0) return join_error::cancelled(task_id{task_->id}, name());
   join_error e = join_error::panic(task_id{task_->id}, name(), task_->root_promise->exception());
@@ -437,7 +463,8 @@ void yield_now::await_suspend(std::coroutine_handle<> self) const {
   detail::task_header* task = detail::tl_context.task;
   if (task == nullptr) throw usage_error("yield_now awaited outside a warden task");
   task->resume_point = self;
-  detail::wake(task);  // RUNNING -> NOTIFIED: re-queued at the back when this poll ends
+  // RUNNING -> NOTIFIED: re-queued at the back when this poll ends.
+  detail::wake(task, detail::task_header::generation_of(task->state.load(std::memory_order_relaxed)));
 }
 
 task_id current_task_id() {

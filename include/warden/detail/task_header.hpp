@@ -89,11 +89,13 @@ class task_scheduler {
 class waker {
  public:
   waker() noexcept = default;
-  waker(waker&& other) noexcept : bits_(std::exchange(other.bits_, 0)) {}
+  waker(waker&& other) noexcept
+      : bits_(std::exchange(other.bits_, 0)), generation_(std::exchange(other.generation_, 0)) {}
   waker& operator=(waker&& other) noexcept {
     if (this != &other) {
       reset();
       bits_ = std::exchange(other.bits_, 0);
+      generation_ = std::exchange(other.generation_, 0);
     }
     return *this;
   }
@@ -101,8 +103,12 @@ class waker {
   waker& operator=(const waker&) = delete;
   ~waker() { reset(); }
 
-  /// A waker for `task` (takes a reference).
+  /// A waker for `task`'s current suspension (takes a reference). Only the
+  /// task itself may call this, while it runs (awaiters use
+  /// suspend_current, which also records the resume point).
   static waker for_task(task_header* task) noexcept;
+  /// Another waker for the same target and suspension.
+  [[nodiscard]] waker clone() const noexcept;
   /// A waker for a blocked thread (takes a reference on its parker).
   static waker for_thread(thread_parker* parker) noexcept;
   /// A waker for whatever is running on this thread now: the current task,
@@ -121,6 +127,7 @@ class waker {
  private:
   static constexpr std::uintptr_t kThreadTag = 1;
   std::uintptr_t bits_ = 0;
+  std::uint32_t generation_ = 0;  // tasks only: see task_header::GENERATION_SHIFT
 };
 
 /// Per-task data most tasks do not need, allocated only when used.
@@ -130,17 +137,27 @@ struct task_extras {
 
 struct task_header {
   // State bits; see the top of this file.
-  static constexpr std::uint32_t RUNNING = 1u << 0;
-  static constexpr std::uint32_t SCHEDULED = 1u << 1;
-  static constexpr std::uint32_t NOTIFIED = 1u << 2;
-  static constexpr std::uint32_t COMPLETE = 1u << 3;
-  static constexpr std::uint32_t ABORT = 1u << 4;
-  static constexpr std::uint32_t JOIN_INTEREST = 1u << 5;
-  static constexpr std::uint32_t JOIN_WAITER = 1u << 6;
-  static constexpr std::uint32_t PANICKED = 1u << 7;
-  static constexpr std::uint32_t CANCELLED = 1u << 8;
+  static constexpr std::uint64_t RUNNING = 1ull << 0;
+  static constexpr std::uint64_t SCHEDULED = 1ull << 1;
+  static constexpr std::uint64_t NOTIFIED = 1ull << 2;
+  static constexpr std::uint64_t COMPLETE = 1ull << 3;
+  static constexpr std::uint64_t ABORT = 1ull << 4;
+  static constexpr std::uint64_t JOIN_INTEREST = 1ull << 5;
+  static constexpr std::uint64_t JOIN_WAITER = 1ull << 6;
+  static constexpr std::uint64_t PANICKED = 1ull << 7;
+  static constexpr std::uint64_t CANCELLED = 1ull << 8;
+  // The upper 32 bits count polls: the *generation* of the current
+  // suspension. A waker remembers the generation it was made in and wakes
+  // only if the task has not been polled since, so a wake left over from an
+  // earlier suspension (the losing side of a race between two events) can
+  // never resume the task at a later, unrelated await.
+  static constexpr int GENERATION_SHIFT = 32;
+  static constexpr std::uint64_t GENERATION_ONE = 1ull << GENERATION_SHIFT;
+  static constexpr std::uint32_t generation_of(std::uint64_t state) noexcept {
+    return static_cast<std::uint32_t>(state >> GENERATION_SHIFT);
+  }
 
-  std::atomic<std::uint32_t> state{0};
+  std::atomic<std::uint64_t> state{0};
   std::atomic<std::uint32_t> refs{0};
   task_header* queue_next = nullptr;
   std::coroutine_handle<> resume_point;
@@ -161,10 +178,16 @@ struct task_header {
 
 void retain(task_header* task) noexcept;
 void release(task_header* task) noexcept;
-/// Makes the task runnable (no-op if complete, queued or already notified).
-void wake(task_header* task) noexcept;
-/// Requests cancellation; see join_handle::abort.
+/// Makes the task runnable for the suspension of `generation` (no-op if
+/// the task was polled since, or is complete, queued or already notified).
+void wake(task_header* task, std::uint32_t generation) noexcept;
+/// Requests cancellation; see join_handle::abort. Also queues an idle task
+/// already marked by request_abort.
 void abort(task_header* task) noexcept;
+/// Marks the task aborted without queuing it: its next poll destroys it
+/// instead of resuming it (shutdown marks every task before queuing any, so
+/// no task resumes because another one's cancellation woke it).
+void request_abort(task_header* task) noexcept;
 /// Drops the join interest. Reports the failure as unhandled if the task
 /// already panicked and its result was never taken.
 void drop_join_interest(task_header* task) noexcept;

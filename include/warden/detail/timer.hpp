@@ -1,0 +1,33 @@
+// Internal: a timer registration, embedded in the awaiter that sleeps (so in
+// the sleeping task's frame: arming a timer allocates nothing).
+//
+// A node is `armed` while filed in its runtime's timing wheel, `fired` once
+// the driver took it out because its deadline passed (its waker is then
+// being woken), `idle` otherwise. All fields are guarded by the time
+// driver's lock; the owner disarms the node in its destructor, which is also
+// the cancellation path.
+#pragma once
+
+#include <warden/detail/task_header.hpp>
+
+#include <chrono>
+#include <cstdint>
+
+namespace warden::detail {
+
+class time_driver;
+
+struct timer_node {
+  enum class state : std::uint8_t { idle, armed, fired };
+
+  std::uint64_t deadline = 0;  // driver tick (ms since its epoch), rounded up
+  timer_node* prev = nullptr;
+  timer_node* next = nullptr;
+  std::uint8_t level = 0;
+  std::uint8_t slot = 0;
+  state status = state::idle;
+  waker wake;
+  time_driver* driver = nullptr;
+};
+
+}  // namespace warden::detail

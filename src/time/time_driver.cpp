@@ -1,0 +1,145 @@
+#include "time_driver.hpp"
+
+#include <algorithm>
+
+namespace warden::detail {
+
+namespace {
+using ms = std::chrono::milliseconds;
+}
+
+time_driver::time_driver(bool paused, timer_host& host) : paused_(paused), epoch_(steady::now()), host_(host) {}
+
+time_driver::steady::time_point time_driver::now() const noexcept {
+  if (paused_) return epoch_ + std::chrono::nanoseconds(paused_offset_ns_.load(std::memory_order_acquire));
+  return steady::now();
+}
+
+std::uint64_t time_driver::tick_of(steady::time_point t) const noexcept {
+  if (t <= epoch_) return 0;
+  // Round up: a timer never fires before its deadline.
+  const auto since = std::chrono::duration_cast<std::chrono::nanoseconds>(t - epoch_).count();
+  return static_cast<std::uint64_t>((since + 999'999) / 1'000'000);
+}
+
+std::uint64_t time_driver::floor_tick(steady::time_point t) const noexcept {
+  if (t <= epoch_) return 0;
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<ms>(t - epoch_).count());
+}
+
+time_driver::steady::time_point time_driver::time_of(std::uint64_t tick) const noexcept {
+  return epoch_ + ms(static_cast<std::int64_t>(std::min<std::uint64_t>(tick, 1ull << 50)));
+}
+
+void time_driver::publish_next() noexcept {
+  const auto next = wheel_.next_expiration();
+  next_tick_.store(next ? *next : kNever, std::memory_order_relaxed);
+}
+
+bool time_driver::arm(timer_node& node, steady::time_point deadline) {
+  // The wheel's "now" is the floor of the current tick: a deadline whose
+  // (rounded-up) tick is not after it has passed.
+  const std::uint64_t tick = tick_of(deadline);
+  std::ptrdiff_t wake = -2;  // -2: nobody; -1: any sleeper; >= 0: that worker
+  {
+    std::lock_guard lock(mutex_);
+    if (tick <= std::max(wheel_.elapsed(), floor_tick(now()))) return false;
+    node.deadline = tick;
+    node.driver = this;
+    node.status = timer_node::state::armed;
+    wheel_.insert(&node);
+    publish_next();
+    if (driver_ < 0)
+      wake = -1;
+    else if (tick < driver_tick_)
+      wake = driver_;
+  }
+  if (wake >= 0)
+    host_.wake_worker(static_cast<std::size_t>(wake));
+  else if (wake == -1)
+    host_.wake_sleeper();
+  return true;
+}
+
+void time_driver::disarm(timer_node& node) noexcept {
+  waker dropped;
+  {
+    std::lock_guard lock(mutex_);
+    if (node.status == timer_node::state::armed) {
+      wheel_.remove(&node);
+      publish_next();
+    }
+    node.status = timer_node::state::idle;
+    dropped = std::move(node.wake);
+  }
+}
+
+bool time_driver::maybe_due() const noexcept {
+  const std::uint64_t next = next_tick_.load(std::memory_order_relaxed);
+  return next != kNever && next <= floor_tick(now());
+}
+
+void time_driver::fire_due() {
+  if (!maybe_due()) return;
+  fire_until(floor_tick(now()));
+}
+
+void time_driver::fire_until(std::uint64_t tick) {
+  std::vector<timer_node*> due;
+  std::vector<waker> wakers;
+  {
+    std::lock_guard lock(mutex_);
+    // `tick` is the floor of now: every deadline (rounded up) at or before
+    // it has passed.
+    wheel_.advance(tick, due);
+    wakers.reserve(due.size());
+    for (timer_node* node : due) {
+      node->status = timer_node::state::fired;
+      wakers.push_back(std::move(node->wake));
+    }
+    publish_next();
+  }
+  for (waker& w : wakers) w.wake();
+}
+
+std::optional<time_driver::steady::time_point> time_driver::begin_driving(std::size_t index) {
+  std::lock_guard lock(mutex_);
+  if (driver_ >= 0 || wheel_.size() == 0) return std::nullopt;
+  const auto next = wheel_.next_expiration();
+  if (!next) return std::nullopt;
+  driver_ = static_cast<std::ptrdiff_t>(index);
+  driver_tick_ = *next;
+  return time_of(*next);
+}
+
+void time_driver::end_driving() {
+  {
+    std::lock_guard lock(mutex_);
+    driver_ = -1;
+    driver_tick_ = kNever;
+  }
+  fire_due();
+}
+
+void time_driver::advance(std::chrono::nanoseconds d) {
+  if (d.count() > 0) paused_offset_ns_.fetch_add(d.count(), std::memory_order_acq_rel);
+  fire_until(floor_tick(now()));
+}
+
+bool time_driver::auto_advance() {
+  std::uint64_t next;
+  {
+    std::lock_guard lock(mutex_);
+    const auto n = wheel_.next_expiration();
+    if (!n) return false;
+    next = *n;
+  }
+  const std::int64_t target = std::chrono::duration_cast<std::chrono::nanoseconds>(time_of(next) - epoch_).count();
+  std::int64_t current = paused_offset_ns_.load(std::memory_order_acquire);
+  while (current < target && !paused_offset_ns_.compare_exchange_weak(current, target, std::memory_order_acq_rel)) {
+  }
+  fire_until(floor_tick(now()));
+  return true;
+}
+
+}  // namespace warden::detail
