@@ -40,6 +40,23 @@
 #include <type_traits>
 #include <utility>
 
+// Whether the compiler turns the handle returned by await_suspend into a
+// tail call (clang always; GCC when optimising, except under TSan).
+#if defined(__clang__)
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WARDEN_SYMMETRIC_TRANSFER_IS_A_TAIL_CALL 0
+#endif
+#endif
+#ifndef WARDEN_SYMMETRIC_TRANSFER_IS_A_TAIL_CALL
+#define WARDEN_SYMMETRIC_TRANSFER_IS_A_TAIL_CALL 1
+#endif
+#elif defined(__OPTIMIZE__) && !defined(__SANITIZE_THREAD__)
+#define WARDEN_SYMMETRIC_TRANSFER_IS_A_TAIL_CALL 1
+#else
+#define WARDEN_SYMMETRIC_TRANSFER_IS_A_TAIL_CALL 0
+#endif
+
 namespace warden {
 
 template <class T = void>
@@ -206,15 +223,16 @@ class [[nodiscard]] task {
       if (frame_.done()) detail::throw_task_awaited_twice();
       return false;
     }
-#if defined(__OPTIMIZE__) || defined(__clang__)
+#if WARDEN_SYMMETRIC_TRANSFER_IS_A_TAIL_CALL
     // Symmetric transfer: a guaranteed tail call here.
     std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) const noexcept {
       frame_.promise().set_continuation(awaiting);
       return frame_;
     }
 #else
-    // GCC at -O0 emits symmetric transfer as a plain call, so a long loop of
-    // synchronous awaits would overflow the stack: resume the child inline.
+    // GCC at -O0 (and with ThreadSanitizer, whose function-exit hooks block
+    // the tail call) emits symmetric transfer as a plain call, so a long loop
+    // of synchronous awaits would overflow the stack: resume the child inline.
     bool await_suspend(std::coroutine_handle<> awaiting) const noexcept {
       promise_type& p = frame_.promise();
       p.set_continuation(awaiting);
