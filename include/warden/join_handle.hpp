@@ -47,6 +47,7 @@
 #include <expected>
 #include <iosfwd>
 #include <memory>
+#include <new>
 #include <source_location>
 #include <string>
 #include <string_view>
@@ -57,6 +58,37 @@ namespace warden {
 namespace detail {
 struct handle_access;
 }
+
+namespace detail {
+
+/// A finished task's value, moved out of its frame (see result_ops).
+template <class T>
+struct result_box {
+  T value;
+
+  static void* extract(promise_base& finished) {
+    auto& promise = static_cast<task_promise<T>&>(finished);
+    void* memory = allocate_frame(sizeof(result_box));
+    try {
+      return ::new (memory) result_box{promise.take()};
+    } catch (...) {
+      deallocate_frame(memory, sizeof(result_box));
+      throw;
+    }
+  }
+  static void destroy(void* box) noexcept {
+    auto* typed = static_cast<result_box*>(box);
+    typed->~result_box();
+    deallocate_frame(typed, sizeof(result_box));
+  }
+};
+
+template <class T>
+inline constexpr result_ops result_ops_for{&result_box<T>::extract, &result_box<T>::destroy};
+template <>
+inline constexpr result_ops result_ops_for<void>{nullptr, nullptr};
+
+}  // namespace detail
 
 /// Identifies a spawned task. Unique among live tasks (ids are never reused
 /// within a process); `task_id{}` (value 0) means "no task".
@@ -166,8 +198,8 @@ class join_handle_base {
   /// value is there. Marks the handle consumed.
   [[nodiscard]] bool failed() const noexcept;
   [[nodiscard]] join_error take_error() noexcept;
-  [[nodiscard]] detail::promise_base* root_promise() const noexcept { return task_->root_promise; }
-  void finish_take() noexcept;
+  /// After success: the boxed value (null for void). Marks the handle consumed.
+  [[nodiscard]] void* take_box() noexcept;
 
  private:
   void drop() noexcept;
@@ -241,28 +273,26 @@ class [[nodiscard]] join_handle : public join_handle_base {
   friend struct detail::handle_access;
   explicit join_handle(detail::task_header* task) noexcept : join_handle_base(task) {}
 
-  auto& promise() const noexcept { return static_cast<detail::task_promise<T>&>(*root_promise()); }
-
   T take_value() {
     if (failed()) throw take_error();
-    struct finisher {
-      join_handle* self;
-      ~finisher() { self->finish_take(); }
-    } finish{this};
-    return promise().take();
+    void* box = take_box();
+    if constexpr (!std::is_void_v<T>) {
+      auto* typed = static_cast<detail::result_box<T>*>(box);
+      struct dropper {
+        detail::result_box<T>* box;
+        ~dropper() { detail::result_box<T>::destroy(box); }
+      } drop{typed};
+      return std::move(typed->value);
+    }
   }
 
   std::expected<T, join_error> take_expected() {
     if (failed()) return std::unexpected(take_error());
-    struct finisher {
-      join_handle* self;
-      ~finisher() { self->finish_take(); }
-    } finish{this};
     if constexpr (std::is_void_v<T>) {
-      promise().take();
+      (void)take_box();
       return {};
     } else {
-      return promise().take();
+      return take_value();
     }
   }
 };

@@ -148,8 +148,8 @@ runtime_core::~runtime_core() {
   sink_->release();
 }
 
-task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& promise, spawn_options&& options,
-                                 bool blocking) {
+task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
+                                 spawn_options&& options, bool blocking) {
   // acq_rel RMW: totally ordered with shutdown's fetch_or(kClosed).
   if ((live_.fetch_add(1, std::memory_order_acq_rel) & kClosed) != 0) {
     live_.fetch_sub(1, std::memory_order_acq_rel);
@@ -160,6 +160,7 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& pro
   t->root = root;
   t->resume_point = root;
   t->root_promise = &promise;
+  t->results = &results;
   t->scheduler = blocking ? static_cast<task_scheduler*>(&blocking_) : this;
   t->id = next_task_id();
   t->location = options.location;
@@ -237,9 +238,20 @@ task_header* runtime_core::next_task(worker& w) noexcept {
   }
   w.lifo_streak = 0;
   if (task_header* t = w.queue.pop()) return t;
-  const std::size_t share = inject_.size() / workers_.size() + 1;
-  return inject_.pop_batch(std::min<std::size_t>(share, local_queue::kCapacity / 2),
-                           [&](task_header* t) { push_local(w, t); });
+  return take_injected(w, inject_.size() / workers_.size() + 1);
+}
+
+task_header* runtime_core::take_injected(worker& w, std::size_t max) noexcept {
+  std::size_t moved = 0;
+  task_header* first = inject_.pop_batch(std::min<std::size_t>(max, local_queue::kCapacity / 2), [&](task_header* t) {
+    push_local(w, t);
+    ++moved;
+  });
+  // While the batch was in transit (off the injection queue, not yet in our
+  // queue) a searching worker may have looked, found nothing and gone to
+  // sleep; the tasks now in our queue must not wait behind the one we run.
+  if (moved != 0) notify_parked();
+  return first;
 }
 
 task_header* runtime_core::search(worker& w) noexcept {
@@ -252,9 +264,12 @@ task_header* runtime_core::search(worker& w) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     worker& victim = *workers_[(start + i) % n];
     if (&victim == &w) continue;
-    if (task_header* t = victim.queue.steal_into(w.queue)) return t;
+    if (task_header* t = victim.queue.steal_into(w.queue)) {
+      if (!w.queue.looks_empty()) notify_parked();  // the stolen half was in transit: see take_injected
+      return t;
+    }
   }
-  return inject_.pop_batch(local_queue::kCapacity / 2, [&](task_header* t) { push_local(w, t); });
+  return take_injected(w, local_queue::kCapacity / 2);
 }
 
 void runtime_core::poll(worker& w, task_header* task) noexcept {
@@ -528,8 +543,8 @@ void check_not_on_worker(const char* what) {
 }
 
 task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, promise_base& promise,
-                        spawn_options&& options, bool blocking) {
-  return core.spawn(root, promise, std::move(options), blocking);
+                        const result_ops& results, spawn_options&& options, bool blocking) {
+  return core.spawn(root, promise, results, std::move(options), blocking);
 }
 
 void block_on_root(runtime_core& core, task_header* task) {

@@ -153,7 +153,8 @@ class runtime_core final : public task_scheduler, public timer_host {
 
   [[nodiscard]] time_driver& time() noexcept { return time_; }
 
-  task_header* spawn(std::coroutine_handle<> root, promise_base& promise, spawn_options&& options, bool blocking);
+  task_header* spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
+                     spawn_options&& options, bool blocking);
   void shutdown(std::chrono::nanoseconds grace);
 
   [[nodiscard]] std::size_t worker_count() const noexcept { return threaded_ ? workers_.size() : 0; }
@@ -175,6 +176,7 @@ class runtime_core final : public task_scheduler, public timer_host {
   bool drive(Done&& done, const std::chrono::steady_clock::time_point* deadline);
   task_header* next_task(worker& w) noexcept;
   task_header* search(worker& w) noexcept;
+  task_header* take_injected(worker& w, std::size_t max) noexcept;
   void poll(worker& w, task_header* task) noexcept;
   void park_worker(worker& w, const std::chrono::steady_clock::time_point* deadline) noexcept;
   void push_local(worker& w, task_header* task) noexcept;

@@ -106,6 +106,9 @@ void free_header(task_header* header) noexcept {
   header->extras = nullptr;
   header->sink = nullptr;
   header->locals = nullptr;
+  header->results = nullptr;
+  header->result = nullptr;
+  header->error = nullptr;
   header->state.store(0, std::memory_order_relaxed);
   header_cache& c = tl_cache;
   if (c.dead) {

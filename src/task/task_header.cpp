@@ -60,6 +60,7 @@ void release(task_header* task) noexcept {
   // acq_rel: the thread that frees must see every other owner's last use.
   if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (task->root) std::exchange(task->root, {}).destroy();
+  drop_result(task);
   delete task->extras;
   delete task->locals;
   if (task->sink != nullptr) task->sink->release();
@@ -113,14 +114,35 @@ void abort(task_header* task) noexcept {
 }
 
 void destroy_root(task_header* task) noexcept {
-  if (task->root) std::exchange(task->root, {}).destroy();
   task->root_promise = nullptr;
+  if (task->root) std::exchange(task->root, {}).destroy();
+}
+
+void drop_result(task_header* task) noexcept {
+  if (task->result != nullptr) task->results->destroy(std::exchange(task->result, nullptr));
+  task->error = nullptr;
 }
 
 namespace {
 
 void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
+  if (promise_base* promise = task->root_promise) {
+    // Move the outcome out of the frame, then destroy the frame: the task's
+    // parameters and captures die as soon as it finishes, not when its
+    // handle is dropped.
+    if ((outcome & h::PANICKED) != 0) {
+      task->error = promise->exception();
+    } else if (task->results != nullptr && task->results->extract != nullptr) {
+      try {
+        task->result = task->results->extract(*promise);
+      } catch (...) {
+        task->error = std::current_exception();  // the value's move threw: a panic
+        outcome |= h::PANICKED;
+      }
+    }
+    destroy_root(task);
+  }
   if ((outcome & h::PANICKED) != 0) {
     // Before COMPLETE is published: a join handle dropped right after it
     // reports to this sink if nobody took the failure.
@@ -136,8 +158,8 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   if ((s & h::JOIN_WAITER) != 0) std::move(task->join_waker).wake();
   if ((s & h::JOIN_INTEREST) == 0) {
     // Nobody can observe the outcome any more.
-    if ((outcome & h::PANICKED) != 0) task->sink->report(task, task->root_promise->exception());
-    destroy_root(task);
+    if ((outcome & h::PANICKED) != 0) task->sink->report(task, task->error);
+    drop_result(task);
   }
   task->scheduler->on_complete(task);
   release(task);  // the lifecycle reference
@@ -167,7 +189,7 @@ void poll_task(task_header* task) noexcept {
   }
   task->resume_point.resume();
   if (task->root.done()) {
-    complete(task, task->root_promise->failed() ? h::PANICKED : 0);
+    complete(task, task->root_promise->failed() ? h::PANICKED : std::uint64_t{0});
     tl_context.task = outer;
     return;
   }
@@ -229,10 +251,9 @@ void drop_join_interest(task_header* task) noexcept {
                                             std::memory_order_acquire)) {
   }
   if ((s & h::COMPLETE) == 0) return;  // the completer will see no interest and clean up
-  // Already complete and the result never taken: we own the frame.
-  if ((s & h::PANICKED) != 0 && task->sink != nullptr && task->root_promise != nullptr)
-    task->sink->report(task, task->root_promise->exception());
-  destroy_root(task);
+  // Already complete and the outcome never taken: it is ours to drop.
+  if ((s & h::PANICKED) != 0 && task->sink != nullptr && task->error) task->sink->report(task, task->error);
+  drop_result(task);
 }
 
 void waker::wake_by_ref() const noexcept {
@@ -447,14 +468,14 @@ join_error join_handle_base::take_error() noexcept {
   const std::uint64_t s = task_->state.load(std::memory_order_acquire);
   consumed_ = true;
   if ((s & detail::task_header::CANCELLED) != 0) return join_error::cancelled(task_id{task_->id}, name());
-  join_error e = join_error::panic(task_id{task_->id}, name(), task_->root_promise->exception());
-  detail::destroy_root(task_);
+  join_error e = join_error::panic(task_id{task_->id}, name(), task_->error);
+  task_->error = nullptr;
   return e;
 }
 
-void join_handle_base::finish_take() noexcept {
+void* join_handle_base::take_box() noexcept {
   consumed_ = true;
-  detail::destroy_root(task_);
+  return std::exchange(task_->result, nullptr);
 }
 
 // ---- free functions ---------------------------------------------------------

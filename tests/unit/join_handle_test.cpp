@@ -7,6 +7,7 @@
 #include <expected>
 #include <future>
 #include <latch>
+#include <semaphore>
 #include <source_location>
 #include <stdexcept>
 #include <string>
@@ -59,17 +60,20 @@ struct notes_destroying_thread {
 
 /// Keeps every worker busy in a task blocked on a latch, so that a task
 /// spawned meanwhile cannot start. Current-thread mode needs nothing: there,
-/// tasks run only while somebody drives the runtime.
+/// tasks run only while somebody drives the runtime. The blockers are spawned
+/// one at a time, each once the previous one runs, so each lands on an idle
+/// worker (see idle_workers_pick_up_tasks_queued_behind_a_blocked_one).
 class blockade {
  public:
-  blockade(warden::runtime& rt, std::size_t workers) : arrived_(static_cast<std::ptrdiff_t>(workers)) {
-    for (std::size_t i = 0; i < workers; ++i)
+  blockade(warden::runtime& rt, std::size_t workers) {
+    for (std::size_t i = 0; i < workers; ++i) {
       held_.push_back(rt.spawn([this]() -> task<void> {
-        arrived_.count_down();
+        arrived_.release();
         release_.wait();
         co_return;
       }));
-    arrived_.wait();
+      arrived_.acquire();
+    }
   }
   blockade(const blockade&) = delete;
   blockade& operator=(const blockade&) = delete;
@@ -83,7 +87,7 @@ class blockade {
   }
 
  private:
-  std::latch arrived_;
+  std::binary_semaphore arrived_{0};
   std::latch release_{1};
   std::vector<warden::join_handle<void>> held_;
   bool lifted_ = false;
@@ -616,9 +620,7 @@ TEST_P(join_handle_test, dropping_a_handle_lets_the_task_run_to_completion) {
     result = 9;
     done.set();
   };
-  {
-    auto h = rt.spawn(body());
-  }
+  { auto h = rt.spawn(body()); }
   run([&]() -> task<void> {
     co_await started.wait();
     go.set();
@@ -832,39 +834,38 @@ TEST_P(join_handle_test, awaiting_an_empty_handle_throws_usage_error) {
   EXPECT_THROW((void)empty.join(), warden::usage_error);
 }
 
-// R13: two tasks awaiting the same handle at the same time: the second gets
-// usage_error, the first still gets the value.
+// R13: two tasks awaiting the same handle at the same time: whichever comes
+// second gets usage_error, the other still gets the value.
 TEST_P(join_handle_test, awaiting_a_handle_from_two_tasks_at_once_throws_usage_error) {
-  test_event go, first_parked;
+  test_event go, one_refused;
   auto target = [&]() -> task<int> {
     co_await go.wait();
     co_return 8;
   };
   auto shared = rt.spawn(target());
-  auto first = [&]() -> task<int> {
-    first_parked.set();
-    co_return co_await shared;
-  };
-  int value = run([&]() -> task<int> {
-    auto h1 = warden::spawn(first());
-    co_await first_parked.wait();
-    // Let `first` register as the waiter (it may still be between set() and the await).
-    co_await warden::yield_now{};
-    co_await warden::yield_now{};
-    std::string message;
-    bool threw = false;
+  std::atomic<int> values{0}, refusals{0};
+  std::string message;  // written by the refused contender only
+  auto contender = [&]() -> task<void> {
     try {
-      (void)co_await shared;
+      const int v = co_await shared;
+      if (v == 8) ++values;
     } catch (const warden::usage_error& e) {
-      threw = true;
       message = e.what();
+      ++refusals;
+      one_refused.set();
     }
-    EXPECT_TRUE(threw);
-    EXPECT_TRUE(mentions(message, "awaited twice")) << message;
+  };
+  run([&]() -> task<void> {
+    auto a = warden::spawn(contender());
+    auto b = warden::spawn(contender());
+    co_await one_refused.wait();  // the target cannot finish before this: `go` is not set
     go.set();
-    co_return co_await std::move(h1);
+    co_await a;
+    co_await b;
   });
-  EXPECT_EQ(value, 8);
+  EXPECT_EQ(values.load(), 1);
+  EXPECT_EQ(refusals.load(), 1);
+  EXPECT_TRUE(mentions(message, "awaited twice")) << message;
 }
 
 // Header contract: join() on a worker thread would deadlock and throws
@@ -1039,6 +1040,31 @@ TEST_P(join_handle_test, ids_are_unique_and_match_the_running_task) {
   if (!r.has_value()) {
     EXPECT_EQ(r.error().id(), cancelled.id());
   }
+}
+
+// Precondition of `blockade` (R7 and R11 with workers): two tasks spawned
+// together on a fresh 2-worker runtime both get a worker, so they can meet.
+// Each waits for the other with a 10 s guard; a task left queued behind a
+// blocked one while the other worker sleeps shows up as a stall.
+TEST(scheduling, idle_workers_pick_up_tasks_queued_behind_a_blocked_one) {
+  const int iterations = warden::testkit::stress_iterations(1000);
+  int stalls = 0;
+  for (int i = 0; i < iterations && stalls == 0; ++i) {
+    warden::runtime rt(warden::testkit::quiet_options(2));
+    std::promise<void> a_running, b_running;
+    std::shared_future<void> a_ran = a_running.get_future().share();
+    std::shared_future<void> b_ran = b_running.get_future().share();
+    auto meet = [](std::promise<void>* mine, std::shared_future<void> other) -> task<bool> {
+      mine->set_value();
+      co_return other.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    };
+    auto a = rt.spawn(meet(&a_running, b_ran));
+    auto b = rt.spawn(meet(&b_running, a_ran));
+    const bool a_met = a.join();
+    const bool b_met = b.join();
+    if (!a_met || !b_met) ++stalls;
+  }
+  EXPECT_EQ(stalls, 0) << "a runnable task waited behind a blocked one while a worker slept";
 }
 
 INSTANTIATE_TEST_SUITE_P(workers, join_handle_test, warden::testkit::kWorkerCounts, warden::testkit::worker_name);

@@ -753,3 +753,31 @@ TEST(runtime_threads, a_long_thread_name_is_truncated_to_fifteen_bytes) {
 INSTANTIATE_TEST_SUITE_P(workers, runtime_test, warden::testkit::kWorkerCounts, warden::testkit::worker_name);
 
 }  // namespace
+
+namespace completion_cleanup {
+
+using warden::task;
+using warden::testkit::live_counter;
+
+task<int> holds_parameter(live_counter) { co_return 7; }
+
+// A finished task's frame (its parameters, a spawned callable's captures) is
+// destroyed when the task completes, not when its handle is consumed: a
+// channel sender passed to a producer closes when the producer ends.
+TEST(completion, a_finished_tasks_parameters_die_before_its_handle_is_awaited) {
+  warden::runtime rt(warden::testkit::quiet_options(0));
+  std::atomic<int> alive{0};
+  auto body = [&]() -> task<bool> {
+    auto by_parameter = warden::spawn(holds_parameter(live_counter(alive)));
+    live_counter captured(alive);
+    auto by_capture = warden::spawn([captured]() -> task<int> { co_return 8; });
+    EXPECT_EQ(alive.load(), 3);    // two parameters/captures + our own
+    co_await warden::yield_now{};  // current-thread FIFO: both children run to completion first
+    const bool gone = alive.load() == 1;
+    EXPECT_TRUE(by_parameter.is_finished() && by_capture.is_finished());
+    co_return gone&& co_await by_parameter == 7 && co_await by_capture == 8;
+  };
+  EXPECT_TRUE(rt.block_on(body()));
+}
+
+}  // namespace completion_cleanup

@@ -6,10 +6,10 @@
 #include <atomic>
 #include <chrono>
 #include <expected>
-#include <filesystem>
-#include <fstream>
+#include <latch>
 #include <memory>
 #include <mutex>
+#include <semaphore>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -138,11 +138,8 @@ TEST_P(shutdown_test, every_way_to_hand_work_to_a_closed_runtime_throws_runtime_
       },
       warden::runtime_closed);
   EXPECT_EQ(alive.load(), 0);
-  EXPECT_THROW(
-      {
-        auto h = rt.spawn_blocking([counted = live_counter(alive), &ran] { ran = true; });
-      },
-      warden::runtime_closed);
+  EXPECT_THROW({ auto h = rt.spawn_blocking([counted = live_counter(alive), &ran] { ran = true; }); },
+               warden::runtime_closed);
   EXPECT_EQ(alive.load(), 0);
   auto body = [&](live_counter) -> task<int> {
     ran = true;
@@ -272,7 +269,7 @@ TEST_P(shutdown_test, a_task_alive_after_the_grace_is_reported_and_aborted) {
     EXPECT_EQ(destroyed_on, std::this_thread::get_id());  // the thread driving the shutdown
   else
     EXPECT_NE(destroyed_on, std::this_thread::get_id());  // a worker
-  never.set();  // harmless: nobody is registered any more
+  never.set();                                            // harmless: nobody is registered any more
 }
 
 // R16: many leaked tasks, queued, parked and detached: all reported in one
@@ -403,8 +400,11 @@ TEST_P(shutdown_test, destroying_the_runtime_is_shutdown_without_grace) {
     auto quick = []() -> task<int> { co_return 5; };
     left = local.spawn(parked(), {.name = "outlived-runtime"});
     finished = local.spawn(quick());
-    auto wait_started = [&]() -> task<void> { co_await started.wait(); };
-    local.block_on(wait_started());
+    auto settle = [&]() -> task<void> {
+      co_await started.wait();
+      while (!finished.is_finished()) co_await warden::yield_now{};
+    };
+    local.block_on(settle());
     EXPECT_EQ(alive.load(), 1);
   }
   EXPECT_EQ(alive.load(), 0);
@@ -473,27 +473,43 @@ TEST_P(shutdown_test, shutdown_from_inside_a_task_throws_usage_error) {
   EXPECT_EQ(rt.block_on(answer()), 4);  // still running
 }
 
-// R16: after shutdown, every worker thread has been joined (no thread named
-// after the runtime is left in the process).
-TEST_P(shutdown_test, shutdown_joins_every_worker_thread) {
-  const auto threads_named = [](std::string_view prefix) {
-    int n = 0;
-    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
-      std::ifstream comm(entry.path() / "comm");
-      std::string name;
-      std::getline(comm, name);
-      if (name.starts_with(prefix)) ++n;
-    }
-    return n;
+/// Counts the threads that touched `t_exit_marker` and have since exited
+/// (thread_local destructors run before a joined thread's join returns).
+std::atomic<int> g_exited_threads{0};
+struct exit_marker {
+  bool armed = false;
+  ~exit_marker() {
+    if (armed) ++g_exited_threads;
+  }
+};
+thread_local exit_marker t_exit_marker;
+
+// Runs only with worker threads (current-thread mode has none to join).
+class shutdown_threaded_test : public shutdown_test {};
+
+// R16: shutdown returns only after every worker thread has been joined.
+TEST_P(shutdown_threaded_test, shutdown_joins_every_worker_thread) {
+  const int workers = static_cast<int>(GetParam());
+  g_exited_threads = 0;
+  std::binary_semaphore arrived{0};
+  std::latch release(1);
+  auto mark_worker = [&]() -> task<void> {
+    t_exit_marker.armed = true;
+    arrived.release();
+    release.wait();  // keeps this worker busy, so the next task gets another one
+    co_return;
   };
-  warden::runtime_options o = warden::testkit::quiet_options(GetParam());
-  o.thread_name = "sdjoin";
-  auto local = std::make_unique<warden::runtime>(o);
-  // Make every worker run something, so that each has named itself.
-  auto answer = []() -> task<int> { co_return 1; };
-  for (int i = 0; i < 64; ++i) EXPECT_EQ(local->block_on(answer()), 1);
+  auto local = std::make_unique<warden::runtime>(warden::testkit::quiet_options(GetParam()));
+  std::vector<warden::join_handle<void>> handles;
+  for (int i = 0; i < workers; ++i) {
+    handles.push_back(local->spawn(mark_worker()));
+    arrived.acquire();  // one at a time: each lands on an idle worker
+  }
+  release.count_down();
+  for (auto& h : handles) h.join();
+  EXPECT_EQ(g_exited_threads.load(), 0);
   local->shutdown(kNoGrace);
-  EXPECT_EQ(threads_named("sdjoin-"), 0);
+  EXPECT_EQ(g_exited_threads.load(), workers);
   local.reset();
 }
 
@@ -515,5 +531,7 @@ TEST_P(shutdown_test, the_default_leak_reporter_names_the_task_on_stderr) {
 }
 
 INSTANTIATE_TEST_SUITE_P(workers, shutdown_test, warden::testkit::kWorkerCounts, warden::testkit::worker_name);
+INSTANTIATE_TEST_SUITE_P(workers, shutdown_threaded_test, ::testing::Values<std::size_t>(1, 2, 4, 8),
+                         warden::testkit::worker_name);
 
 }  // namespace

@@ -292,8 +292,7 @@ TEST_P(unhandled_failure_test, a_failure_found_after_the_runtime_was_destroyed_s
   EXPECT_EQ(reports[0].message, "outlived");
 }
 
-INSTANTIATE_TEST_SUITE_P(workers, unhandled_failure_test, warden::testkit::kWorkerCounts,
-                         warden::testkit::worker_name);
+INSTANTIATE_TEST_SUITE_P(workers, unhandled_failure_test, warden::testkit::kWorkerCounts, warden::testkit::worker_name);
 
 // ---- policy terminate ------------------------------------------------------------
 

@@ -36,9 +36,12 @@
 //   (release) and read by the completer after its COMPLETE transition
 //   (acquire) saw JOIN_WAITER. Whoever clears JOIN_WAITER (an awaiter leaving
 //   early) or observes it in the COMPLETE transition owns the waker.
-// * `root` / `root_promise`: the poller owns them until COMPLETE; afterwards
-//   the holder of JOIN_INTEREST (the join handle) owns them, or, when there
-//   is none, the completer destroys the frame at once.
+// * `root` / `root_promise`: the poller owns them. At completion the poller
+//   moves the outcome out (`result` box or `error`) and destroys the frame at
+//   once, so the task's parameters and captures die when it finishes.
+// * `result` / `error`: written before COMPLETE is published; afterwards
+//   owned by the holder of JOIN_INTEREST (the join handle), or dropped by
+//   whoever ends that interest without taking them.
 // * `queue_next` belongs to the queue that holds the task.
 #pragma once
 
@@ -130,6 +133,15 @@ class waker {
   std::uint32_t generation_ = 0;  // tasks only: see task_header::GENERATION_SHIFT
 };
 
+/// How to move a finished root frame's value out of its promise, so the
+/// frame (with the task's parameters and lambda captures) can be destroyed
+/// the moment the task completes. One constant instance per result type
+/// (see result_ops_for in join_handle.hpp); `extract` is null for void.
+struct result_ops {
+  void* (*extract)(promise_base& finished);  // a heap box holding the value
+  void (*destroy)(void* box) noexcept;
+};
+
 /// Per-task data most tasks do not need, allocated only when used.
 struct task_extras {
   std::string name;
@@ -167,9 +179,12 @@ struct task_header {
   std::uint64_t id = 0;
   waker join_waker;
   std::source_location location;
-  task_extras* extras = nullptr;  // room for parent, tracker, registry link, token
-  failure_sink* sink = nullptr;   // set when a panic awaits its join handle's verdict
-  task_locals* locals = nullptr;  // task_local<T> bindings; only the task's own thread
+  task_extras* extras = nullptr;        // room for parent, tracker, registry link, token
+  failure_sink* sink = nullptr;         // set when a panic awaits its join handle's verdict
+  task_locals* locals = nullptr;        // task_local<T> bindings; only the task's own thread
+  const result_ops* results = nullptr;  // set at spawn
+  void* result = nullptr;               // the boxed value once complete, until taken
+  std::exception_ptr error;             // the panic once complete
 
   [[nodiscard]] bool is_complete() const noexcept { return (state.load(std::memory_order_acquire) & COMPLETE) != 0; }
 };
@@ -196,8 +211,10 @@ void drop_join_interest(task_header* task) noexcept;
 bool set_join_waker(task_header* task, waker& w);
 /// Withdraws a registered join waker if the task has not completed yet.
 void clear_join_waker(task_header* task) noexcept;
-/// Destroys the finished root frame (after its result was taken).
+/// Destroys the root frame if still attached.
 void destroy_root(task_header* task) noexcept;
+/// Destroys the boxed result if one is left.
+void drop_result(task_header* task) noexcept;
 /// Runs one poll of a SCHEDULED task on the calling thread: resumes it (or
 /// destroys it if aborted), then completes, parks or re-queues it.
 void poll_task(task_header* task) noexcept;
