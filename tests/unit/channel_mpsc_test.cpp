@@ -1,0 +1,525 @@
+// mpsc<T>(capacity) and mpsc_unbounded<T>(): order, back-pressure, close
+// semantics, cancellation of parked senders and receivers, misuse
+// (SEMANTICS P6).
+#include "support/test_support.hpp"
+
+#include <warden/sync/mpsc.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using warden::mpsc_receiver;
+using warden::mpsc_sender;
+using warden::task;
+using warden::try_recv_error;
+using warden::try_send_failure;
+
+bool mentions(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
+
+/// Yields until `done()` holds (the other tasks run meanwhile, also in
+/// current-thread mode).
+template <class F>
+task<void> until(F done) {
+  while (!done()) co_await warden::yield_now{};
+}
+
+/// A move-only value that counts live instances (moved-from ones do not
+/// count), to check that values are destroyed exactly once.
+class tracked {
+ public:
+  tracked(int id, std::atomic<int>& live) : id_(id), live_(&live) { live_->fetch_add(1); }
+  tracked(tracked&& other) noexcept : id_(other.id_), live_(std::exchange(other.live_, nullptr)) {}
+  tracked& operator=(tracked&&) = delete;
+  ~tracked() {
+    if (live_ != nullptr) live_->fetch_sub(1);
+  }
+  [[nodiscard]] int id() const { return id_; }
+
+ private:
+  int id_;
+  std::atomic<int>* live_;
+};
+
+task<void> send_one(mpsc_sender<int> tx, int value, std::atomic<bool>* sent) {
+  auto r = co_await tx.send(value);
+  EXPECT_TRUE(r.has_value());
+  sent->store(true);
+}
+
+/// Sends `value`; yields the value back if the send failed.
+task<std::optional<int>> send_or_return(mpsc_sender<int> tx, int value) {
+  auto r = co_await tx.send(value);
+  if (r) co_return std::nullopt;
+  co_return r.error();
+}
+
+task<std::optional<int>> receive_one(mpsc_receiver<int>* rx) { co_return co_await rx->recv(); }
+
+task<void> send_tracked(mpsc_sender<tracked> tx, int id, std::atomic<int>* live) {
+  (void)co_await tx.send(tracked(id, *live));
+}
+
+/// Sends `count` values numbered from producer * count.
+task<void> produce(mpsc_sender<int> tx, int producer, int count) {
+  // A spawned task's parameters live until its join handle takes the
+  // result, a local only until co_return: moved here, the sender goes when
+  // the producer finishes, and with the last one the channel closes.
+  mpsc_sender<int> mine = std::move(tx);
+  for (int i = 0; i < count; ++i) EXPECT_TRUE((co_await mine.send(producer * count + i)).has_value());
+}
+
+task<void> park_forever(mpsc_sender<int> tx, warden::testkit::test_event* never) {
+  (void)tx;
+  co_await never->wait();
+}
+
+class mpsc_test : public ::testing::TestWithParam<std::size_t> {
+ protected:
+  template <class F>
+  auto run(F body) {
+    return rt.block_on(body());
+  }
+  bool current_thread_mode() const { return GetParam() == 0; }
+
+  std::atomic<int> live{0};
+  warden::runtime rt{warden::testkit::quiet_options(GetParam())};
+};
+
+// ---- order, bounded and unbounded -------------------------------------------
+
+// P6: values arrive in the order they were sent (bounded).
+TEST_P(mpsc_test, values_arrive_in_the_order_they_were_sent) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(4);
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE((co_await tx.send(i)).has_value());
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(co_await rx.recv(), i);
+    EXPECT_EQ(rx.size(), 0u);
+  });
+}
+
+// P6: unbounded: send never waits, however many values are queued; order kept.
+TEST_P(mpsc_test, unbounded_sends_never_wait_and_keep_their_order) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc_unbounded<int>();
+    for (int i = 0; i < 10'000; ++i) {
+      if (i % 2 == 0)
+        EXPECT_TRUE(tx.try_send(i).has_value());
+      else
+        EXPECT_TRUE((co_await tx.send(i)).has_value());
+    }
+    EXPECT_EQ(rx.size(), 10'000u);
+    for (int i = 0; i < 10'000; ++i) EXPECT_EQ(co_await rx.recv(), i);
+  });
+}
+
+// P6: a bounded send waits while the channel is full and completes when the
+// receiver frees a slot.
+TEST_P(mpsc_test, send_waits_while_the_channel_is_full) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    std::atomic<bool> sent{false};
+    auto h = warden::spawn(send_one(tx, 2, &sent));
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    for (int i = 0; i < 50; ++i) co_await warden::yield_now{};
+    EXPECT_FALSE(sent.load());  // still parked: nobody made room
+    EXPECT_EQ(co_await rx.recv(), 1);
+    co_await h;
+    EXPECT_TRUE(sent.load());
+    EXPECT_EQ(co_await rx.recv(), 2);
+  });
+}
+
+// P6: try_send on a full channel fails with `full` and gives the value back.
+TEST_P(mpsc_test, try_send_on_a_full_channel_returns_full_and_the_value) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<std::string>(2);
+    EXPECT_TRUE(tx.try_send("a").has_value());
+    EXPECT_TRUE(tx.try_send("b").has_value());
+    auto r = tx.try_send(std::string(40, 'c'));
+    EXPECT_FALSE(r.has_value());
+    if (!r) {
+      EXPECT_TRUE(r.error().is_full());
+      EXPECT_EQ(r.error().reason, try_send_failure::full);
+      EXPECT_EQ(r.error().value, std::string(40, 'c'));
+    }
+    EXPECT_EQ(co_await rx.recv(), "a");
+    co_return;
+  });
+}
+
+// P6: waiting senders are served in the order they started waiting.
+TEST_P(mpsc_test, parked_senders_are_served_in_the_order_they_parked) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    EXPECT_TRUE(tx.try_send(0).has_value());
+    std::vector<warden::join_handle<std::optional<int>>> senders;
+    for (int i = 1; i <= 4; ++i) {
+      senders.push_back(warden::spawn(send_or_return(tx, i)));
+      co_await until([&] { return rx.waiting_senders() == static_cast<std::size_t>(i); });
+    }
+    for (int i = 0; i <= 4; ++i) EXPECT_EQ(co_await rx.recv(), i);
+    for (auto& s : senders) EXPECT_EQ(co_await s, std::nullopt);
+  });
+}
+
+// P6: a slot freed while senders wait goes to the first of them; a newcomer
+// does not take it (no barging).
+TEST_P(mpsc_test, a_new_sender_does_not_overtake_a_parked_one) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    auto parked = warden::spawn(send_or_return(tx, 2));
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    EXPECT_EQ(co_await rx.recv(), 1);  // the slot is promised to the parked sender
+    auto r = tx.try_send(3);
+    EXPECT_FALSE(r.has_value());
+    if (!r) {
+      EXPECT_TRUE(r.error().is_full());
+    }
+    EXPECT_EQ(co_await rx.recv(), 2);
+    EXPECT_EQ(co_await parked, std::nullopt);
+  });
+}
+
+// P6: the receiver waits for a value and is woken by the send.
+TEST_P(mpsc_test, a_parked_receiver_is_woken_by_a_send) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(2);
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    EXPECT_TRUE(tx.try_send(7).has_value());
+    EXPECT_EQ(co_await receiver, 7);
+  });
+}
+
+// P6: many producers: every value arrives exactly once, each producer's in
+// its own order.
+TEST_P(mpsc_test, many_producers_deliver_every_value_exactly_once_in_per_producer_order) {
+  constexpr int producers = 8;
+  constexpr int per_producer = 500;
+  for (bool bounded : {true, false}) {
+    run([&]() -> task<void> {
+      auto [tx, rx] = bounded ? warden::mpsc<int>(3) : warden::mpsc_unbounded<int>();
+      std::vector<warden::join_handle<void>> handles;
+      for (int p = 0; p < producers; ++p) handles.push_back(warden::spawn(produce(tx, p, per_producer)));
+      tx = {};  // only the producers' copies remain: the channel closes when they finish
+      std::vector<int> last(producers, -1);
+      int received = 0;
+      while (std::optional<int> v = co_await rx.recv()) {
+        const int producer = *v / per_producer;
+        EXPECT_GT(*v, last[producer]);
+        last[producer] = *v;
+        ++received;
+      }
+      EXPECT_EQ(received, producers * per_producer);
+      for (auto& h : handles) co_await h;
+    });
+  }
+}
+
+// ---- close semantics ----------------------------------------------------------
+
+// P6: after close the receiver drains what was sent, then sees closed; a
+// send after close fails and gives the value back.
+TEST_P(mpsc_test, close_lets_the_receiver_drain_then_reports_closed) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<std::string>(4);
+    EXPECT_TRUE((co_await tx.send(std::string("one"))).has_value());
+    EXPECT_TRUE((co_await tx.send(std::string("two"))).has_value());
+    rx.close();
+    rx.close();  // idempotent
+    EXPECT_TRUE(tx.is_closed());
+    auto refused = co_await tx.send(std::string(50, 'x'));
+    EXPECT_FALSE(refused.has_value());
+    if (!refused) {
+      EXPECT_EQ(refused.error(), std::string(50, 'x'));
+    }
+    auto refused_now = tx.try_send("three");
+    EXPECT_FALSE(refused_now.has_value());
+    if (!refused_now) {
+      EXPECT_TRUE(refused_now.error().is_closed());
+      EXPECT_EQ(refused_now.error().value, "three");
+    }
+    EXPECT_EQ(co_await rx.recv(), "one");
+    EXPECT_EQ(co_await rx.recv(), "two");
+    EXPECT_EQ(co_await rx.recv(), std::nullopt);
+    EXPECT_EQ(co_await rx.recv(), std::nullopt);  // stays closed
+  });
+}
+
+// P6: close wakes the senders parked on a full channel; each gets its value
+// back, and what was queued before still reaches the receiver.
+TEST_P(mpsc_test, close_gives_parked_senders_their_values_back) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    auto a = warden::spawn(send_or_return(tx, 2));
+    auto b = warden::spawn(send_or_return(tx, 3));
+    co_await until([&] { return rx.waiting_senders() == 2; });
+    rx.close();
+    EXPECT_EQ(co_await a, 2);
+    EXPECT_EQ(co_await b, 3);
+    EXPECT_EQ(rx.waiting_senders(), 0u);
+    EXPECT_EQ(co_await rx.recv(), 1);
+    EXPECT_EQ(co_await rx.recv(), std::nullopt);
+  });
+}
+
+// P6: the channel closes when every sender is gone (copies included); the
+// receiver drains first.
+TEST_P(mpsc_test, dropping_the_last_sender_closes_after_the_queue_drains) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(4);
+    mpsc_sender<int> copy = tx;
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    tx = {};
+    EXPECT_EQ(rx.try_recv(), 1);
+    EXPECT_EQ(rx.try_recv(), std::unexpected(try_recv_error::empty));  // the copy keeps it open
+    EXPECT_TRUE(copy.try_send(2).has_value());
+    copy = {};
+    EXPECT_EQ(co_await rx.recv(), 2);
+    EXPECT_EQ(co_await rx.recv(), std::nullopt);
+    EXPECT_EQ(rx.try_recv(), std::unexpected(try_recv_error::closed));
+  });
+}
+
+// P6: a receiver parked on an empty channel is woken with nullopt when the
+// last sender goes away.
+TEST_P(mpsc_test, the_last_sender_leaving_wakes_a_parked_receiver_with_closed) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc_unbounded<int>();
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    tx = {};
+    EXPECT_EQ(co_await receiver, std::nullopt);
+  });
+}
+
+// P6: a sender destroyed with an aborted task's frame counts as gone.
+TEST_P(mpsc_test, a_sender_in_an_aborted_task_is_dropped_with_its_frame) {
+  run([&]() -> task<void> {
+    warden::testkit::test_event never;
+    auto [tx, rx] = warden::mpsc<int>(1);
+    auto holder = warden::spawn(park_forever(std::move(tx), &never));
+    co_await until([&] { return never.waiters() == 1; });
+    holder.abort();
+    EXPECT_EQ(co_await rx.recv(), std::nullopt);
+  });
+}
+
+// P6: destroying the receiver closes the channel: later sends fail with the
+// value back, parked senders get theirs back, queued values are destroyed.
+TEST_P(mpsc_test, dropping_the_receiver_closes_and_destroys_queued_values) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<tracked>(1);
+    EXPECT_TRUE(tx.try_send(tracked(1, live)).has_value());
+    auto parked = warden::spawn(
+        [](mpsc_sender<tracked> tx, std::atomic<int>* live) -> task<int> {
+          auto r = co_await tx.send(tracked(2, *live));
+          co_return r ? 0 : r.error().id();
+        },
+        tx, &live);
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    EXPECT_EQ(live.load(), 2);
+    { mpsc_receiver<tracked> gone = std::move(rx); }
+    EXPECT_EQ(co_await parked, 2);
+    EXPECT_EQ(live.load(), 0);  // the queued value went with the receiver
+    EXPECT_TRUE(tx.is_closed());
+    auto r = tx.try_send(tracked(3, live));
+    EXPECT_FALSE(r.has_value());
+  });
+  EXPECT_EQ(live.load(), 0);
+}
+
+// ---- cancellation ------------------------------------------------------------
+
+// P6: a sender aborted while parked on a full channel sends nothing; its
+// value is destroyed with the frame.
+TEST_P(mpsc_test, an_aborted_parked_sender_sends_nothing) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<tracked>(1);
+    EXPECT_TRUE(tx.try_send(tracked(1, live)).has_value());
+    auto parked = warden::spawn(send_tracked(tx, 2, &live));
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    parked.abort();
+    auto r = co_await parked.result();
+    EXPECT_TRUE(!r.has_value() && r.error().is_cancelled());
+    EXPECT_EQ(rx.waiting_senders(), 0u);
+    EXPECT_EQ(live.load(), 1);  // only the queued value is left
+    auto first = co_await rx.recv();
+    EXPECT_EQ(first ? first->id() : -1, 1);
+    EXPECT_EQ(rx.try_recv().error(), try_recv_error::empty);
+    // The slot is free again.
+    EXPECT_TRUE(tx.try_send(tracked(3, live)).has_value());
+  });
+  EXPECT_EQ(live.load(), 0);
+}
+
+// P6: a sender that was promised a slot but aborted before it ran passes
+// the slot to the next waiting sender (nobody stays parked for nothing).
+TEST_P(mpsc_test, an_aborted_sender_passes_its_promised_slot_on) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    auto first = warden::spawn(send_or_return(tx, 2));
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    auto second = warden::spawn(send_or_return(tx, 3));
+    co_await until([&] { return rx.waiting_senders() == 2; });
+    EXPECT_EQ(co_await rx.recv(), 1);  // promises the slot to `first` and wakes it
+    first.abort();                     // in current-thread mode it has not run yet
+    auto r = co_await first.result();
+    std::vector<int> rest;
+    while (rest.empty() || rest.back() != 3) {
+      auto v = co_await rx.recv();
+      if (!v) break;
+      rest.push_back(*v);
+    }
+    if (r.has_value()) {  // `first` ran before the abort: its value was sent
+      EXPECT_EQ(rest, (std::vector<int>{2, 3}));
+    } else {
+      EXPECT_EQ(rest, (std::vector<int>{3}));
+    }
+    if (current_thread_mode()) {
+      EXPECT_FALSE(r.has_value());
+    }
+    EXPECT_EQ(co_await second, std::nullopt);
+  });
+}
+
+// P6: a receiver aborted while parked loses no message: the value sent
+// afterwards (or just before the abort took effect) is still received.
+TEST_P(mpsc_test, an_aborted_parked_receiver_loses_no_message) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(2);
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    receiver.abort();
+    (void)co_await receiver.result();
+    EXPECT_FALSE(tx.receiver_waiting());
+    EXPECT_TRUE(tx.try_send(5).has_value());
+    EXPECT_EQ(co_await rx.recv(), 5);
+  });
+}
+
+// P6: a receiver woken by a send but aborted before it ran does not take
+// the value with it: the value stays queued for the next recv.
+TEST_P(mpsc_test, a_receiver_woken_then_aborted_leaves_the_value_queued) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(2);
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    EXPECT_TRUE(tx.try_send(9).has_value());  // wakes the receiver
+    receiver.abort();                         // current-thread mode: before it ran
+    auto r = co_await receiver.result();
+    std::vector<int> got;
+    if (r.has_value() && *r) got.push_back(**r);
+    while (auto v = rx.try_recv()) got.push_back(*v);
+    EXPECT_EQ(got, std::vector<int>{9});  // exactly once, by one of the two
+    if (current_thread_mode()) {
+      EXPECT_FALSE(r.has_value());
+    }
+  });
+}
+
+// ---- values and the GCC 12 co_await pitfall ---------------------------------
+
+// The natural calls are safe: a temporary, a moved local, a converted
+// literal, across a real suspension (the channel is full when they start).
+TEST_P(mpsc_test, send_takes_temporaries_and_moved_values_safely_across_a_wait) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<std::string>(1);
+    EXPECT_TRUE(tx.try_send("first").has_value());
+    auto drain = warden::spawn(
+        [](mpsc_receiver<std::string>* rx) -> task<std::vector<std::string>> {
+          std::vector<std::string> got;
+          while (auto v = co_await rx->recv()) got.push_back(std::move(*v));
+          co_return got;
+        },
+        &rx);
+    const std::string long_text(100, 'm');
+    std::string local = long_text;
+    EXPECT_TRUE((co_await tx.send(std::string(80, 't'))).has_value());
+    EXPECT_TRUE((co_await tx.send(std::move(local))).has_value());
+    EXPECT_TRUE((co_await tx.send("a literal long enough to live on the heap, not in the SSO buffer")).has_value());
+    EXPECT_TRUE((co_await tx.send(long_text)).has_value());
+    tx = {};
+    auto got = co_await drain;
+    EXPECT_EQ(
+        got, (std::vector<std::string>{"first", std::string(80, 't'), long_text,
+                                       "a literal long enough to live on the heap, not in the SSO buffer", long_text}));
+  });
+}
+
+// Move-only values travel; nothing is copied or leaked.
+TEST_P(mpsc_test, move_only_values_are_moved_through) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<std::unique_ptr<int>>(2);
+    EXPECT_TRUE((co_await tx.send(std::make_unique<int>(4))).has_value());
+    auto v = co_await rx.recv();
+    EXPECT_TRUE(v && *v && **v == 4);
+  });
+}
+
+// ---- misuse --------------------------------------------------------------------
+
+// A zero capacity is a programming error, reported with the way out.
+TEST(mpsc_misuse, zero_capacity_throws_usage_error_naming_the_fix) {
+  try {
+    (void)warden::mpsc<int>(0);
+    FAIL() << "no exception";
+  } catch (const warden::usage_error& e) {
+    EXPECT_TRUE(mentions(e.what(), "capacity must be at least 1"));
+    EXPECT_TRUE(mentions(e.what(), "mpsc_unbounded"));
+  }
+}
+
+// Empty (moved-from or default) handles throw instead of crashing.
+TEST(mpsc_misuse, empty_handles_throw_usage_error) {
+  auto [tx, rx] = warden::mpsc<int>(1);
+  mpsc_sender<int> moved = std::move(tx);
+  mpsc_receiver<int> taken = std::move(rx);
+  EXPECT_FALSE(tx.valid());
+  EXPECT_FALSE(rx.valid());
+  EXPECT_THROW((void)tx.try_send(1), warden::usage_error);
+  EXPECT_THROW((void)tx.send(1), warden::usage_error);
+  EXPECT_THROW((void)rx.recv(), warden::usage_error);
+  EXPECT_THROW((void)rx.try_recv(), warden::usage_error);
+  EXPECT_THROW(rx.close(), warden::usage_error);
+  try {
+    (void)mpsc_sender<int>{}.try_send(1);
+  } catch (const warden::usage_error& e) {
+    EXPECT_TRUE(mentions(e.what(), "mpsc_sender::try_send"));
+    EXPECT_TRUE(mentions(e.what(), "empty"));
+  }
+}
+
+// Two recvs of one receiver waiting at once: the second throws.
+TEST_P(mpsc_test, a_second_concurrent_recv_throws_usage_error) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    auto first = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    bool threw = false;
+    try {
+      (void)co_await rx.recv();
+    } catch (const warden::usage_error& e) {
+      threw = mentions(e.what(), "already waiting");
+    }
+    EXPECT_TRUE(threw);
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    EXPECT_EQ(co_await first, 1);
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(workers, mpsc_test, warden::testkit::kWorkerCounts, warden::testkit::worker_name);
+
+}  // namespace
