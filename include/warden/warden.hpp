@@ -5,7 +5,19 @@
 //   int v = rt.block_on(my_task());
 #pragma once
 
+#include <warden/cancellation.hpp>
+#include <warden/combinators.hpp>
 #include <warden/errors.hpp>
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
+#include <warden/sync/broadcast.hpp>
+#include <warden/sync/event.hpp>
+#include <warden/sync/latch.hpp>
+#include <warden/sync/mpsc.hpp>
+#include <warden/sync/mutex.hpp>
+#include <warden/sync/notify.hpp>
+#include <warden/sync/oneshot.hpp>
+#include <warden/sync/semaphore.hpp>
 #include <warden/task.hpp>
+#include <warden/task_local.hpp>
+#include <warden/time.hpp>
