@@ -18,7 +18,8 @@
 //
 // # Shutdown
 // `shutdown(grace)` (the destructor is `shutdown(0)`) stops accepting work
-// (`spawn` then throws `runtime_closed`), gives live tasks `grace` to finish,
+// (`spawn` then throws `runtime_closed`), cancels `root_token()` so tasks
+// can notice, gives live tasks `grace` to finish,
 // then reports the ones still alive (id, name, spawn location) to
 // `runtime_options::leak_reporter` and aborts them: their frames are
 // destroyed on the runtime's threads and their join handles resolve
@@ -54,6 +55,8 @@
 #include <utility>
 
 namespace warden {
+
+class cancellation_token;  // warden/cancellation.hpp
 
 /// What happens to a failure nobody can observe any more (R17): a panicked
 /// task whose handle was dropped or detached without its result being taken.
@@ -250,6 +253,12 @@ class runtime {
   /// waits for the first. usage_error from a worker thread of this runtime.
   void shutdown(std::chrono::nanoseconds grace);
 
+  /// Cancelled when shutdown starts, so tasks can wind down during the
+  /// grace period (`co_await token.cancelled()`, `run_until_cancelled`,
+  /// `on_cancel`). Derive child tokens from it for your own subtrees.
+  /// Include warden/cancellation.hpp to use the token.
+  [[nodiscard]] cancellation_token root_token() const;
+
   [[nodiscard]] std::size_t worker_count() const noexcept;
   /// Spawned tasks not yet finished (exact once the runtime is quiescent).
   [[nodiscard]] std::size_t alive_tasks() const noexcept;
@@ -324,6 +333,10 @@ struct yield_now {
   void await_suspend(std::coroutine_handle<> self) const;
   void await_resume() const noexcept {}
 };
+
+/// The root token (see runtime::root_token) of the runtime the caller runs
+/// on; usage_error outside any runtime.
+cancellation_token current_root_token();
 
 /// The id of the task running on this thread; usage_error outside a task.
 task_id current_task_id();

@@ -394,6 +394,8 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
   std::lock_guard guard(shutdown_mutex_);
   if (shut_down_) return;
   live_.fetch_or(kClosed, std::memory_order_acq_rel);
+  // Tell the tasks (callbacks run here, before the grace period starts).
+  root_.cancel();
 
   const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(grace);
   wait_quiescent(&deadline);
@@ -582,6 +584,11 @@ runtime::~runtime() {
 }
 
 void runtime::shutdown(std::chrono::nanoseconds grace) { core_->shutdown(grace); }
+cancellation_token runtime::root_token() const { return core_->root_token(); }
+
+cancellation_token current_root_token() {
+  return detail::current_core_or_throw("warden::current_root_token").root_token();
+}
 std::size_t runtime::worker_count() const noexcept { return core_->worker_count(); }
 std::size_t runtime::alive_tasks() const noexcept { return core_->alive(); }
 bool runtime::is_shutting_down() const noexcept { return core_->closed(); }

@@ -36,6 +36,7 @@
 // when the count reaches zero while CLOSED.
 #pragma once
 
+#include <warden/cancellation.hpp>
 #include <warden/runtime.hpp>
 
 #include "../detail/parker.hpp"
@@ -152,6 +153,7 @@ class runtime_core final : public task_scheduler, public timer_host {
   void wake_sleeper() noexcept override { notify_parked(); }
 
   [[nodiscard]] time_driver& time() noexcept { return time_; }
+  [[nodiscard]] const cancellation_token& root_token() const noexcept { return root_; }
 
   task_header* spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
                      spawn_options&& options, bool blocking);
@@ -192,6 +194,7 @@ class runtime_core final : public task_scheduler, public timer_host {
   idle_state idle_;
   blocking_pool blocking_;
   time_driver time_;
+  cancellation_token root_;  // cancelled when shutdown starts
   alignas(64) std::atomic<std::uint64_t> live_{0};
   std::atomic<bool> stopping_{false};
 

@@ -2,6 +2,8 @@
 // aborting what is left (SEMANTICS R16, and the shutdown half of R4).
 #include "support/test_support.hpp"
 
+#include <warden/cancellation.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -535,3 +537,42 @@ INSTANTIATE_TEST_SUITE_P(workers, shutdown_threaded_test, ::testing::Values<std:
                          warden::testkit::worker_name);
 
 }  // namespace
+
+namespace root_token_tests {
+
+using warden::task;
+
+// R16 / P4: tasks observe the runtime's root token during the grace period
+// and can finish cleanly.
+TEST(shutdown_root_token, tasks_observe_the_root_token_and_finish_within_the_grace) {
+  for (std::size_t workers : {0, 1, 2}) {
+    std::atomic<int> clean{0};
+    std::vector<warden::leaked_task> leaked;
+    warden::runtime_options o = warden::testkit::quiet_options(workers);
+    o.leak_reporter = [&](std::span<const warden::leaked_task> t) { leaked.assign(t.begin(), t.end()); };
+    warden::runtime rt(o);
+    warden::testkit::test_event parked;
+    auto service = [&]() -> task<void> {
+      warden::cancellation_token token = warden::current_root_token();
+      parked.set();
+      co_await token.cancelled();
+      ++clean;
+    };
+    std::vector<warden::join_handle<void>> handles;
+    for (int i = 0; i < 3; ++i) handles.push_back(rt.spawn(service));
+    auto wait_parked = [&]() -> task<void> { co_await parked.wait(); };
+    rt.block_on(wait_parked());
+    EXPECT_FALSE(rt.root_token().is_cancelled());
+    rt.shutdown(std::chrono::seconds(30));  // guard only: the tasks end as soon as the token fires
+    EXPECT_TRUE(rt.root_token().is_cancelled());
+    EXPECT_EQ(clean.load(), 3) << workers << " workers";
+    EXPECT_TRUE(leaked.empty());
+    for (auto& h : handles) EXPECT_TRUE(h.is_finished());
+  }
+}
+
+TEST(shutdown_root_token, current_root_token_outside_a_runtime_is_a_usage_error) {
+  EXPECT_THROW((void)warden::current_root_token(), warden::usage_error);
+}
+
+}  // namespace root_token_tests
