@@ -77,8 +77,11 @@ struct round_state {
   explicit round_state(std::size_t n) : finished(n) {}
 };
 
-task<int> child(round_state& round, std::size_t index, fate f, int yields) {
-  live_counter frame(round.alive);
+// The frame is counted from its creation (the parameter), not from when its
+// body starts: an aborted child may be mid-start on another worker when its
+// parent's handle resolves, and must still be waited for.
+task<int> child(round_state& round, live_counter frame, std::size_t index, fate f, int yields) {
+  (void)frame;
   for (int i = 0; i < yields; ++i) co_await warden::yield_now{};
   if (f == fate::park) co_await round.never.wait();
   round.finished[index].store(true);
@@ -123,7 +126,8 @@ TEST_P(combinators_race, when_any_winner_really_finished_and_no_frame_survives) 
       round_state round(n);
       const std::vector<fate> fates = draw_fates(rng, n, false);
       std::vector<task<int>> tasks;
-      for (std::size_t i = 0; i < n; ++i) tasks.push_back(child(round, i, fates[i], static_cast<int>(rng() % 4)));
+      for (std::size_t i = 0; i < n; ++i)
+        tasks.push_back(child(round, live_counter(round.alive), i, fates[i], static_cast<int>(rng() % 4)));
       auto result = co_await warden::when_any(std::move(tasks));
       const std::size_t w = result.index();
       const bool ok = round.alive.load(std::memory_order_acquire) == 0 && w < n && fates[w] != fate::park &&
@@ -164,7 +168,8 @@ TEST_P(combinators_race, when_all_first_failure_is_real_and_no_frame_survives) {
       bool any_failure = false;
       for (fate f : fates) any_failure = any_failure || f == fate::failure;
       std::vector<task<int>> tasks;
-      for (std::size_t i = 0; i < n; ++i) tasks.push_back(child(round, i, fates[i], static_cast<int>(rng() % 4)));
+      for (std::size_t i = 0; i < n; ++i)
+        tasks.push_back(child(round, live_counter(round.alive), i, fates[i], static_cast<int>(rng() % 4)));
       bool ok = true;
       int alive_at_end = -1;
       try {
@@ -197,12 +202,14 @@ TEST_P(combinators_race, aborting_the_awaiting_task_at_random_leaves_no_child_be
   const int rounds = stress_iterations(20000);
   auto awaits_any = [](round_state& round, std::vector<fate> fates, std::vector<int> yields) -> task<void> {
     std::vector<task<int>> tasks;
-    for (std::size_t i = 0; i < fates.size(); ++i) tasks.push_back(child(round, i, fates[i], yields[i]));
+    for (std::size_t i = 0; i < fates.size(); ++i)
+      tasks.push_back(child(round, live_counter(round.alive), i, fates[i], yields[i]));
     (void)co_await warden::when_any(std::move(tasks));
   };
   auto awaits_all = [](round_state& round, std::vector<fate> fates, std::vector<int> yields) -> task<void> {
     std::vector<task<int>> tasks;
-    for (std::size_t i = 0; i < fates.size(); ++i) tasks.push_back(child(round, i, fates[i], yields[i]));
+    for (std::size_t i = 0; i < fates.size(); ++i)
+      tasks.push_back(child(round, live_counter(round.alive), i, fates[i], yields[i]));
     try {
       (void)co_await warden::when_all(std::move(tasks));
     } catch (const child_failure&) {
