@@ -37,7 +37,9 @@
 
 #include <warden/errors.hpp>
 #include <warden/join_handle.hpp>
+#include <warden/sync/broadcast.hpp>
 #include <warden/task.hpp>
+#include <warden/task_failure.hpp>
 
 #include <chrono>
 #include <concepts>
@@ -62,7 +64,7 @@ class cancellation_token;  // warden/cancellation.hpp
 /// task whose handle was dropped or detached without its result being taken.
 enum class unhandled_failure_policy {
   ignore,     ///< drop it silently
-  report,     ///< pass it to runtime_options::failure_reporter (default)
+  report,     ///< pass it to runtime_options::failure_reporter (default) and to runtime::subscribe_failures()
   terminate,  ///< print a message naming the task and call std::terminate
 };
 
@@ -93,6 +95,9 @@ struct runtime_options {
   /// Receives unhandled failures under the `report` policy, on the thread
   /// that found the failure unobservable. Default: one line on stderr.
   std::function<void(const unhandled_failure&)> failure_reporter{};
+  /// How many recent failures runtime::subscribe_failures() keeps for a
+  /// subscriber that falls behind (it then gets `lagged(n)`). Must be > 0.
+  std::size_t failure_feed_capacity = 64;
   /// Receives the tasks still alive when shutdown's grace ended. Default:
   /// a line per task on stderr.
   std::function<void(std::span<const leaked_task>)> leak_reporter{};
@@ -258,6 +263,16 @@ class runtime {
   /// `on_cancel`). Derive child tokens from it for your own subtrees.
   /// Include warden/cancellation.hpp to use the token.
   [[nodiscard]] cancellation_token root_token() const;
+
+  /// The unhandled-failure feed (R17): under the `report` policy every
+  /// unhandled failure (besides going to runtime_options::failure_reporter)
+  /// is published as a task_failure with a panic_reason, the same record a
+  /// task_monitor sends. The receiver sees the failures published after
+  /// this call; with no subscriber a failure is dropped. The last
+  /// `failure_feed_capacity` are kept for a slow subscriber (then
+  /// `lagged(n)`). The feed closes once the runtime and every task that
+  /// could still fail are gone.
+  [[nodiscard]] broadcast_receiver<task_failure> subscribe_failures();
 
   [[nodiscard]] std::size_t worker_count() const noexcept;
   /// Spawned tasks not yet finished (exact once the runtime is quiescent).

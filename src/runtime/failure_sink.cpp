@@ -43,8 +43,15 @@ std::string describe_task(task_id id, std::string_view name, const std::source_l
   return out;
 }
 
-failure_sink::failure_sink(unhandled_failure_policy policy, std::function<void(const unhandled_failure&)> reporter)
-    : policy_(policy), reporter_(std::move(reporter)) {}
+failure_sink::failure_sink(unhandled_failure_policy policy, std::function<void(const unhandled_failure&)> reporter,
+                           std::size_t feed_capacity)
+    : policy_(policy), reporter_(std::move(reporter)) {
+  if (feed_capacity == 0)
+    throw usage_error(
+        "runtime_options::failure_feed_capacity is 0: it is how many recent failures "
+        "runtime::subscribe_failures() keeps for a slow subscriber; use at least 1");
+  feed_ = broadcast<task_failure>(feed_capacity).first;
+}
 
 void failure_sink::report(const task_header* task, const std::exception_ptr& error) noexcept {
   if (policy_ == unhandled_failure_policy::ignore) return;
@@ -65,6 +72,8 @@ void failure_sink::report(const task_header* task, const std::exception_ptr& err
                    "runtime_options::on_unhandled_failure)\n",
                    describe_task(failure.id, failure.name, failure.location).c_str(), failure.message.c_str());
     }
+    // After the reporter: a subscriber that sees the record knows the reporter ran.
+    (void)feed_.send(task_failure{failed_task{failure.id, failure.name}, panic_reason{failure.message}});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "warden: the unhandled-failure reporter threw: %s\n", e.what());
   } catch (...) {

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <warden/runtime.hpp>
+#include <warden/sync/broadcast.hpp>
+#include <warden/task_failure.hpp>
 
 #include <atomic>
 #include <exception>
@@ -15,7 +17,8 @@ namespace warden::detail {
 
 class failure_sink {
  public:
-  failure_sink(unhandled_failure_policy policy, std::function<void(const unhandled_failure&)> reporter);
+  failure_sink(unhandled_failure_policy policy, std::function<void(const unhandled_failure&)> reporter,
+               std::size_t feed_capacity = 64);
 
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -27,10 +30,16 @@ class failure_sink {
   /// reporter is caught and its message printed).
   void report(const task_header* task, const std::exception_ptr& error) noexcept;
 
+  /// A receiver of the failures `report` publishes from now on.
+  broadcast_receiver<task_failure> subscribe() { return feed_.subscribe(); }
+
  private:
   std::atomic<std::uint32_t> refs_{1};
   unhandled_failure_policy policy_;
   std::function<void(const unhandled_failure&)> reporter_;
+  // The feed of runtime::subscribe_failures(); its own receiver is dropped at
+  // once, so that with no subscriber a failure is dropped, not kept.
+  broadcast_sender<task_failure> feed_;
 };
 
 /// "what()" of an exception_ptr, or a placeholder for non-std exceptions.

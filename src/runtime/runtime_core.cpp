@@ -116,7 +116,8 @@ bool idle_state::should_notify() noexcept {
 runtime_core::runtime_core(runtime_options options)
     : options_(std::move(options)),
       threaded_(options_.worker_threads > 0),
-      sink_(new failure_sink(options_.on_unhandled_failure, options_.failure_reporter)),
+      sink_(new failure_sink(options_.on_unhandled_failure, options_.failure_reporter,
+                              options_.failure_feed_capacity)),
       idle_(threaded_ ? options_.worker_threads : 1),
       blocking_(*this, std::max<std::size_t>(1, options_.blocking_threads), options_.blocking_keep_alive),
       time_(options_.start_paused, *this) {
@@ -585,6 +586,8 @@ runtime::~runtime() {
 
 void runtime::shutdown(std::chrono::nanoseconds grace) { core_->shutdown(grace); }
 cancellation_token runtime::root_token() const { return core_->root_token(); }
+
+broadcast_receiver<task_failure> runtime::subscribe_failures() { return core_->failures()->subscribe(); }
 
 cancellation_token current_root_token() {
   return detail::current_core_or_throw("warden::current_root_token").root_token();
