@@ -9,7 +9,10 @@
 #include <warden/combinators.hpp>
 #include <warden/errors.hpp>
 #include <warden/join_handle.hpp>
+#include <warden/embed/local_executor.hpp>
 #include <warden/runtime.hpp>
+#include <warden/supervise/monitor.hpp>
+#include <warden/supervise/scope.hpp>
 #include <warden/sync/broadcast.hpp>
 #include <warden/sync/event.hpp>
 #include <warden/sync/latch.hpp>
@@ -19,5 +22,6 @@
 #include <warden/sync/oneshot.hpp>
 #include <warden/sync/semaphore.hpp>
 #include <warden/task.hpp>
+#include <warden/task_failure.hpp>
 #include <warden/task_local.hpp>
 #include <warden/time.hpp>
