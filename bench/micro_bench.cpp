@@ -1,7 +1,7 @@
 // Micro-benchmarks of warden's hot paths (Google Benchmark).
 //
-//   ./dev bench                       # all
-//   ./dev bench --benchmark_filter=spawn
+//   ./dev bench --micro               # all
+//   ./dev bench --micro --benchmark_filter=spawn
 //
 // Each benchmark runs its loop inside a task on a runtime with the given
 // number of workers (the argument), timed in real time. Comparisons with the
