@@ -28,39 +28,7 @@ using warden::testkit::stress_iterations;
 using warden::testkit::stress_seed;
 using warden::testkit::test_event;
 
-/// Aborts the process (naming the seed and the iteration) if a test is still
-/// running after a generous limit: a guard against hangs, not a timing check.
-class hang_guard {
- public:
-  hang_guard(std::string what, const std::atomic<int>& progress)
-      : what_(std::move(what)), progress_(progress), thread_([this] { watch(); }) {}
-  hang_guard(const hang_guard&) = delete;
-  hang_guard& operator=(const hang_guard&) = delete;
-  ~hang_guard() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void watch() {
-    std::unique_lock lock(mutex_);
-    if (cv_.wait_for(lock, std::chrono::seconds(300), [this] { return done_; })) return;
-    std::fprintf(stderr, "HANG: %s still running at iteration %d after 300 s\n", what_.c_str(), progress_.load());
-    std::fflush(stderr);
-    std::abort();
-  }
-
-  std::string what_;
-  const std::atomic<int>& progress_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using warden::testkit::hang_guard;
 
 /// Busy-waits `n` steps: puts an action at a random moment.
 void spin(std::uint32_t n) {

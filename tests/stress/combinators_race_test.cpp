@@ -29,37 +29,7 @@ using warden::testkit::stress_iterations;
 using warden::testkit::stress_seed;
 using warden::testkit::test_event;
 
-/// Aborts the process (naming the seed) if a round is still running after a
-/// generous limit: a guard against hangs, never a timing check.
-class hang_guard {
- public:
-  explicit hang_guard(std::string what) : what_(std::move(what)), thread_([this] { watch(); }) {}
-  hang_guard(const hang_guard&) = delete;
-  hang_guard& operator=(const hang_guard&) = delete;
-  ~hang_guard() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void watch() {
-    std::unique_lock lock(mutex_);
-    if (cv_.wait_for(lock, std::chrono::seconds(300), [this] { return done_; })) return;
-    std::fprintf(stderr, "HANG: %s still running after 300 s\n", what_.c_str());
-    std::fflush(stderr);
-    std::abort();
-  }
-
-  std::string what_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using warden::testkit::hang_guard;
 
 /// A child's failure, carrying which child threw.
 struct child_failure : std::runtime_error {

@@ -27,37 +27,7 @@ using warden::testkit::test_event;
 
 constexpr int kSpawners = 8;
 
-/// Aborts the process (naming the seed) if a test is still running after a
-/// generous limit: a guard against hangs, not a timing check.
-class hang_guard {
- public:
-  explicit hang_guard(std::string what) : what_(std::move(what)), thread_([this] { watch(); }) {}
-  hang_guard(const hang_guard&) = delete;
-  hang_guard& operator=(const hang_guard&) = delete;
-  ~hang_guard() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void watch() {
-    std::unique_lock lock(mutex_);
-    if (cv_.wait_for(lock, std::chrono::seconds(300), [this] { return done_; })) return;
-    std::fprintf(stderr, "HANG: %s still running after 300 s\n", what_.c_str());
-    std::fflush(stderr);
-    std::abort();
-  }
-
-  std::string what_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+using warden::testkit::hang_guard;
 
 /// Run counts, one slot per task (and one per task's children).
 struct run_counts {

@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <coroutine>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <list>
 #include <mutex>
@@ -142,6 +144,45 @@ class test_event {
   mutable std::mutex mutex_;
   bool set_ = false;
   std::list<entry> waiters_;
+};
+
+/// Aborts the process, naming the test (and its progress, when given) if it
+/// is still running after a generous limit: a guard against hangs in stress
+/// tests, not a timing check.
+class hang_guard {
+ public:
+  explicit hang_guard(std::string what, const std::atomic<int>* progress = nullptr)
+      : what_(std::move(what)), progress_(progress), thread_([this] { watch(); }) {}
+  hang_guard(std::string what, const std::atomic<int>& progress) : hang_guard(std::move(what), &progress) {}
+  hang_guard(const hang_guard&) = delete;
+  hang_guard& operator=(const hang_guard&) = delete;
+  ~hang_guard() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void watch() {
+    std::unique_lock lock(mutex_);
+    if (cv_.wait_for(lock, std::chrono::seconds(300), [this] { return done_; })) return;
+    if (progress_ != nullptr)
+      std::fprintf(stderr, "HANG: %s still running at step %d after 300 s\n", what_.c_str(), progress_->load());
+    else
+      std::fprintf(stderr, "HANG: %s still running after 300 s\n", what_.c_str());
+    std::fflush(stderr);
+    std::abort();
+  }
+
+  std::string what_;
+  const std::atomic<int>* progress_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
 };
 
 /// Options for a runtime with `workers` workers whose leak reports go
