@@ -7,9 +7,9 @@
 
 #include <warden/cancellation.hpp>
 #include <warden/combinators.hpp>
+#include <warden/embed/local_executor.hpp>
 #include <warden/errors.hpp>
 #include <warden/join_handle.hpp>
-#include <warden/embed/local_executor.hpp>
 #include <warden/runtime.hpp>
 #include <warden/supervise/monitor.hpp>
 #include <warden/supervise/scope.hpp>

@@ -116,8 +116,7 @@ bool idle_state::should_notify() noexcept {
 runtime_core::runtime_core(runtime_options options)
     : options_(std::move(options)),
       threaded_(options_.worker_threads > 0),
-      sink_(new failure_sink(options_.on_unhandled_failure, options_.failure_reporter,
-                              options_.failure_feed_capacity)),
+      sink_(new failure_sink(options_.on_unhandled_failure, options_.failure_reporter, options_.failure_feed_capacity)),
       idle_(threaded_ ? options_.worker_threads : 1),
       blocking_(*this, std::max<std::size_t>(1, options_.blocking_threads), options_.blocking_keep_alive),
       time_(options_.start_paused, *this) {
