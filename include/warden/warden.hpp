@@ -13,6 +13,7 @@
 #include <warden/runtime.hpp>
 #include <warden/supervise/monitor.hpp>
 #include <warden/supervise/scope.hpp>
+#include <warden/supervise/tracker.hpp>
 #include <warden/sync/broadcast.hpp>
 #include <warden/sync/event.hpp>
 #include <warden/sync/latch.hpp>
