@@ -7,6 +7,11 @@
 #include <warden/sync/event.hpp>
 #include <warden/sync/latch.hpp>
 
+// Note: handles are made in a statement of their own and then awaited
+// (`auto h = t.spawn(...); co_await std::move(h);`), never spawned inside
+// the co_await expression: GCC 12 double-destroys non-trivial temporaries
+// (a lambda's captures, a std::string argument) that live across a
+// co_await (see docs/design.md, "GCC 12 and temporaries in co_await").
 #include <any>
 #include <atomic>
 #include <chrono>
@@ -145,7 +150,9 @@ task<cancellable_result<int>> until_cancelled(cancellation_token token, warden::
   co_return cancellable_result<int>::cancelled();
 }
 
-task<void> until(const std::function<bool()>& done) {
+/// Yields until `done()` (a lambda capturing by reference: trivially copyable).
+template <class F>
+task<void> until(F done) {
   while (!done()) co_await warden::yield_now{};
 }
 
@@ -220,7 +227,8 @@ TEST_P(tracker, T2_an_exception_goes_to_the_policy_and_the_task_ends_panicked) {
   rt.block_on([]() -> task<void> {
     auto policy = std::make_shared<recording_policy>();
     auto t = make_tracker(unlimited(), policy, "jobs");
-    auto got = co_await t.spawn(throws("disk on fire"));
+    auto h1 = t.spawn(throws("disk on fire"));
+    auto got = co_await std::move(h1);
     CO_ASSERT_FALSE(got.has_value());
     EXPECT_TRUE(got.error().is_panicked());
     EXPECT_EQ(got.error().message(), "disk on fire");
@@ -242,7 +250,8 @@ TEST_P(tracker, T2_a_returned_error_goes_to_the_policy_and_the_task_ends_failed_
   rt.block_on([]() -> task<void> {
     auto policy = std::make_shared<recording_policy>();
     auto t = make_tracker(unlimited(), policy);
-    auto got = co_await t.spawn(returns_error("no route to host"));
+    auto h2 = t.spawn(returns_error("no route to host"));
+    auto got = co_await std::move(h2);
     CO_ASSERT_FALSE(got.has_value());
     EXPECT_TRUE(got.error().is_failed());
     EXPECT_EQ(got.error().message(), "no route to host");
@@ -250,7 +259,8 @@ TEST_P(tracker, T2_a_returned_error_goes_to_the_policy_and_the_task_ends_failed_
     EXPECT_FALSE(policy->seen()[0].panicked);
     EXPECT_EQ(t.metrics()->failed(), 1u);
 
-    auto fine = co_await t.spawn([]() -> task<std::expected<int, std::string>> { co_return 5; }());
+    auto h3 = t.spawn([]() -> task<std::expected<int, std::string>> { co_return 5; }());
+    auto fine = co_await std::move(h3);
     CO_ASSERT_TRUE(fine.has_value());
     EXPECT_EQ(fine->value(), 5);
   }());
@@ -281,15 +291,19 @@ TEST_P(tracker, T2_spawn_cancellable_maps_ok_cancelled_and_error) {
   rt.block_on([]() -> task<void> {
     auto policy = std::make_shared<recording_policy>();
     auto t = make_tracker(unlimited(), policy);
-    auto ok = co_await t.spawn_cancellable(
+    auto h4 = t.spawn_cancellable(
         [](cancellation_token) -> task<cancellable_result<int>> { co_return cancellable_result<int>::ok(1); });
-    auto cancelled = co_await t.spawn_cancellable(
+    auto ok = co_await std::move(h4);
+    auto h5 = t.spawn_cancellable(
         [](cancellation_token) -> task<cancellable_result<int>> { co_return cancellable_result<int>::cancelled(); });
-    auto error = co_await t.spawn_cancellable([](cancellation_token) -> task<cancellable_result<int>> {
+    auto cancelled = co_await std::move(h5);
+    auto h6 = t.spawn_cancellable([](cancellation_token) -> task<cancellable_result<int>> {
       co_return cancellable_result<int>::error("quota exceeded");
     });
-    auto nothing = co_await t.spawn_cancellable(
+    auto error = co_await std::move(h6);
+    auto h7 = t.spawn_cancellable(
         [](cancellation_token) -> task<cancellable_result<void>> { co_return cancellable_result<void>::ok(); });
+    auto nothing = co_await std::move(h7);
     EXPECT_EQ(ok.value(), 1);
     EXPECT_TRUE(cancelled.error().is_cancelled());
     EXPECT_TRUE(error.error().is_failed());
@@ -482,7 +496,8 @@ TEST_P(tracker, T5_log_only_logs_the_failure_and_fails_the_task) {
   rt.block_on([]() -> task<void> {
     auto log = std::make_shared<captured_log>();
     auto t = make_tracker(unlimited(), std::make_shared<warden::log_only_policy>(log), "logger");
-    auto got = co_await t.spawn(throws("boom"));
+    auto h8 = t.spawn(throws("boom"));
+    auto got = co_await std::move(h8);
     EXPECT_TRUE(got.error().is_panicked());
     auto lines = log->lines();
     CO_ASSERT_EQ(lines.size(), 1u);
@@ -496,7 +511,8 @@ TEST_P(tracker, T5_cancel_on_error_cancels_the_tracker_and_subtree_and_its_own_t
     auto policy = std::make_shared<warden::cancel_on_error_policy>();
     auto t = make_tracker(unlimited(), policy);
     auto child = t.child_tracker();
-    auto got = co_await t.spawn(throws("fatal"));
+    auto h9 = t.spawn(throws("fatal"));
+    auto got = co_await std::move(h9);
     EXPECT_TRUE(got.error().is_panicked());
     EXPECT_TRUE(policy->token().is_cancelled());  // the token it hands out is the one cancelled
     EXPECT_TRUE(t.cancellation_token().is_cancelled());
@@ -510,10 +526,12 @@ TEST_P(tracker, T5_cancel_on_error_with_patterns_cancels_only_on_a_matching_mess
   rt.block_on([]() -> task<void> {
     auto policy = std::make_shared<warden::cancel_on_error_policy>(std::vector<std::string>{"FATAL", "corrupt"});
     auto t = make_tracker(unlimited(), policy);
-    (void)co_await t.spawn(throws("timeout talking to db"));
+    auto h10 = t.spawn(throws("timeout talking to db"));
+    (void)co_await std::move(h10);
     EXPECT_FALSE(t.cancellation_token().is_cancelled());
     EXPECT_FALSE(policy->token().is_cancelled());
-    (void)co_await t.spawn(throws("page 7 is corrupt"));
+    auto h11 = t.spawn(throws("page 7 is corrupt"));
+    (void)co_await std::move(h11);
     EXPECT_TRUE(t.cancellation_token().is_cancelled());
     EXPECT_TRUE(policy->token().is_cancelled());
   }());
@@ -524,7 +542,8 @@ TEST_P(tracker, T5_a_childs_cancel_on_error_reaches_only_the_child) {
     auto policy = std::make_shared<warden::cancel_on_error_policy>();
     auto parent = make_tracker(unlimited(), policy);
     auto child = parent.child_tracker();
-    (void)co_await child.spawn(throws("child broke"));
+    auto h12 = child.spawn(throws("child broke"));
+    (void)co_await std::move(h12);
     EXPECT_TRUE(child.cancellation_token().is_cancelled());
     EXPECT_FALSE(parent.cancellation_token().is_cancelled());
     EXPECT_FALSE(policy->token().is_cancelled());
@@ -534,11 +553,15 @@ TEST_P(tracker, T5_a_childs_cancel_on_error_reaches_only_the_child) {
 TEST_P(tracker, T5_threshold_n_shuts_down_on_the_nth_failure) {
   rt.block_on([]() -> task<void> {
     auto t = make_tracker(unlimited(), std::make_shared<warden::threshold_policy>(3));
-    (void)co_await t.spawn(throws("1"));
-    (void)co_await t.spawn(throws("2"));
+    auto h13 = t.spawn(throws("1"));
+    (void)co_await std::move(h13);
+    auto h14 = t.spawn(throws("2"));
+    (void)co_await std::move(h14);
     EXPECT_FALSE(t.cancellation_token().is_cancelled());
-    EXPECT_EQ((co_await t.spawn(returns(1))).value(), 1);
-    (void)co_await t.spawn(throws("3"));
+    auto h15 = t.spawn(returns(1));
+    EXPECT_EQ((co_await std::move(h15)).value(), 1);
+    auto h16 = t.spawn(throws("3"));
+    (void)co_await std::move(h16);
     EXPECT_TRUE(t.cancellation_token().is_cancelled());
     EXPECT_TRUE(t.is_closed());
   }());
@@ -548,14 +571,19 @@ TEST(tracker_paused, T5_rate_policy_shuts_down_when_more_than_max_failures_fall_
   warden::runtime rt(paused());
   rt.block_on([]() -> task<void> {
     auto t = make_tracker(unlimited(), std::make_shared<warden::rate_policy>(2, 1s));
-    (void)co_await t.spawn(throws("a"));
-    (void)co_await t.spawn(throws("b"));
+    auto h17 = t.spawn(throws("a"));
+    (void)co_await std::move(h17);
+    auto h18 = t.spawn(throws("b"));
+    (void)co_await std::move(h18);
     co_await warden::sleep_for(1500ms);  // both fall out of the window
-    (void)co_await t.spawn(throws("c"));
-    (void)co_await t.spawn(throws("d"));
+    auto h19 = t.spawn(throws("c"));
+    (void)co_await std::move(h19);
+    auto h20 = t.spawn(throws("d"));
+    (void)co_await std::move(h20);
     EXPECT_FALSE(t.cancellation_token().is_cancelled());  // 2 in the window: tolerated
     co_await warden::sleep_for(200ms);
-    (void)co_await t.spawn(throws("e"));  // 3 within 1 s
+    auto h21 = t.spawn(throws("e"));
+    (void)co_await std::move(h21);  // 3 within 1 s
     EXPECT_TRUE(t.cancellation_token().is_cancelled());
   }());
 }
@@ -568,10 +596,11 @@ TEST(tracker_paused, T5_retry_runs_again_with_exponential_backoff_until_it_succe
     auto t = make_tracker(at_most(1), policy);
     auto calls = std::make_shared<int>(0);
     const auto t0 = warden::clock::now();
-    auto got = co_await t.spawn([calls]() -> task<int> {
+    auto h22 = t.spawn([calls]() -> task<int> {
       if (++*calls < 3) throw std::runtime_error("flaky");
       co_return *calls;
     });
+    auto got = co_await std::move(h22);
     EXPECT_EQ(got.value(), 3);
     EXPECT_EQ(warden::clock::now() - t0, 300ms);  // 100 ms, then 200 ms (paused clock: exact)
     EXPECT_EQ(t.metrics()->snapshot(), (warden::tracker_metrics_snapshot{.issued = 1, .started = 1, .success = 1}));
@@ -584,10 +613,11 @@ TEST(tracker_paused, T5_retry_gives_up_after_max_attempts_and_the_task_fails) {
     auto t = make_tracker(unlimited(), std::make_shared<warden::retry_policy>(
                                            warden::retry_options{.max_attempts = 3, .initial_backoff = 10ms}));
     auto calls = std::make_shared<int>(0);
-    auto got = co_await t.spawn_cancellable([calls](cancellation_token) -> task<cancellable_result<int>> {
+    auto h23 = t.spawn_cancellable([calls](cancellation_token) -> task<cancellable_result<int>> {
       ++*calls;
       co_return cancellable_result<int>::error("still down");
     });
+    auto got = co_await std::move(h23);
     EXPECT_EQ(*calls, 3);
     EXPECT_TRUE(got.error().is_failed());
     EXPECT_EQ(got.error().message(), "still down");
@@ -599,7 +629,8 @@ TEST_P(tracker, T5_a_one_shot_task_cannot_be_retried_and_fails_saying_so) {
   rt.block_on([]() -> task<void> {
     auto t = make_tracker(unlimited(),
                           std::make_shared<warden::retry_policy>(warden::retry_options{.initial_backoff = 0ms}));
-    auto got = co_await t.spawn(throws("once"));
+    auto h24 = t.spawn(throws("once"));
+    auto got = co_await std::move(h24);
     EXPECT_TRUE(got.error().is_panicked());
     EXPECT_NE(got.error().message().find("not retried"), std::string::npos) << got.error().message();
   }());
@@ -626,7 +657,8 @@ TEST_P(tracker, T5_trigger_token_cancels_the_given_token_and_fails_the_task) {
   rt.block_on([]() -> task<void> {
     cancellation_token alarm;
     auto t = make_tracker(unlimited(), std::make_shared<warden::trigger_token_policy>(alarm));
-    auto got = co_await t.spawn(throws("x"));
+    auto h25 = t.spawn(throws("x"));
+    auto got = co_await std::move(h25);
     EXPECT_TRUE(got.error().is_panicked());
     EXPECT_TRUE(alarm.is_cancelled());
     EXPECT_FALSE(t.cancellation_token().is_cancelled());
@@ -653,11 +685,12 @@ TEST_P(tracker, T5_a_user_policy_with_a_custom_action_decides_and_keeps_per_task
     policy->answer = [action](const failure_context&) { return error_response::custom(action); };
     auto t = make_tracker(unlimited(), policy);
     auto calls = std::make_shared<std::atomic<int>>(0);
-    auto got = co_await t.spawn([calls]() -> task<int> {
+    auto h26 = t.spawn([calls]() -> task<int> {
       calls->fetch_add(1);
       throw std::runtime_error("nope");
       co_return 0;
     });
+    auto got = co_await std::move(h26);
     EXPECT_TRUE(got.error().is_panicked());
     EXPECT_EQ(calls->load(), 3);  // first run + 2 retries
     EXPECT_EQ(action->runs.load(), 3);
@@ -678,7 +711,8 @@ TEST_P(tracker, T5_continuations_run_in_place_of_the_failed_task_and_may_chain) 
   rt.block_on([]() -> task<void> {
     auto policy = std::make_shared<recording_policy>();
     auto t = make_tracker(unlimited(), policy);
-    auto got = co_await t.spawn(continues_twice(0));
+    auto h27 = t.spawn(continues_twice(0));
+    auto got = co_await std::move(h27);
     EXPECT_EQ(got.value(), 102);
     auto seen = policy->seen();
     EXPECT_TRUE(seen.empty());  // on_error is not asked when a continuation runs
@@ -691,7 +725,8 @@ TEST_P(tracker, T5_a_policy_can_refuse_continuations) {
     auto policy = std::make_shared<recording_policy>();
     policy->allow_continuations = false;
     auto t = make_tracker(unlimited(), policy);
-    auto got = co_await t.spawn(continues_twice(0));
+    auto h28 = t.spawn(continues_twice(0));
+    auto got = co_await std::move(h28);
     CO_ASSERT_FALSE(got.has_value());
     EXPECT_TRUE(got.error().is_failed());
     EXPECT_EQ(got.error().message(), "step 0");
@@ -756,7 +791,8 @@ TEST_P(tracker, T6_cancel_closes_and_cancels_the_subtree_but_never_parent_or_sib
     EXPECT_FALSE(root.cancellation_token().is_cancelled());
     EXPECT_FALSE(b.is_closed());
     EXPECT_FALSE(b.cancellation_token().is_cancelled());
-    EXPECT_EQ((co_await b.spawn(returns(1))).value(), 1);
+    auto h29 = b.spawn(returns(1));
+    EXPECT_EQ((co_await std::move(h29)).value(), 1);
   }());
 }
 
@@ -867,7 +903,8 @@ TEST_P(tracker, T7_a_child_inherits_the_scheduler_and_a_child_of_the_policy) {
     auto other = std::make_shared<recording_policy>();
     auto custom = parent.child_tracker_builder().name("custom").scheduler(unlimited()).error_policy(other).build();
     EXPECT_EQ(policy->children_made.load(), 2);  // the builder is preset with a child policy
-    (void)co_await custom.spawn(throws("x"));
+    auto h30 = custom.spawn(throws("x"));
+    (void)co_await std::move(h30);
     EXPECT_EQ(other->seen().size(), 1u);
     EXPECT_EQ(policy->seen().size(), 0u);
   }());
@@ -917,7 +954,8 @@ class rejecting_scheduler final : public warden::task_scheduler {
 TEST_P(tracker, T8_rejected_tasks_are_counted_and_their_handle_says_why) {
   rt.block_on([]() -> task<void> {
     auto t = make_tracker(std::make_shared<rejecting_scheduler>(), quiet_log());
-    auto got = co_await t.spawn(returns(1));
+    auto h31 = t.spawn(returns(1));
+    auto got = co_await std::move(h31);
     CO_ASSERT_FALSE(got.has_value());
     EXPECT_TRUE(got.error().is_rejected());
     EXPECT_EQ(got.error().message(), "queue full");
@@ -945,9 +983,12 @@ TEST_P(tracker, T8_a_childs_counts_roll_up_into_every_ancestor_and_a_given_sink_
         task_tracker::builder().name("root").scheduler(unlimited()).error_policy(quiet_log()).metrics(sink).build();
     auto mid = root.child_tracker();
     auto leaf = mid.child_tracker();
-    EXPECT_TRUE((co_await leaf.spawn(returns(1))).has_value());
-    (void)co_await leaf.spawn(throws("x"));
-    EXPECT_TRUE((co_await mid.spawn(returns(2))).has_value());
+    auto h32 = leaf.spawn(returns(1));
+    EXPECT_TRUE((co_await std::move(h32)).has_value());
+    auto h33 = leaf.spawn(throws("x"));
+    (void)co_await std::move(h33);
+    auto h34 = mid.spawn(returns(2));
+    EXPECT_TRUE((co_await std::move(h34)).has_value());
     EXPECT_EQ(leaf.metrics()->snapshot(),
               (warden::tracker_metrics_snapshot{.issued = 2, .started = 2, .success = 1, .failed = 1}));
     EXPECT_EQ(mid.metrics()->snapshot(),
@@ -962,9 +1003,12 @@ TEST_P(tracker, T8_two_roots_sharing_a_scheduler_keep_separate_counts) {
     auto shared = at_most(2);
     auto a = make_tracker(shared, quiet_log(), "a");
     auto b = make_tracker(shared, quiet_log(), "b");
-    (void)co_await a.spawn(returns(1));
-    (void)co_await a.spawn(returns(1));
-    (void)co_await b.spawn(returns(1));
+    auto h35 = a.spawn(returns(1));
+    (void)co_await std::move(h35);
+    auto h36 = a.spawn(returns(1));
+    (void)co_await std::move(h36);
+    auto h37 = b.spawn(returns(1));
+    (void)co_await std::move(h37);
     EXPECT_EQ(a.metrics()->issued(), 2u);
     EXPECT_EQ(b.metrics()->issued(), 1u);
   }());
@@ -974,7 +1018,8 @@ TEST_P(tracker, T8_prometheus_text_has_help_type_and_a_sample_per_tracker) {
   rt.block_on([]() -> task<void> {
     auto root = make_tracker(unlimited(), quiet_log(), "crawler");
     auto child = root.child_tracker_builder().name("per-host \"a\"").build();
-    (void)co_await child.spawn(returns(1));
+    auto h38 = child.spawn(returns(1));
+    (void)co_await std::move(h38);
     const std::string text = root.prometheus_text();
     EXPECT_NE(text.find("# HELP warden_tracker_tasks_issued_total "), std::string::npos) << text;
     EXPECT_NE(text.find("# TYPE warden_tracker_tasks_issued_total counter\n"), std::string::npos) << text;
