@@ -55,8 +55,8 @@ tracker_ticket::~tracker_ticket() {
   tracker_state& tracker = task_->tracker();
   if (phase_ != phase::settled) {
     // Aborted through the handle, destroyed unrun, or by runtime shutdown.
-    tracker.count(tracker_metrics_access::cancelled);
-    tracker.uncount(phase_ == phase::active ? tracker_metrics_access::active : tracker_metrics_access::queued);
+    tracker.count(phase_ == phase::active ? tracker_metrics_access::cancelled_active
+                                          : tracker_metrics_access::cancelled_queued);
   }
   tracker.task_ended();
 }
@@ -113,16 +113,11 @@ task<slot_status> tracker_ticket::acquire(schedule_slot& slot, std::string& reas
 void tracker_ticket::mark_started() noexcept {
   if (phase_ != phase::queued) return;
   phase_ = phase::active;
-  tracker_state& tracker = task_->tracker();
-  tracker.count(tracker_metrics_access::started);
-  tracker.count(tracker_metrics_access::active);
-  tracker.uncount(tracker_metrics_access::queued);
+  task_->tracker().count(tracker_metrics_access::started);
 }
 
 void tracker_ticket::settle_success() noexcept {
-  tracker_state& tracker = task_->tracker();
-  tracker.count(tracker_metrics_access::success);
-  tracker.uncount(phase_ == phase::active ? tracker_metrics_access::active : tracker_metrics_access::queued);
+  task_->tracker().count(tracker_metrics_access::success);  // only a started task succeeds
   phase_ = phase::settled;
 }
 
@@ -130,7 +125,8 @@ task_error tracker_ticket::settle_error(task_error::kind kind, std::string messa
   tracker_state& tracker = task_->tracker();
   switch (kind) {
     case task_error::kind::cancelled:
-      tracker.count(tracker_metrics_access::cancelled);
+      tracker.count(phase_ == phase::active ? tracker_metrics_access::cancelled_active
+                                            : tracker_metrics_access::cancelled_queued);
       break;
     case task_error::kind::failed:
     case task_error::kind::panicked:
@@ -140,7 +136,6 @@ task_error tracker_ticket::settle_error(task_error::kind kind, std::string messa
       tracker.count(tracker_metrics_access::rejected);
       break;
   }
-  tracker.uncount(phase_ == phase::active ? tracker_metrics_access::active : tracker_metrics_access::queued);
   phase_ = phase::settled;
   if (kind == task_error::kind::panicked && message.empty() && cause) message = describe_exception(cause);
   try {
@@ -304,7 +299,6 @@ std::shared_ptr<detail::tracked_task> task_tracker::admit(const char* what) cons
     throw;
   }
   state_->count(tracker_metrics_access::issued);
-  state_->count(tracker_metrics_access::queued);
   return tracked;
 }
 

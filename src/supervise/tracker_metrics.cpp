@@ -6,15 +6,22 @@
 namespace warden {
 
 tracker_metrics_snapshot tracker_metrics::snapshot() const noexcept {
+  // Latest events first: every task counted in an end was counted started
+  // (if it started) and issued before, and the acquire loads make those
+  // earlier adds visible to the loads below. So the differences are >= 0.
   tracker_metrics_snapshot s;
-  s.issued = issued();
-  s.started = started();
-  s.success = success();
-  s.failed = failed();
-  s.cancelled = cancelled();
-  s.rejected = rejected();
-  s.active = active();
-  s.queued = queued();
+  s.success = load(success_);
+  s.failed = load(failed_);
+  const std::uint64_t cancelled_active = load(cancelled_active_);
+  const std::uint64_t cancelled_queued = load(cancelled_queued_);
+  s.rejected = load(rejected_);
+  s.started = load(started_);
+  s.issued = load(issued_);
+  s.cancelled = cancelled_active + cancelled_queued;
+  const std::uint64_t ended_running = s.success + s.failed + cancelled_active;
+  const std::uint64_t ended_waiting = s.rejected + cancelled_queued;
+  s.active = s.started >= ended_running ? s.started - ended_running : 0;
+  s.queued = s.issued >= s.started + ended_waiting ? s.issued - s.started - ended_waiting : 0;
   return s;
 }
 

@@ -14,23 +14,21 @@
 
 namespace warden {
 
-/// The only writer of tracker_metrics: the tracker's tasks.
+/// The only writer of tracker_metrics: the tracker's tasks, one add per
+/// event (see tracker_metrics).
 ///
-/// Counts are relaxed atomic adds: a reader that needs them exact
-/// synchronises with the counted tasks some other way (awaiting their
-/// handles, or join()), which orders these adds before its reads.
+/// release: a snapshot reading this counter with acquire then sees the
+/// task's earlier events (its issue, its start) too.
 struct tracker_metrics_access {
   using counter = std::atomic<std::uint64_t> tracker_metrics::*;
-  static void add(tracker_metrics& m, counter c) noexcept { (m.*c).fetch_add(1, std::memory_order_relaxed); }
-  static void sub(tracker_metrics& m, counter c) noexcept { (m.*c).fetch_sub(1, std::memory_order_relaxed); }
+  static void add(tracker_metrics& m, counter c) noexcept { (m.*c).fetch_add(1, std::memory_order_release); }
   static constexpr counter issued = &tracker_metrics::issued_;
   static constexpr counter started = &tracker_metrics::started_;
   static constexpr counter success = &tracker_metrics::success_;
   static constexpr counter failed = &tracker_metrics::failed_;
-  static constexpr counter cancelled = &tracker_metrics::cancelled_;
+  static constexpr counter cancelled_queued = &tracker_metrics::cancelled_queued_;
+  static constexpr counter cancelled_active = &tracker_metrics::cancelled_active_;
   static constexpr counter rejected = &tracker_metrics::rejected_;
-  static constexpr counter active = &tracker_metrics::active_;
-  static constexpr counter queued = &tracker_metrics::queued_;
 };
 
 namespace detail {
@@ -98,9 +96,6 @@ struct tracker_state {
 
   void count(tracker_metrics_access::counter c) const noexcept {
     for (tracker_metrics* m : chain) tracker_metrics_access::add(*m, c);
-  }
-  void uncount(tracker_metrics_access::counter c) const noexcept {
-    for (tracker_metrics* m : chain) tracker_metrics_access::sub(*m, c);
   }
 
   /// The children still alive (prunes the dead ones).

@@ -10,6 +10,7 @@
 
 #include <warden/supervise/tracker.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <expected>
 #include <latch>
@@ -170,7 +171,7 @@ TEST_P(tracker_stress, spawn_cancel_abort_and_join_racing_in_one_tree_lose_nothi
   const std::uint64_t seed = warden::testkit::stress_seed();
   SCOPED_TRACE(warden::testkit::seed_trace(seed));
   // 5 trees of 12,000 operations each in release builds (fewer under sanitizers).
-  const int rounds = warden::testkit::stress_iterations(12000);
+  const int rounds = std::max(warden::testkit::stress_iterations(12000), 3000);
   for (std::uint64_t tree = 0; tree < 5; ++tree) {
     SCOPED_TRACE("tree " + std::to_string(tree));
     race_one_tree(seed + tree * 16, GetParam(), rounds);

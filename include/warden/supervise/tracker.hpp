@@ -57,6 +57,14 @@
 // handles were dropped included). It never cancels. Afterwards `spawn` and
 // `child_tracker` throw tracker_closed.
 //
+// # Awaiting a handle (GCC 12)
+// Spawn in a statement of its own, then await the handle:
+//   auto h = tracker.spawn([url] { return fetch(url); });
+//   auto page = co_await std::move(h);
+// not `co_await tracker.spawn([url] { ... })`: GCC 12 destroys non-trivial
+// temporaries of a co_await expression (the lambda and its captures) twice
+// (docs/design.md, "GCC 12 and temporaries in co_await").
+//
 // # Errors
 // * build() without a scheduler or an error policy: usage_error.
 // * spawn / spawn_cancellable on a closed tracker: tracker_closed (the task

@@ -23,11 +23,12 @@
 // so it sees its subtree's events too and agrees with `tracker.metrics()`.
 //
 // # Exactness
-// Every update is an atomic add done by the task that caused it, before the
-// task's handle resolves (and before `join()` returns), so counts read after
-// awaiting a handle or a join are exact. Reading while tasks change state
-// sees each counter exact at its own moment; the identity above then holds
-// up to the tasks in flight.
+// Every update is one atomic add per tracker, done by the task that caused
+// it, before the task's handle resolves (and before `join()` returns), so
+// counts read after awaiting a handle or a join are exact. A snapshot taken
+// while tasks change state reads the ends first, then the starts, then the
+// issues, so a gauge is never negative; a task in flight between two reads
+// may show in a later counter only.
 #pragma once
 
 #include <atomic>
@@ -55,25 +56,27 @@ class tracker_metrics {
   [[nodiscard]] std::uint64_t started() const noexcept { return load(started_); }
   [[nodiscard]] std::uint64_t success() const noexcept { return load(success_); }
   [[nodiscard]] std::uint64_t failed() const noexcept { return load(failed_); }
-  [[nodiscard]] std::uint64_t cancelled() const noexcept { return load(cancelled_); }
+  [[nodiscard]] std::uint64_t cancelled() const noexcept { return load(cancelled_queued_) + load(cancelled_active_); }
   [[nodiscard]] std::uint64_t rejected() const noexcept { return load(rejected_); }
-  [[nodiscard]] std::uint64_t active() const noexcept { return load(active_); }
-  [[nodiscard]] std::uint64_t queued() const noexcept { return load(queued_); }
-  [[nodiscard]] std::uint64_t pending() const noexcept { return active() + queued(); }
+  [[nodiscard]] std::uint64_t active() const noexcept { return snapshot().active; }
+  [[nodiscard]] std::uint64_t queued() const noexcept { return snapshot().queued; }
+  [[nodiscard]] std::uint64_t pending() const noexcept { return snapshot().pending(); }
   [[nodiscard]] tracker_metrics_snapshot snapshot() const noexcept;
 
  private:
   friend struct tracker_metrics_access;
   static std::uint64_t load(const std::atomic<std::uint64_t>& v) noexcept {
-    // relaxed: exactness comes from synchronising with the counted tasks
-    // (see Exactness above), not from these loads.
-    return v.load(std::memory_order_relaxed);
+    // acquire: pairs with the release adds, so that a reader who sees a
+    // task's later event also sees its earlier ones (see snapshot()).
+    return v.load(std::memory_order_acquire);
   }
 
-  // Gauges are kept as unsigned counts that are incremented before they are
-  // decremented by the same task, so they never wrap.
-  std::atomic<std::uint64_t> issued_{0}, started_{0}, success_{0}, failed_{0}, cancelled_{0}, rejected_{0};
-  std::atomic<std::uint64_t> active_{0}, queued_{0};
+  // One add per event and tracker (the hot path): a task is issued, then
+  // started (or not), then ends once. The gauges are derived:
+  //   active = started - (success + failed + cancelled_active)
+  //   queued = issued - started - (rejected + cancelled_queued)
+  std::atomic<std::uint64_t> issued_{0}, started_{0}, success_{0}, failed_{0};
+  std::atomic<std::uint64_t> cancelled_queued_{0}, cancelled_active_{0}, rejected_{0};
 };
 
 /// One tracker's values, labelled, for rendering.
