@@ -287,19 +287,17 @@ task_error::task_error(kind k, task_id id, std::string tracker, std::string mess
 
 // ---- task_tracker ----------------------------------------------------------------
 
-std::shared_ptr<detail::tracked_task> task_tracker::admit(const char* what) const {
+void task_tracker::admit(const char* what) const {
   if (!state_->try_admit())
     throw tracker_closed(std::string("task_tracker::") + what + ": tracker '" + state_->name +
                          "' is closed (close(), cancel() or join() was called): the task was not run");
-  std::shared_ptr<detail::tracked_task> tracked;
-  try {
-    tracked = std::make_shared<detail::tracked_task>(state_);
-  } catch (...) {
-    state_->task_ended();
-    throw;
-  }
   state_->count(tracker_metrics_access::issued);
-  return tracked;
+}
+
+void task_tracker::abandon() const noexcept {
+  // Issued, never queued for real: it ends cancelled before it started.
+  state_->count(tracker_metrics_access::cancelled_queued);
+  state_->task_ended();
 }
 
 task_tracker task_tracker::child_tracker() const { return child_tracker_builder().build(); }

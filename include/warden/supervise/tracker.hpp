@@ -217,6 +217,34 @@ class tracked_task {
   std::optional<warden::cancellation_token> token_;
 };
 
+/// A tracked task's outcome, written by its frame before the frame ends and
+/// read by the handle after the (void) runtime task completed, which orders
+/// the two. Neither set: the frame was destroyed first (aborted, shut down).
+template <class T>
+class tracked_result final : public tracked_task {
+ public:
+  using stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+  using tracked_task::tracked_task;
+  std::optional<stored> value;
+  std::optional<task_error> error;
+};
+
+/// std::allocator-shaped access to the per-thread frame allocator: the
+/// per-task shared object is recycled like frames are.
+template <class U>
+struct frame_allocator {
+  using value_type = U;
+  frame_allocator() noexcept = default;
+  template <class V>
+  frame_allocator(const frame_allocator<V>&) noexcept {}
+  U* allocate(std::size_t n) { return static_cast<U*>(allocate_frame(n * sizeof(U))); }
+  void deallocate(U* p, std::size_t n) noexcept { deallocate_frame(p, n * sizeof(U)); }
+  template <class V>
+  friend bool operator==(const frame_allocator&, const frame_allocator<V>&) noexcept {
+    return true;
+  }
+};
+
 enum class slot_status : std::uint8_t { granted, wait, cancelled, rejected };
 
 /// What the tracker decided after a failure (see on_failure).
@@ -307,11 +335,13 @@ struct cancellable_work {
 };
 
 /// The frame spawned for every tracked task: slot, runs, failures, metrics.
-/// Never throws (everything ends in the expected): the tracker has already
-/// handled a failure, so the runtime must not report it again.
+/// Its outcome goes into the tracked_result (so the runtime task is void:
+/// no result box). Never throws: the tracker has already handled a failure,
+/// so the runtime must not report it again.
 template <class T, class Work>
-task<std::expected<T, task_error>> run_tracked(tracker_ticket ticket, Work work) {
-  using stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+task<void> run_tracked(tracker_ticket ticket, Work work) {
+  using stored = typename tracked_result<T>::stored;
+  auto& outcome = static_cast<tracked_result<T>&>(ticket.tracked());
   schedule_slot slot;
   bool need_slot = true;
   std::function<task<T>(warden::cancellation_token)> continuation;
@@ -320,9 +350,14 @@ task<std::expected<T, task_error>> run_tracked(tracker_ticket ticket, Work work)
       std::string reason;
       slot_status status = ticket.try_acquire(slot, reason);
       if (status == slot_status::wait) status = co_await ticket.acquire(slot, reason);
-      if (status == slot_status::cancelled) co_return std::unexpected(ticket.settle_error(task_error::kind::cancelled));
-      if (status == slot_status::rejected)
-        co_return std::unexpected(ticket.settle_error(task_error::kind::rejected, std::move(reason)));
+      if (status == slot_status::cancelled) {
+        outcome.error.emplace(ticket.settle_error(task_error::kind::cancelled));
+        co_return;
+      }
+      if (status == slot_status::rejected) {
+        outcome.error.emplace(ticket.settle_error(task_error::kind::rejected, std::move(reason)));
+        co_return;
+      }
       ticket.mark_started();
       need_slot = false;
     }
@@ -388,13 +423,14 @@ task<std::expected<T, task_error>> run_tracked(tracker_ticket ticket, Work work)
         value.reset();
       }
     }
-    if (cancelled) co_return std::unexpected(ticket.settle_error(task_error::kind::cancelled));
+    if (cancelled) {
+      outcome.error.emplace(ticket.settle_error(task_error::kind::cancelled));
+      co_return;
+    }
     if (!failed) {
+      outcome.value.emplace(std::move(*value));
       ticket.settle_success();
-      if constexpr (std::is_void_v<T>)
-        co_return std::expected<T, task_error>{};
-      else
-        co_return std::expected<T, task_error>(std::move(*value));
+      co_return;
     }
 
     const failure_verdict verdict = co_await ticket.on_failure(failure, Work::can_run_again, slot);
@@ -405,11 +441,13 @@ task<std::expected<T, task_error>> run_tracked(tracker_ticket ticket, Work work)
         continuation = nullptr;
         break;
       case failure_verdict::cancelled:
-        co_return std::unexpected(ticket.settle_error(task_error::kind::cancelled));
+        outcome.error.emplace(ticket.settle_error(task_error::kind::cancelled));
+        co_return;
       case failure_verdict::fail:
-        co_return std::unexpected(
+        outcome.error.emplace(
             ticket.settle_error(failure.panicked ? task_error::kind::panicked : task_error::kind::failed,
                                 std::move(failure.message), std::move(failure.exception)));
+        co_return;
     }
     need_slot = failure.reschedule;  // on_failure gave the slot back
   }
@@ -430,26 +468,30 @@ class [[nodiscard]] task_handle {
 
   class awaiter {
    public:
-    explicit awaiter(join_handle<outcome>& join) : inner_(join) {}
+    explicit awaiter(task_handle& handle) : inner_(handle.join_), handle_(&handle) {}
     bool await_ready() const noexcept { return inner_.await_ready(); }
     bool await_suspend(std::coroutine_handle<> awaiting) { return inner_.await_suspend(awaiting); }
-    outcome await_resume() { return unwrap(inner_.await_resume()); }
+    outcome await_resume() { return handle_->take(inner_.await_resume(), *handle_->task_); }
 
    private:
-    typename join_handle<outcome>::template awaiter<true> inner_;
+    join_handle<void>::awaiter<true> inner_;
+    task_handle* handle_;
   };
 
   /// Yields the value, or the task_error saying why there is none. Once.
-  awaiter operator co_await() & { return awaiter(join_); }
-  awaiter operator co_await() && { return awaiter(join_); }
+  /// Throws usage_error on an empty or already awaited handle.
+  awaiter operator co_await() & { return awaiter(*this); }
+  awaiter operator co_await() && { return awaiter(*this); }
 
   /// Blocks the calling thread (not a worker) until the task ends.
   outcome join() {
+    std::expected<void, join_error> done;
     try {
-      return join_.join();
+      join_.join();
     } catch (const join_error& e) {
-      return unwrap(std::unexpected(e));
+      done = std::unexpected(e);
     }
+    return take(std::move(done), *task_);
   }
 
   /// Aborts the task: not started yet, it never runs; waiting for a slot or
@@ -469,13 +511,13 @@ class [[nodiscard]] task_handle {
 
  private:
   friend class task_tracker;
-  task_handle(join_handle<outcome> join, std::shared_ptr<detail::tracked_task> task) noexcept
+  task_handle(join_handle<void> join, std::shared_ptr<detail::tracked_result<T>> task) noexcept
       : join_(std::move(join)), task_(std::move(task)) {}
 
-  static outcome unwrap(std::expected<outcome, join_error> r);
+  outcome take(std::expected<void, join_error> done, detail::tracked_result<T>& result) const;
 
-  join_handle<outcome> join_;
-  std::shared_ptr<detail::tracked_task> task_;
+  join_handle<void> join_;
+  std::shared_ptr<detail::tracked_result<T>> task_;
 };
 
 /// A node of a tracker tree. A cheap, copyable handle: copies refer to the
@@ -542,12 +584,26 @@ class task_tracker {
  private:
   explicit task_tracker(std::shared_ptr<detail::tracker_state> state) noexcept : state_(std::move(state)) {}
 
-  /// Admits one task (tracker_closed if closed) and counts it issued.
-  std::shared_ptr<detail::tracked_task> admit(const char* what) const;
+  /// Admits one task (tracker_closed if closed) and counts it issued; a
+  /// task admitted must be ended with `detail::end_task` (the ticket does).
+  void admit(const char* what) const;
+  void abandon() const noexcept;  // admitted, but its shared object could not be made
+
+  template <class T>
+  std::shared_ptr<detail::tracked_result<T>> make_tracked() const {
+    admit("spawn");
+    try {
+      return std::allocate_shared<detail::tracked_result<T>>(detail::frame_allocator<detail::tracked_result<T>>{},
+                                                             state_);
+    } catch (...) {
+      abandon();
+      throw;
+    }
+  }
 
   template <class T, class Work>
   task_handle<T> launch(Work work, spawn_options options) {
-    std::shared_ptr<detail::tracked_task> tracked = admit("spawn");
+    std::shared_ptr<detail::tracked_result<T>> tracked = make_tracked<T>();
     // From here the ticket owns the task's accounting: if the frame is
     // destroyed unrun (the runtime refuses it), it ends counted cancelled.
     auto wrapper = detail::run_tracked<T, Work>(detail::tracker_ticket(tracked), std::move(work));
@@ -617,10 +673,18 @@ join_handle<R> detail::spawn_tracked(tracker_state& tracker, task<R> wrapper, sp
 }
 
 template <class T>
-auto task_handle<T>::unwrap(std::expected<outcome, join_error> r) -> outcome {
-  if (r) return std::move(*r);
-  const join_error& e = r.error();
-  // The frame never throws; a panic here is an allocation failure inside it.
+auto task_handle<T>::take(std::expected<void, join_error> done, detail::tracked_result<T>& result) const -> outcome {
+  if (result.value) {
+    if constexpr (std::is_void_v<T>)
+      return {};
+    else
+      return std::move(*result.value);
+  }
+  if (result.error) return std::unexpected(std::move(*result.error));
+  // No outcome: the frame was destroyed first (aborted, or runtime
+  // shutdown), or it failed to allocate (its only possible exception).
+  if (done) return std::unexpected(task_error(task_error::kind::cancelled, join_.id(), {}, "aborted"));
+  const join_error& e = done.error();
   return std::unexpected(task_error(e.is_panic() ? task_error::kind::panicked : task_error::kind::cancelled, e.id(),
                                     std::string(), e.is_panic() ? std::string(e.panic_message()) : "aborted",
                                     e.is_panic() ? e.exception() : std::exception_ptr{}));
