@@ -65,19 +65,25 @@ void failure_sink::report(const task_header* task, const std::exception_ptr& err
       std::terminate();
     }
     if (reporter_) {
-      reporter_(failure);
+      try {
+        reporter_(failure);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "warden: the unhandled-failure reporter threw: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "warden: the unhandled-failure reporter threw\n");
+      }
     } else {
       std::fprintf(stderr,
                    "warden: unhandled failure of %s: %s (nobody awaited its join handle; await it, or set "
                    "runtime_options::on_unhandled_failure)\n",
                    describe_task(failure.id, failure.name, failure.location).c_str(), failure.message.c_str());
     }
-    // After the reporter: a subscriber that sees the record knows the reporter ran.
+    // After the reporter (even one that threw): a subscriber that sees the
+    // record knows the reporter ran.
     (void)feed_.send(task_failure{failed_task{failure.id, failure.name}, panic_reason{failure.message}});
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "warden: the unhandled-failure reporter threw: %s\n", e.what());
   } catch (...) {
-    std::fprintf(stderr, "warden: the unhandled-failure reporter threw\n");
+    // Out of memory building the record: nothing better to do than drop it.
+    std::fprintf(stderr, "warden: could not report an unhandled failure (out of memory)\n");
   }
 }
 

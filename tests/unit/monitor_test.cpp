@@ -325,6 +325,20 @@ TEST_P(monitor, runtime_failure_feed_publishes_detached_panics_as_task_failures)
   EXPECT_EQ(reported.load(), 1);  // the reporter still gets it too
 }
 
+// R17: a failure reporter that throws does not keep the failure off the feed.
+TEST_P(monitor, runtime_failure_feed_gets_the_failure_even_when_the_reporter_throws) {
+  auto options = warden::testkit::quiet_options(GetParam());
+  options.failure_reporter = [](const warden::unhandled_failure&) { throw std::runtime_error("reporter broke"); };
+  warden::runtime rt(options);
+  auto rx = rt.subscribe_failures();
+  rt.spawn(throws("still published"), {.name = "orphan"}).detach();
+  task_failure f = rt.block_on(next_failure(rx));
+  EXPECT_EQ(f.task.name, "orphan");
+  auto* panic = std::get_if<warden::panic_reason>(&f.reason);
+  ASSERT_NE(panic, nullptr);
+  EXPECT_EQ(panic->message, "still published");
+}
+
 INSTANTIATE_TEST_SUITE_P(x, monitor, warden::testkit::kWorkerCounts, warden::testkit::worker_name);
 
 TEST(monitor_errors, zero_capacity_is_a_usage_error_saying_what_it_means) {
