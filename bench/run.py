@@ -8,7 +8,8 @@ Every (workload, peer) pair runs N times (one process per run), the order of
 the pairs rotating by one each round so that no pair always runs first or
 after the same neighbour. Prints a table of medians (min-max) and of
 warden/peer ratios, checks the issue-7 targets, and writes
-<out>/latest.json and <out>/latest.svg (ratios per workload, log scale).
+<out>/latest.json, <out>/latest.svg (ratios per workload, log scale) and
+<out>/latest.md (the tables the README's Performance section shows).
 `./dev bench` builds the programs and calls this script.
 
 Standard library only.
@@ -249,6 +250,39 @@ def print_targets(targets: list[dict]) -> None:
         print(f"{t['label']:<32} {v:>9} {t['must']:>7g} {goal:>7}  {status}")
 
 
+def write_markdown(path: Path, summary: dict, targets: list[dict], workloads: list[str], peers: list[str],
+                   label: str) -> None:
+    """The README's Performance table: median wall time per runtime, and
+    the issue-7 targets with their status."""
+    others = [p for p in peers if p != "warden"]
+    lines = [f"Medians of one run of `./dev bench` ({label}).", ""]
+    lines.append("| workload | " + " | ".join(PEER_LABEL[p] for p in peers) + " | " +
+                 " | ".join(f"warden / {PEER_LABEL[p]}" for p in others) + " |")
+    lines.append("|---" * (len(peers) + len(others) + 1) + "|")
+    for w in workloads:
+        cells = []
+        for p in peers:
+            s = summary.get(w, {}).get(p)
+            cells.append("-" if s is None else f"{fmt_ms(s['wall_ms']['median'])} ms")
+        for p in others:
+            v, per_task = ratio(summary, w, p, "wall")
+            cells.append("-" if v is None else f"{v:.3f}{'*' if per_task else ''}")
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("\\* per task: the peer ran a smaller n (see `N_CAP` in bench/run.py).")
+    lines.append("")
+    lines.append("| target | measured | must | goal | status |")
+    lines.append("|---|---|---|---|---|")
+    for t in targets:
+        v = "n/a" if t["value"] is None else (f"{t['value']:.1f} B" if t["metric"] == "bytes" else f"{t['value']:.3f}")
+        goal = "-" if t["goal"] is None else f"{t['goal']:g}"
+        status = {"goal": "meets the goal", "must": "meets the must", "MISS": "missed", "n/a": "n/a"}[t["status"]]
+        if t["status"] == "MISS":
+            status += f" ({t['factor_over_must']:.1f}x over)"
+        lines.append(f"| {t['label']} | {v} | {t['must']:g} | {goal} | {status} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
 # ---------------------------------------------------------------- SVG chart
 def write_svg(path: Path, summary: dict, targets: list[dict], workloads: list[str], peers: list[str],
               meta: dict) -> None:
@@ -446,7 +480,8 @@ def main() -> int:
     label = (f"{meta.get('cpu', '?')}, {meta['nproc']} CPUs, 2 workers; {runs} run(s)"
              f"{' (quick)' if args.quick else ''}; {doc['generated'][:10]}")
     write_svg(out_dir / "latest.svg", summary, targets, workloads, peers, label)
-    print(f"\nwrote {out_dir / 'latest.json'} and {out_dir / 'latest.svg'}")
+    write_markdown(out_dir / "latest.md", summary, targets, workloads, peers, label)
+    print(f"\nwrote {out_dir / 'latest.json'}, {out_dir / 'latest.svg'} and {out_dir / 'latest.md'}")
     bad = [f"{w}/{p}" for w, per in summary.items() for p, s in per.items() if not s["ok"]]
     if errors or bad:
         print("failed: " + ", ".join(bad + [f"{w}/{p}: {e}" for (w, p), e in errors.items()]), file=sys.stderr)
