@@ -96,20 +96,13 @@ task_header* allocate_header() {
 }
 
 void free_header(task_header* header) noexcept {
-  header->queue_next = nullptr;
-  header->resume_point = {};
-  header->root = {};
-  header->root_promise = nullptr;
-  header->scheduler = nullptr;
-  header->id = 0;
-  header->location = {};
+  // release() has destroyed the frame, the result, the error, the extras,
+  // the locals and the sink reference; these pointers must read as empty
+  // for the next task. Every other field is written by spawn before the
+  // header is published (refs), so it is not reset here.
   header->extras = nullptr;
   header->sink = nullptr;
   header->locals = nullptr;
-  header->results = nullptr;
-  header->result = nullptr;
-  header->error = nullptr;
-  header->state.store(0, std::memory_order_relaxed);
   header_cache& c = tl_cache;
   if (c.dead) {
     pool& p = global_pool();

@@ -119,8 +119,9 @@ void destroy_root(task_header* task) noexcept {
 }
 
 void drop_result(task_header* task) noexcept {
-  if (task->result != nullptr) task->results->destroy(std::exchange(task->result, nullptr));
-  task->error = nullptr;
+  if (task->results != nullptr && task->results->destroy != nullptr) task->results->destroy(task->result);
+  task->result = nullptr;
+  if (task->error) task->error = nullptr;
 }
 
 namespace {
@@ -135,7 +136,7 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
       task->error = promise->exception();
     } else if (task->results != nullptr && task->results->extract != nullptr) {
       try {
-        task->result = task->results->extract(*promise);
+        task->results->extract(*promise, task->result);
       } catch (...) {
         task->error = std::current_exception();  // the value's move threw: a panic
         outcome |= h::PANICKED;
@@ -174,20 +175,24 @@ void cancel_now(task_header* task) noexcept {
 
 void poll_task(task_header* task) noexcept {
   using h = task_header;
-  std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  // acquire: see the frame as the previous poller (or the spawner) left it.
-  // The poll starts a new generation: wakers of earlier suspensions go stale.
-  while (!task->state.compare_exchange_weak(s, ((s & ~h::SCHEDULED) | h::RUNNING) + h::GENERATION_ONE,
-                                            std::memory_order_acquire, std::memory_order_relaxed)) {
-  }
+  // SCHEDULED -> RUNNING and a new generation in one add: a queued task has
+  // SCHEDULED set and RUNNING clear, and nobody else changes those two bits
+  // while it is queued (wakes and aborts of a queued task only add ABORT),
+  // so the add cannot carry into other bits. acquire: see the frame as the
+  // previous poller (or the spawner) left it. The new generation makes the
+  // wakers of earlier suspensions stale.
+  std::uint64_t s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
   task_header* const outer = tl_context.task;
+  const bool outer_yield = std::exchange(tl_context.yield_requested, false);
   tl_context.task = task;
   if ((s & h::ABORT) != 0) {
     cancel_now(task);
     tl_context.task = outer;
+    tl_context.yield_requested = outer_yield;
     return;
   }
   task->resume_point.resume();
+  const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
   if (task->root.done()) {
     complete(task, task->root_promise->failed() ? h::PANICKED : std::uint64_t{0});
     tl_context.task = outer;
@@ -199,7 +204,8 @@ void poll_task(task_header* task) noexcept {
       cancel_now(task);  // cancelled at its suspension point
       break;
     }
-    if ((s & h::NOTIFIED) != 0) {
+    // yield_now asks for what a wake during the poll does (NOTIFIED), without an RMW of its own.
+    if ((s & h::NOTIFIED) != 0 || yielded) {
       if (task->state.compare_exchange_weak(s, (s & ~(h::RUNNING | h::NOTIFIED)) | h::SCHEDULED,
                                             std::memory_order_acq_rel, std::memory_order_relaxed)) {
         task->scheduler->schedule(task, schedule_hint::yield);
@@ -484,8 +490,9 @@ void yield_now::await_suspend(std::coroutine_handle<> self) const {
   detail::task_header* task = detail::tl_context.task;
   if (task == nullptr) throw usage_error("yield_now awaited outside a warden task");
   task->resume_point = self;
-  // RUNNING -> NOTIFIED: re-queued at the back when this poll ends.
-  detail::wake(task, detail::task_header::generation_of(task->state.load(std::memory_order_relaxed)));
+  // Re-queued at the back when this poll ends, as if woken while running
+  // (only this thread reads the flag: poll_task, right after the resume).
+  detail::tl_context.yield_requested = true;
 }
 
 task_id current_task_id() {

@@ -136,10 +136,14 @@ class waker {
 /// How to move a finished root frame's value out of its promise, so the
 /// frame (with the task's parameters and lambda captures) can be destroyed
 /// the moment the task completes. One constant instance per result type
-/// (see result_ops_for in join_handle.hpp); `extract` is null for void.
+/// (see result_ops_for in join_handle.hpp). `extract` stores the value in
+/// the header's `result` slot: inline when it is a small trivially copyable
+/// type (then `destroy` is null: nothing to free), else as a pointer to a
+/// box. `destroy` frees a box left in the slot (a null slot is fine) and
+/// clears the slot. Both are null for void.
 struct result_ops {
-  void* (*extract)(promise_base& finished);  // a heap box holding the value
-  void (*destroy)(void* box) noexcept;
+  void (*extract)(promise_base& finished, void*& slot);
+  void (*destroy)(void*& slot) noexcept;
 };
 
 /// Per-task data most tasks do not need, allocated only when used.
@@ -183,7 +187,7 @@ struct task_header {
   failure_sink* sink = nullptr;         // set when a panic awaits its join handle's verdict
   task_locals* locals = nullptr;        // task_local<T> bindings; only the task's own thread
   const result_ops* results = nullptr;  // set at spawn
-  void* result = nullptr;               // the boxed value once complete, until taken
+  void* result = nullptr;               // the value (inline or boxed) once complete, until taken
   std::exception_ptr error;             // the panic once complete
 
   [[nodiscard]] bool is_complete() const noexcept { return (state.load(std::memory_order_acquire) & COMPLETE) != 0; }
