@@ -87,7 +87,7 @@ struct result_box {
     auto& promise = static_cast<task_promise<T>&>(finished);
     if constexpr (result_fits_inline_v<T>) {
       const T value = promise.take();
-      std::memcpy(&slot, std::addressof(value), sizeof(T));
+      std::memcpy(&slot, static_cast<const void*>(std::addressof(value)), sizeof(T));
     } else {
       void* memory = allocate_frame(sizeof(result_box));
       try {
@@ -210,24 +210,47 @@ class join_handle_base {
       : task_(std::exchange(other.task_, nullptr)),
         abort_on_drop_(std::exchange(other.abort_on_drop_, false)),
         consumed_(std::exchange(other.consumed_, false)) {}
-  join_handle_base& operator=(join_handle_base&& other) noexcept;
+  join_handle_base& operator=(join_handle_base&& other) noexcept {
+    if (this != &other) {
+      drop();
+      task_ = std::exchange(other.task_, nullptr);
+      abort_on_drop_ = std::exchange(other.abort_on_drop_, false);
+      consumed_ = std::exchange(other.consumed_, false);
+    }
+    return *this;
+  }
   ~join_handle_base() { drop(); }
 
   // Awaiting: throws usage_error when empty or already consumed.
-  void check_can_take() const;
-  [[nodiscard]] bool ready() const noexcept;
+  void check_can_take() const {
+    if (task_ == nullptr || consumed_) [[unlikely]]
+      throw_cannot_take();
+  }
+  [[nodiscard]] bool ready() const noexcept { return task_->is_complete(); }
   bool suspend(std::coroutine_handle<> awaiting);
   void leave() const noexcept;
   void block();
   /// After completion: the cancel/panic error, or nullopt-like false when the
   /// value is there. Marks the handle consumed.
-  [[nodiscard]] bool failed() const noexcept;
+  [[nodiscard]] bool failed() const noexcept {
+    return (task_->state.load(std::memory_order_acquire) &
+            (detail::task_header::PANICKED | detail::task_header::CANCELLED)) != 0;
+  }
   [[nodiscard]] join_error take_error() noexcept;
-  /// After success: the boxed value (null for void). Marks the handle consumed.
-  [[nodiscard]] void* take_box() noexcept;
+  /// After success: the value's slot (an inline value or a box; null for
+  /// void). Marks the handle consumed.
+  [[nodiscard]] void* take_box() noexcept {
+    consumed_ = true;
+    return std::exchange(task_->result, nullptr);
+  }
 
  private:
-  void drop() noexcept;
+  void drop() noexcept {
+    if (task_ != nullptr) release_handle();
+  }
+  /// drop()'s work when the handle holds a task.
+  void release_handle() noexcept;
+  [[noreturn]] void throw_cannot_take() const;
 
   detail::task_header* task_ = nullptr;
   bool abort_on_drop_ = false;
@@ -303,7 +326,7 @@ class [[nodiscard]] join_handle : public join_handle_base {
     void* box = take_box();
     if constexpr (detail::result_fits_inline_v<T>) {
       T value;
-      std::memcpy(std::addressof(value), &box, sizeof(T));
+      std::memcpy(static_cast<void*>(std::addressof(value)), &box, sizeof(T));
       return value;
     } else if constexpr (!std::is_void_v<T>) {
       struct dropper {

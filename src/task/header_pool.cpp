@@ -96,13 +96,13 @@ task_header* allocate_header() {
 }
 
 void free_header(task_header* header) noexcept {
-  // release() has destroyed the frame, the result, the error, the extras,
-  // the locals and the sink reference; these pointers must read as empty
+  // release() has destroyed the frame, the result, the panic record, the
+  // extras and the locals; these pointers must read as empty
   // for the next task. Every other field is written by spawn before the
   // header is published (refs), so it is not reset here.
   header->extras = nullptr;
-  header->sink = nullptr;
   header->locals = nullptr;
+  header->panic = nullptr;
   header_cache& c = tl_cache;
   if (c.dead) {
     pool& p = global_pool();
