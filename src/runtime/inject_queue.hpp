@@ -38,8 +38,9 @@ class inject_queue {
 
   void push(task_header* task) noexcept { push_batch(&task, 1); }
 
-  /// Pushes `count` tasks, in order.
-  void push_batch(task_header* const* tasks, std::size_t count) noexcept {
+  /// Pushes `count` tasks, in order. Out of line: callers' fast paths
+  /// (a push onto a local queue) stay small.
+  [[gnu::noinline]] void push_batch(task_header* const* tasks, std::size_t count) noexcept {
     std::lock_guard lock(mutex_);
     if (list_head_ == nullptr && (tail_ - head_ + count <= capacity_ || grow(tail_ - head_ + count))) {
       for (std::size_t i = 0; i < count; ++i) ring_[(tail_ + i) & (capacity_ - 1)] = tasks[i];

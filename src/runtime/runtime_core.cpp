@@ -2,6 +2,7 @@
 
 #include <warden/detail/task_locals.hpp>
 
+#include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
 #include "../detail/sanitizers.hpp"
 #include "../task/header_pool.hpp"
@@ -161,11 +162,7 @@ runtime_core::~runtime_core() {
 
 task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
                                  spawn_options&& options, bool blocking) {
-  // seq_cst both: spawn's half of the close handshake ("Live tasks" in the header).
-  std::atomic<std::int64_t>& shard = live_shard();
-  shard.fetch_add(1, std::memory_order_seq_cst);
-  if (closed_.load(std::memory_order_seq_cst)) {
-    task_gone(shard);
+  if (!count_spawn(live_shard())) {
     root.destroy();
     throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
   }
@@ -197,17 +194,48 @@ std::size_t runtime_core::alive() const noexcept {
   return sum > 0 ? static_cast<std::size_t>(sum) : 0;
 }
 
+bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
+  // Spawn's half of the close handshake ("Live tasks" in the header).
+  if (light_live_ && &shard != &outside_live_) {
+    // Only this thread writes its worker's shard: a plain increment, and a
+    // compiler barrier against shutdown's heavy fence.
+    shard.store(shard.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    light_fence();
+    if (!closed_.load(std::memory_order_relaxed)) return true;
+  } else {
+    shard.fetch_add(1, std::memory_order_seq_cst);
+    if (!closed_.load(std::memory_order_seq_cst)) return true;
+  }
+  task_gone(shard);
+  return false;
+}
+
 void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
-  // seq_cst: after the close, the completion that brings the sum to zero
-  // sees every other shard's decrement (or its decrement is seen by the
-  // waiter's own check).
-  shard.fetch_sub(1, std::memory_order_seq_cst);
-  if (!closed_.load(std::memory_order_seq_cst) || alive() != 0) return;
+  if (light_live_ && &shard != &outside_live_) {
+    shard.store(shard.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    light_fence();
+    if (!closed_.load(std::memory_order_relaxed)) return;  // shutdown's read after its heavy fence sees us
+    // Closed: a full barrier, so that of two completions racing to zero at
+    // least one sees the other's decrement (the other side being a fence or
+    // a seq_cst RMW too).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  } else {
+    shard.fetch_sub(1, std::memory_order_seq_cst);
+    if (!closed_.load(std::memory_order_seq_cst)) return;
+  }
+  if (alive() != 0) return;
   std::lock_guard lock(quiescent_mutex_);
   quiescent_cv_.notify_all();
 }
 
 void runtime_core::on_complete(task_header*) noexcept { task_gone(live_shard()); }
+
+inline bool runtime_core::push_local(worker& w, task_header* task) noexcept {
+  bool was_empty = false;
+  if (w.queue.push(task, was_empty)) [[likely]]
+    return was_empty;
+  return overflow(w, task);
+}
 
 void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept {
   worker* w = tl_context.on_worker;
@@ -224,9 +252,7 @@ void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept {
   notify_parked();
 }
 
-bool runtime_core::push_local(worker& w, task_header* task) noexcept {
-  bool was_empty = false;
-  if (w.queue.push(task, was_empty)) return was_empty;
+bool runtime_core::overflow(worker& w, task_header* task) noexcept {
   // Full: move half of it, plus the task, to the injection queue.
   std::array<task_header*, local_queue::kCapacity / 2 + 1> batch;
   const std::size_t n = w.queue.pop_batch(batch.data(), local_queue::kCapacity / 2);
@@ -250,9 +276,9 @@ bool runtime_core::has_work_anywhere() const noexcept {
 }
 
 task_header* runtime_core::next_task(worker& w) noexcept {
-  if (++w.tick % kGlobalQueueInterval == 0) {
-    time_.fire_due();  // busy workers keep timers on time
-    if (task_header* t = inject_.pop()) return t;
+  if (--w.picks_to_check == 0) [[unlikely]] {
+    w.picks_to_check = kGlobalQueueInterval;
+    if (task_header* t = periodic_check()) return t;
   }
   if (w.lifo != nullptr) {
     if (w.lifo_streak < kMaxLifoStreak) {
@@ -264,6 +290,11 @@ task_header* runtime_core::next_task(worker& w) noexcept {
   w.lifo_streak = 0;
   if (task_header* t = w.queue.pop()) return t;
   return take_injected(w, inject_.size() / workers_.size() + 1);
+}
+
+task_header* runtime_core::periodic_check() noexcept {
+  time_.fire_due();  // busy workers keep timers on time
+  return inject_.pop();
 }
 
 task_header* runtime_core::take_injected(worker& w, std::size_t max) noexcept {
@@ -438,6 +469,9 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
   std::lock_guard guard(shutdown_mutex_);
   if (shut_down_) return;
   closed_.store(true, std::memory_order_seq_cst);
+  // The close handshake's heavy side: every worker's later shard update
+  // sees the close, or its earlier one is visible to the reads below.
+  if (light_live_) heavy_fence();
   // Tell the tasks (callbacks run here, before the grace period starts).
   root_.cancel();
 

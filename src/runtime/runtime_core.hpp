@@ -62,10 +62,14 @@
 // A task spawned on one worker and finished on another adds +1 to one shard
 // and -1 to the other; only the sum means anything.
 //
-// Closing is a Dekker handshake between the counters and `closed_`, all
-// seq_cst: spawn adds one to its shard, then reads `closed_` and backs out
-// (and refuses the task) if it is set; shutdown sets `closed_`, then sums
-// the shards. So every task counted before the close is visible to the
+// Closing is a Dekker handshake between the counters and `closed_`: spawn
+// adds one to its shard, then reads `closed_` and backs out (and refuses the
+// task) if it is set; shutdown sets `closed_`, then sums the shards. A
+// worker's shard has a single writer, so where the kernel offers it
+// (asymmetric_fence.hpp) the worker side is a plain store and a compiler
+// barrier and shutdown pays with one heavy fence (no locked instruction per
+// spawn or completion); otherwise, and for the shared shard, both sides are
+// seq_cst RMW / load / store. So every task counted before the close is visible to the
 // sum, and after the close the shards only go down (a refused spawn's +1/-1
 // pair lands on one shard). Hence a sum read after the close never
 // undercounts, and once it reads 0 every task has finished. Each completion
@@ -77,6 +81,7 @@
 #include <warden/cancellation.hpp>
 #include <warden/runtime.hpp>
 
+#include "../detail/asymmetric_fence.hpp"
 #include "../detail/parker.hpp"
 #include "../time/time_driver.hpp"
 #include "failure_sink.hpp"
@@ -104,7 +109,7 @@ struct worker {
   task_header* lifo = nullptr;  // owner-only
   parker park;
   std::thread thread;
-  std::uint32_t tick = 0;
+  std::uint32_t picks_to_check = 61;  // picks until the next periodic check (every 61st)
   std::uint32_t lifo_streak = 0;
   bool searching = false;
   std::uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -210,6 +215,8 @@ class runtime_core final : public task_scheduler, public timer_host {
  private:
   /// The live-count shard of the calling thread.
   std::atomic<std::int64_t>& live_shard() noexcept;
+  /// One task more on `shard`; false (and nothing counted) if closed.
+  bool count_spawn(std::atomic<std::int64_t>& shard) noexcept;
   /// One task fewer on `shard`; wakes the shutdown waiter when the last
   /// task of a closed runtime ends.
   void task_gone(std::atomic<std::int64_t>& shard) noexcept;
@@ -226,14 +233,19 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// The bounded spin of the searching worker (see "Spinning" above).
   template <class Done>
   task_header* spin_for_work(worker& w, Done& done) noexcept;
-  task_header* take_injected(worker& w, std::size_t max) noexcept;
+  [[gnu::noinline]] task_header* take_injected(worker& w, std::size_t max) noexcept;
   void poll(worker& w, task_header* task) noexcept;
   void park_worker(worker& w, const std::chrono::steady_clock::time_point* deadline) noexcept;
   /// Queues `task` on `w` (the calling worker). True if sleepers should be
   /// considered: the queue was empty before, or its overflow went to the
   /// injection queue (see "Where a runnable task goes").
   bool push_local(worker& w, task_header* task) noexcept;
-  void notify_parked() noexcept;
+  /// push_local's slow path, out of line so the fast path stays small.
+  [[gnu::noinline]] bool overflow(worker& w, task_header* task) noexcept;
+  [[gnu::noinline]] void notify_parked() noexcept;
+  /// next_task's every-61st-pick duty: fire due timers, then try the
+  /// injection queue first.
+  [[gnu::noinline]] task_header* periodic_check() noexcept;
   [[nodiscard]] bool has_work_anywhere() const noexcept;
   void wait_quiescent(const std::chrono::steady_clock::time_point* deadline);
 
@@ -247,6 +259,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   time_driver time_;
   cancellation_token root_;  // cancelled when shutdown starts
   std::atomic<bool> closed_{false};
+  /// Worker shards use plain stores and the asymmetric fence (see "Live tasks").
+  const bool light_live_ = heavy_fence_available();
   alignas(64) std::atomic<std::int64_t> outside_live_{0};  // shard of non-worker threads
   std::atomic<bool> stopping_{false};
 
