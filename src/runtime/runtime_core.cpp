@@ -162,7 +162,8 @@ runtime_core::~runtime_core() {
 
 task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
                                  spawn_options&& options, bool blocking) {
-  if (!count_spawn(live_shard())) {
+  worker* const here = own_worker();
+  if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
     root.destroy();
     throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
   }
@@ -179,13 +180,21 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& pro
   t->state.store(task_header::SCHEDULED | task_header::JOIN_INTEREST, std::memory_order_relaxed);
   // release: a sweep that takes a reference sees the fields above.
   t->refs.store(2, std::memory_order_release);  // lifecycle + join handle
-  t->scheduler->schedule(t, schedule_hint::spawn);
+  if (blocking)
+    blocking_.schedule(t, schedule_hint::spawn);
+  else
+    enqueue(here, t, schedule_hint::spawn);
   return t;
 }
 
-std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
+worker* runtime_core::own_worker() const noexcept {
   worker* w = tl_context.on_worker;
-  return w != nullptr && w->core == this ? w->live : outside_live_;
+  return w != nullptr && w->core == this ? w : nullptr;
+}
+
+std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
+  worker* w = own_worker();
+  return w != nullptr ? w->live : outside_live_;
 }
 
 std::size_t runtime_core::alive() const noexcept {
@@ -237,9 +246,10 @@ inline bool runtime_core::push_local(worker& w, task_header* task) noexcept {
   return overflow(w, task);
 }
 
-void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept {
-  worker* w = tl_context.on_worker;
-  if (w != nullptr && w->core == this) {
+void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept { enqueue(own_worker(), task, hint); }
+
+inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hint) noexcept {
+  if (w != nullptr) {
     if (hint == schedule_hint::wake) {
       task_header* previous = std::exchange(w->lifo, task);
       if (previous == nullptr) return;  // the worker runs it next; nobody else needs waking

@@ -214,7 +214,12 @@ class runtime_core final : public task_scheduler, public timer_host {
 
  private:
   /// The live-count shard of the calling thread.
+  /// The calling thread's worker if it is one of this runtime's, else nullptr.
+  [[nodiscard]] worker* own_worker() const noexcept;
+  /// The live-count shard of the calling thread.
   std::atomic<std::int64_t>& live_shard() noexcept;
+  /// schedule() once the caller's worker (`w`, or nullptr) is known.
+  void enqueue(worker* w, task_header* task, schedule_hint hint) noexcept;
   /// One task more on `shard`; false (and nothing counted) if closed.
   bool count_spawn(std::atomic<std::int64_t>& shard) noexcept;
   /// One task fewer on `shard`; wakes the shutdown waiter when the last

@@ -69,17 +69,26 @@ std::string_view task_name(const task_header* task) noexcept {
 
 void retain(task_header* task) noexcept { task->refs.fetch_add(1, std::memory_order_relaxed); }
 
-void release(task_header* task) noexcept {
-  // acq_rel: the thread that frees must see every other owner's last use.
-  if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  if (task->root) std::exchange(task->root, {}).destroy();
-  drop_result(task);
+namespace {
+/// release()'s rarely needed part, out of line: a name, task-local
+/// bindings or a panic record to free.
+[[gnu::noinline]] void free_rare_parts(task_header* task) noexcept {
   delete task->extras;
   delete task->locals;
   if (task_panic* panic = task->panic) {
     panic->sink->release();
     delete panic;
   }
+}
+}  // namespace
+
+void release(task_header* task) noexcept {
+  // acq_rel: the thread that frees must see every other owner's last use.
+  if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (task->root) std::exchange(task->root, {}).destroy();
+  drop_result(task);
+  if (task->extras != nullptr || task->locals != nullptr || task->panic != nullptr) [[unlikely]]
+    free_rare_parts(task);
   free_header(task);
 }
 
@@ -135,12 +144,26 @@ void destroy_root(task_header* task) noexcept {
 }
 
 void drop_result(task_header* task) noexcept {
-  if (task->results != nullptr && task->results->destroy != nullptr) task->results->destroy(task->result);
-  task->result = nullptr;
+  if (task->result != nullptr) {  // an inline value of all-zero bits needs nothing either
+    if (task->results->destroy != nullptr) task->results->destroy(task->result);
+    task->result = nullptr;
+  }
   if (task->panic != nullptr) task->panic->error = nullptr;
 }
 
 namespace {
+
+/// Keeps a panic for the join handle. Before COMPLETE is published: a join
+/// handle dropped right after it reports to this sink if nobody took the
+/// failure.
+[[gnu::noinline]] void record_panic(task_header* task, std::exception_ptr error) noexcept {
+  failure_sink* sink = task->scheduler->failures();
+  task->panic = new (std::nothrow) task_panic{error, sink};
+  if (task->panic != nullptr)
+    sink->retain();
+  else
+    sink->report(task, error);  // no memory to keep it for the handle: report it now
+}
 
 void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
@@ -161,16 +184,8 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
     }
     destroy_root(task);
   }
-  if ((outcome & h::PANICKED) != 0) {
-    // Before COMPLETE is published: a join handle dropped right after it
-    // reports to this sink if nobody took the failure.
-    failure_sink* sink = task->scheduler->failures();
-    task->panic = new (std::nothrow) task_panic{std::move(error), sink};
-    if (task->panic != nullptr)
-      sink->retain();
-    else
-      sink->report(task, error);  // no memory to keep it for the handle: report it now
-  }
+  if ((outcome & h::PANICKED) != 0) [[unlikely]]
+    record_panic(task, std::move(error));
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // acq_rel: release publishes the result (in the frame) to the join side;
   // acquire pairs with the JOIN_WAITER publication of `join_waker`.
