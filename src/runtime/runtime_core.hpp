@@ -12,7 +12,8 @@
 // # Where a runnable task goes (schedule)
 // On a worker of this runtime: a woken task to the LIFO slot (the previous
 // occupant moves to the back of the local queue), a new or yielded task to
-// the back of the local queue. Anywhere else: the injection queue. Then, if
+// the back of the local queue (a yielded one still RUNNING: see
+// task_header.hpp). Anywhere else: the injection queue. Then, if
 // nobody is searching and somebody sleeps, one sleeper is woken to search.
 //
 // A push onto a local queue that already held work skips that check (and
@@ -57,10 +58,11 @@
 // # Live tasks and shutdown
 // The number of spawned, unfinished tasks is sharded so that spawn and
 // completion never bounce a shared cache line between workers: each worker
-// has a signed counter (`worker::live`) that only changes on its own thread,
-// and `outside_live_` takes spawns and completions from every other thread.
-// A task spawned on one worker and finished on another adds +1 to one shard
-// and -1 to the other; only the sum means anything.
+// has a signed counter (`worker::live`) that only changes on its own thread
+// (in current-thread mode: on the driver, one at a time, handed over under
+// the driver mutex), and `outside_live_` takes spawns and completions from
+// every other thread. A task spawned on one worker and finished on another
+// adds +1 to one shard and -1 to the other; only the sum means anything.
 //
 // Closing is a Dekker handshake between the counters and `closed_`: spawn
 // adds one to its shard, then reads `closed_` and backs out (and refuses the
@@ -69,13 +71,13 @@
 // (asymmetric_fence.hpp) the worker side is a plain store and a compiler
 // barrier and shutdown pays with one heavy fence (no locked instruction per
 // spawn or completion); otherwise, and for the shared shard, both sides are
-// seq_cst RMW / load / store. So every task counted before the close is visible to the
-// sum, and after the close the shards only go down (a refused spawn's +1/-1
-// pair lands on one shard). Hence a sum read after the close never
-// undercounts, and once it reads 0 every task has finished. Each completion
-// (and refusal) after the close re-sums and wakes the shutdown waiter at 0.
-// Before the close a sum is only an estimate (it may even be negative for a
-// moment); `alive()` clamps it.
+// seq_cst RMW / load / store. So every task counted before the close is
+// visible to the sum, and after the close the shards only go down (a
+// refused spawn's +1/-1 pair lands on one shard). Hence a sum read after the
+// close never undercounts, and once it reads 0 every task has finished.
+// Each completion (and refusal) after the close re-sums and wakes the
+// shutdown waiter at 0. Before the close a sum is only an estimate (it may
+// even be negative for a moment); `alive()` clamps it.
 #pragma once
 
 #include <warden/cancellation.hpp>
