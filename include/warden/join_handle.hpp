@@ -43,6 +43,7 @@
 #include <compare>
 #include <coroutine>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <expected>
 #include <iosfwd>
@@ -51,6 +52,7 @@
 #include <source_location>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace warden {
@@ -61,30 +63,53 @@ struct handle_access;
 
 namespace detail {
 
-/// A finished task's value, moved out of its frame (see result_ops).
+/// Whether a finished task's `T` is kept inside the header's result slot
+/// (small trivially copyable values: integers, pointers, small PODs) rather
+/// than in a box from the frame allocator.
+template <class T>
+consteval bool result_fits_inline() {
+  if constexpr (std::is_void_v<T>)
+    return false;
+  else
+    return sizeof(T) <= sizeof(void*) && alignof(T) <= alignof(void*) && std::is_trivially_copyable_v<T> &&
+           std::is_trivially_default_constructible_v<T>;
+}
+template <class T>
+inline constexpr bool result_fits_inline_v = result_fits_inline<T>();
+
+/// A finished task's value, moved out of its frame (see result_ops): copied
+/// into the header's slot when it fits, else moved into a small box.
 template <class T>
 struct result_box {
   T value;
 
-  static void* extract(promise_base& finished) {
+  static void extract(promise_base& finished, void*& slot) {
     auto& promise = static_cast<task_promise<T>&>(finished);
-    void* memory = allocate_frame(sizeof(result_box));
-    try {
-      return ::new (memory) result_box{promise.take()};
-    } catch (...) {
-      deallocate_frame(memory, sizeof(result_box));
-      throw;
+    if constexpr (result_fits_inline_v<T>) {
+      const T value = promise.take();
+      std::memcpy(&slot, static_cast<const void*>(std::addressof(value)), sizeof(T));
+    } else {
+      void* memory = allocate_frame(sizeof(result_box));
+      try {
+        slot = ::new (memory) result_box{promise.take()};
+      } catch (...) {
+        deallocate_frame(memory, sizeof(result_box));
+        throw;
+      }
     }
   }
-  static void destroy(void* box) noexcept {
-    auto* typed = static_cast<result_box*>(box);
+  /// Boxed values only (an inline value needs no destruction).
+  static void destroy(void*& slot) noexcept {
+    auto* typed = static_cast<result_box*>(std::exchange(slot, nullptr));
+    if (typed == nullptr) return;
     typed->~result_box();
     deallocate_frame(typed, sizeof(result_box));
   }
 };
 
 template <class T>
-inline constexpr result_ops result_ops_for{&result_box<T>::extract, &result_box<T>::destroy};
+inline constexpr result_ops result_ops_for{&result_box<T>::extract,
+                                           result_fits_inline_v<T> ? nullptr : &result_box<T>::destroy};
 template <>
 inline constexpr result_ops result_ops_for<void>{nullptr, nullptr};
 
@@ -185,24 +210,47 @@ class join_handle_base {
       : task_(std::exchange(other.task_, nullptr)),
         abort_on_drop_(std::exchange(other.abort_on_drop_, false)),
         consumed_(std::exchange(other.consumed_, false)) {}
-  join_handle_base& operator=(join_handle_base&& other) noexcept;
+  join_handle_base& operator=(join_handle_base&& other) noexcept {
+    if (this != &other) {
+      drop();
+      task_ = std::exchange(other.task_, nullptr);
+      abort_on_drop_ = std::exchange(other.abort_on_drop_, false);
+      consumed_ = std::exchange(other.consumed_, false);
+    }
+    return *this;
+  }
   ~join_handle_base() { drop(); }
 
   // Awaiting: throws usage_error when empty or already consumed.
-  void check_can_take() const;
-  [[nodiscard]] bool ready() const noexcept;
+  void check_can_take() const {
+    if (task_ == nullptr || consumed_) [[unlikely]]
+      throw_cannot_take();
+  }
+  [[nodiscard]] bool ready() const noexcept { return task_->is_complete(); }
   bool suspend(std::coroutine_handle<> awaiting);
   void leave() const noexcept;
   void block();
   /// After completion: the cancel/panic error, or nullopt-like false when the
   /// value is there. Marks the handle consumed.
-  [[nodiscard]] bool failed() const noexcept;
+  [[nodiscard]] bool failed() const noexcept {
+    return (task_->state.load(std::memory_order_acquire) &
+            (detail::task_header::PANICKED | detail::task_header::CANCELLED)) != 0;
+  }
   [[nodiscard]] join_error take_error() noexcept;
-  /// After success: the boxed value (null for void). Marks the handle consumed.
-  [[nodiscard]] void* take_box() noexcept;
+  /// After success: the value's slot (an inline value or a box; null for
+  /// void). Marks the handle consumed.
+  [[nodiscard]] void* take_box() noexcept {
+    consumed_ = true;
+    return std::exchange(task_->result, nullptr);
+  }
 
  private:
-  void drop() noexcept;
+  void drop() noexcept {
+    if (task_ != nullptr) release_handle();
+  }
+  /// drop()'s work when the handle holds a task.
+  void release_handle() noexcept;
+  [[noreturn]] void throw_cannot_take() const;
 
   detail::task_header* task_ = nullptr;
   bool abort_on_drop_ = false;
@@ -276,13 +324,16 @@ class [[nodiscard]] join_handle : public join_handle_base {
   T take_value() {
     if (failed()) throw take_error();
     void* box = take_box();
-    if constexpr (!std::is_void_v<T>) {
-      auto* typed = static_cast<detail::result_box<T>*>(box);
+    if constexpr (detail::result_fits_inline_v<T>) {
+      T value;
+      std::memcpy(static_cast<void*>(std::addressof(value)), &box, sizeof(T));
+      return value;
+    } else if constexpr (!std::is_void_v<T>) {
       struct dropper {
-        detail::result_box<T>* box;
+        void* box;
         ~dropper() { detail::result_box<T>::destroy(box); }
-      } drop{typed};
-      return std::move(typed->value);
+      } drop{box};
+      return std::move(static_cast<detail::result_box<T>*>(box)->value);
     }
   }
 

@@ -15,6 +15,7 @@ struct thread_context {
   runtime_core* core = nullptr;  // the runtime this thread belongs to (worker, driver, blocking thread)
   worker* on_worker = nullptr;   // set on a worker thread, and on a current-thread driver while driving
   task_header* task = nullptr;   // the task being polled on this thread
+  bool yield_requested = false;  // the polled task awaited yield_now: re-queue it when the poll ends
 };
 
 extern constinit thread_local thread_context tl_context;

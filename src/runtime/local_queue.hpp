@@ -34,10 +34,18 @@ class local_queue {
 
   /// Owner only. False when full.
   bool push(task_header* task) noexcept {
+    bool was_empty = false;
+    return push(task, was_empty);
+  }
+
+  /// Owner only. False when full; else `was_empty` tells whether the queue
+  /// looked empty just before (a consumer may have emptied it meanwhile).
+  bool push(task_header* task, bool& was_empty) noexcept {
     const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
     // acquire: consumers' reads of the slot we may overwrite happened before.
     const std::uint64_t head = head_.load(std::memory_order_acquire);
     if (tail - head >= kCapacity) return false;
+    was_empty = tail == head;
     slots_[tail & kMask].store(task, std::memory_order_relaxed);
     tail_.store(tail + 1, std::memory_order_release);  // publishes the slot
     return true;
@@ -72,15 +80,17 @@ class local_queue {
   }
 
   /// Thief: moves about half of this queue into `into` (owned by the
-  /// caller) and returns one more task to run now, or nullptr.
-  task_header* steal_into(local_queue& into) noexcept {
+  /// caller) and returns one more task to run now, or nullptr. Takes
+  /// nothing from a queue holding fewer than `min_tasks` (a lone task is
+  /// about to be run by its owner; see "Spinning" in runtime_core.hpp).
+  task_header* steal_into(local_queue& into, std::uint64_t min_tasks = 1) noexcept {
     std::array<task_header*, kCapacity / 2> buffer;
     std::uint64_t head = head_.load(std::memory_order_acquire);
     std::size_t take = 0;
     for (;;) {
       const std::uint64_t tail = tail_.load(std::memory_order_acquire);
       const std::uint64_t avail = tail - head;
-      if (avail == 0) return nullptr;
+      if (avail == 0 || avail < min_tasks) return nullptr;
       if (avail > kCapacity) {  // `head` is stale: the queue moved on meanwhile
         head = head_.load(std::memory_order_acquire);
         continue;

@@ -2,6 +2,7 @@
 
 #include <warden/detail/task_locals.hpp>
 
+#include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
 #include "../detail/sanitizers.hpp"
 #include "../task/header_pool.hpp"
@@ -22,6 +23,17 @@ using clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kGlobalQueueInterval = 61;
 constexpr std::uint32_t kMaxLifoStreak = 3;
+/// How long the searching worker looks for work before it parks.
+constexpr auto kSpinFor = std::chrono::microseconds(50);
+constexpr int kPausesPerSpinRound = 256;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 
 /// A store-load barrier followed by a load of `word`: orders the caller's
 /// earlier stores (a queue push) before the load. TSan does not model
@@ -150,9 +162,8 @@ runtime_core::~runtime_core() {
 
 task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
                                  spawn_options&& options, bool blocking) {
-  // acq_rel RMW: totally ordered with shutdown's fetch_or(kClosed).
-  if ((live_.fetch_add(1, std::memory_order_acq_rel) & kClosed) != 0) {
-    live_.fetch_sub(1, std::memory_order_acq_rel);
+  worker* const here = own_worker();
+  if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
     root.destroy();
     throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
   }
@@ -169,46 +180,96 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& pro
   t->state.store(task_header::SCHEDULED | task_header::JOIN_INTEREST, std::memory_order_relaxed);
   // release: a sweep that takes a reference sees the fields above.
   t->refs.store(2, std::memory_order_release);  // lifecycle + join handle
-  t->scheduler->schedule(t, schedule_hint::spawn);
+  if (blocking)
+    blocking_.schedule(t, schedule_hint::spawn);
+  else
+    enqueue(here, t, schedule_hint::spawn);
   return t;
 }
 
-void runtime_core::on_complete(task_header*) noexcept {
-  if (live_.fetch_sub(1, std::memory_order_acq_rel) == (kClosed | 1)) {
-    std::lock_guard lock(quiescent_mutex_);
-    quiescent_cv_.notify_all();
-  }
+worker* runtime_core::own_worker() const noexcept {
+  worker* w = tl_context.on_worker;
+  return w != nullptr && w->core == this ? w : nullptr;
 }
 
-void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept {
-  worker* w = tl_context.on_worker;
-  if (w != nullptr && w->core == this) {
+std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
+  worker* w = own_worker();
+  return w != nullptr ? w->live : outside_live_;
+}
+
+std::size_t runtime_core::alive() const noexcept {
+  std::int64_t sum = outside_live_.load(std::memory_order_seq_cst);
+  for (const auto& w : workers_) sum += w->live.load(std::memory_order_seq_cst);
+  return sum > 0 ? static_cast<std::size_t>(sum) : 0;
+}
+
+bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
+  // Spawn's half of the close handshake ("Live tasks" in the header).
+  if (light_live_ && &shard != &outside_live_) {
+    // Only this thread writes its worker's shard: a plain increment, and a
+    // compiler barrier against shutdown's heavy fence.
+    shard.store(shard.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    light_fence();
+    if (!closed_.load(std::memory_order_relaxed)) return true;
+  } else {
+    shard.fetch_add(1, std::memory_order_seq_cst);
+    if (!closed_.load(std::memory_order_seq_cst)) return true;
+  }
+  task_gone(shard);
+  return false;
+}
+
+void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
+  if (light_live_ && &shard != &outside_live_) {
+    shard.store(shard.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    light_fence();
+    if (!closed_.load(std::memory_order_relaxed)) return;  // shutdown's read after its heavy fence sees us
+    // Closed: a full barrier, so that of two completions racing to zero at
+    // least one sees the other's decrement (the other side being a fence or
+    // a seq_cst RMW too).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  } else {
+    shard.fetch_sub(1, std::memory_order_seq_cst);
+    if (!closed_.load(std::memory_order_seq_cst)) return;
+  }
+  if (alive() != 0) return;
+  std::lock_guard lock(quiescent_mutex_);
+  quiescent_cv_.notify_all();
+}
+
+void runtime_core::on_complete(task_header*) noexcept { task_gone(live_shard()); }
+
+inline bool runtime_core::push_local(worker& w, task_header* task) noexcept {
+  bool was_empty = false;
+  if (w.queue.push(task, was_empty)) [[likely]]
+    return was_empty;
+  return overflow(w, task);
+}
+
+void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept { enqueue(own_worker(), task, hint); }
+
+inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hint) noexcept {
+  if (w != nullptr) {
     if (hint == schedule_hint::wake) {
       task_header* previous = std::exchange(w->lifo, task);
       if (previous == nullptr) return;  // the worker runs it next; nobody else needs waking
-      push_local(*w, previous);
-    } else {
-      push_local(*w, task);
+      task = previous;
     }
+    if (!push_local(*w, task)) return;
   } else {
     inject_.push(task);
   }
   notify_parked();
 }
 
-void runtime_core::push_local(worker& w, task_header* task) noexcept {
-  if (w.queue.push(task)) return;
+bool runtime_core::overflow(worker& w, task_header* task) noexcept {
   // Full: move half of it, plus the task, to the injection queue.
-  std::array<task_header*, local_queue::kCapacity / 2> batch;
-  const std::size_t n = w.queue.pop_batch(batch.data(), batch.size());
-  if (n == 0) {
-    if (w.queue.push(task)) return;  // thieves made room
-    inject_.push(task);
-    return;
-  }
-  for (std::size_t i = 0; i + 1 < n; ++i) batch[i]->queue_next = batch[i + 1];
-  batch[n - 1]->queue_next = task;
-  inject_.push_batch(batch[0], task, n + 1);
+  std::array<task_header*, local_queue::kCapacity / 2 + 1> batch;
+  const std::size_t n = w.queue.pop_batch(batch.data(), local_queue::kCapacity / 2);
+  if (n == 0 && w.queue.push(task)) return true;  // thieves made room
+  batch[n] = task;
+  inject_.push_batch(batch.data(), n + 1);
+  return true;
 }
 
 void runtime_core::notify_parked() noexcept {
@@ -225,9 +286,9 @@ bool runtime_core::has_work_anywhere() const noexcept {
 }
 
 task_header* runtime_core::next_task(worker& w) noexcept {
-  if (++w.tick % kGlobalQueueInterval == 0) {
-    time_.fire_due();  // busy workers keep timers on time
-    if (task_header* t = inject_.pop()) return t;
+  if (--w.picks_to_check == 0) [[unlikely]] {
+    w.picks_to_check = kGlobalQueueInterval;
+    if (task_header* t = periodic_check()) return t;
   }
   if (w.lifo != nullptr) {
     if (w.lifo_streak < kMaxLifoStreak) {
@@ -241,12 +302,18 @@ task_header* runtime_core::next_task(worker& w) noexcept {
   return take_injected(w, inject_.size() / workers_.size() + 1);
 }
 
+task_header* runtime_core::periodic_check() noexcept {
+  time_.fire_due();  // busy workers keep timers on time
+  return inject_.pop();
+}
+
 task_header* runtime_core::take_injected(worker& w, std::size_t max) noexcept {
-  std::size_t moved = 0;
-  task_header* first = inject_.pop_batch(std::min<std::size_t>(max, local_queue::kCapacity / 2), [&](task_header* t) {
-    push_local(w, t);
-    ++moved;
-  });
+  std::array<task_header*, local_queue::kCapacity / 2> batch;
+  const std::size_t n = inject_.pop_batch(batch.data(), std::min<std::size_t>(max, batch.size()));
+  if (n == 0) return nullptr;
+  const std::size_t moved = n - 1;
+  for (std::size_t i = 1; i < n; ++i) push_local(w, batch[i]);
+  task_header* first = batch[0];
   // While the batch was in transit (off the injection queue, not yet in our
   // queue) a searching worker may have looked, found nothing and gone to
   // sleep; the tasks now in our queue must not wait behind the one we run.
@@ -254,7 +321,7 @@ task_header* runtime_core::take_injected(worker& w, std::size_t max) noexcept {
   return first;
 }
 
-task_header* runtime_core::search(worker& w) noexcept {
+task_header* runtime_core::search(worker& w, std::uint64_t min_victim_tasks) noexcept {
   if (!w.searching) {
     if (!idle_.try_start_searching()) return nullptr;
     w.searching = true;
@@ -264,7 +331,7 @@ task_header* runtime_core::search(worker& w) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     worker& victim = *workers_[(start + i) % n];
     if (&victim == &w) continue;
-    if (task_header* t = victim.queue.steal_into(w.queue)) {
+    if (task_header* t = victim.queue.steal_into(w.queue, min_victim_tasks)) {
       if (!w.queue.looks_empty()) notify_parked();  // the stolen half was in transit: see take_injected
       return t;
     }
@@ -275,10 +342,24 @@ task_header* runtime_core::search(worker& w) noexcept {
 void runtime_core::poll(worker& w, task_header* task) noexcept {
   if (w.searching) {
     w.searching = false;
-    // The last searcher found work: wake another to look for more.
-    if (idle_.stop_searching()) notify_parked();
+    // The last searcher found work: wake another if there is more (see
+    // "Spinning" in the header for why the check after the stop is enough).
+    if (idle_.stop_searching() && has_work_anywhere()) notify_parked();
   }
   poll_task(task);
+}
+
+template <class Done>
+task_header* runtime_core::spin_for_work(worker& w, Done& done) noexcept {
+  if (!threaded_ || !w.searching) return nullptr;
+  const auto until = clock::now() + kSpinFor;
+  for (;;) {
+    for (int i = 0; i < kPausesPerSpinRound; ++i) cpu_relax();
+    const bool last = clock::now() >= until;
+    if (task_header* t = next_task(w)) return t;
+    if (task_header* t = search(w, last ? 1 : 2)) return t;
+    if (last || done()) return nullptr;
+  }
 }
 
 void runtime_core::park_worker(worker& w, const clock::time_point* deadline) noexcept {
@@ -312,7 +393,11 @@ void runtime_core::run_loop(worker& w, Done&& done, const clock::time_point* dea
       poll(w, t);
       continue;
     }
-    if (task_header* t = search(w)) {
+    if (task_header* t = search(w, 2)) {
+      poll(w, t);
+      continue;
+    }
+    if (task_header* t = spin_for_work(w, done)) {
       poll(w, t);
       continue;
     }
@@ -393,7 +478,10 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
         "call it from the thread that owns the runtime");
   std::lock_guard guard(shutdown_mutex_);
   if (shut_down_) return;
-  live_.fetch_or(kClosed, std::memory_order_acq_rel);
+  closed_.store(true, std::memory_order_seq_cst);
+  // The close handshake's heavy side: every worker's later shard update
+  // sees the close, or its earlier one is visible to the reads below.
+  if (light_live_) heavy_fence();
   // Tell the tasks (callbacks run here, before the grace period starts).
   root_.cancel();
 

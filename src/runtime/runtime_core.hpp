@@ -12,8 +12,17 @@
 // # Where a runnable task goes (schedule)
 // On a worker of this runtime: a woken task to the LIFO slot (the previous
 // occupant moves to the back of the local queue), a new or yielded task to
-// the back of the local queue. Anywhere else: the injection queue. Then, if
+// the back of the local queue (a yielded one still RUNNING: see
+// task_header.hpp). Anywhere else: the injection queue. Then, if
 // nobody is searching and somebody sleeps, one sleeper is woken to search.
+//
+// A push onto a local queue that already held work skips that check (and
+// its store-load fence): a worker sleeps only after a re-check that found
+// every queue empty, so the push that made this queue non-empty came later,
+// checked, and woke a sleeper (or saw a searcher), and a searcher that finds
+// work wakes the next sleeper while work remains (see "Spinning"). The
+// owner's view of its queue may be stale only because a consumer emptied it
+// just now; that consumer is awake and looks for work again after its poll.
 //
 // # Choosing the next task (next_task)
 // Every 61st pick looks at the injection queue first (fairness for outside
@@ -29,16 +38,52 @@
 // scheduler sees the sleeper and unparks it (Dekker). Parked workers use no
 // CPU.
 //
+// # Spinning before parking
+// Parking and unparking cost a futex call and a context switch each, far
+// more than a short task. So the searching worker (there is at most one per
+// two workers), having found nothing, keeps looking for a bounded time
+// (`kSpinFor`, a few tens of microseconds, pausing the CPU between rounds)
+// before it parks; schedulers see it searching and wake nobody. While it
+// spins it leaves a queue holding a single task alone: that task was most
+// likely just spawned by the running task and its owner runs it next (a
+// chain of spawns stays on one worker); the last round before parking takes
+// it. A worker that is not the searcher parks at once, as before. So no
+// worker spins unboundedly: it parks after one window with nothing found.
+//
+// When the last searcher finds work, it wakes a sleeper only if there is
+// still work queued somewhere (its stop is a seq_cst RMW before its seq_cst
+// re-check, so a scheduler pushing meanwhile sees no searcher and wakes one
+// itself).
+//
 // # Live tasks and shutdown
-// `live_` counts spawned, unfinished tasks, with a CLOSED bit. Spawn adds
-// one and backs out if CLOSED was set, so no task slips in after shutdown
-// closed the runtime; completion subtracts one and wakes the shutdown waiter
-// when the count reaches zero while CLOSED.
+// The number of spawned, unfinished tasks is sharded so that spawn and
+// completion never bounce a shared cache line between workers: each worker
+// has a signed counter (`worker::live`) that only changes on its own thread
+// (in current-thread mode: on the driver, one at a time, handed over under
+// the driver mutex), and `outside_live_` takes spawns and completions from
+// every other thread. A task spawned on one worker and finished on another
+// adds +1 to one shard and -1 to the other; only the sum means anything.
+//
+// Closing is a Dekker handshake between the counters and `closed_`: spawn
+// adds one to its shard, then reads `closed_` and backs out (and refuses the
+// task) if it is set; shutdown sets `closed_`, then sums the shards. A
+// worker's shard has a single writer, so where the kernel offers it
+// (asymmetric_fence.hpp) the worker side is a plain store and a compiler
+// barrier and shutdown pays with one heavy fence (no locked instruction per
+// spawn or completion); otherwise, and for the shared shard, both sides are
+// seq_cst RMW / load / store. So every task counted before the close is
+// visible to the sum, and after the close the shards only go down (a
+// refused spawn's +1/-1 pair lands on one shard). Hence a sum read after the
+// close never undercounts, and once it reads 0 every task has finished.
+// Each completion (and refusal) after the close re-sums and wakes the
+// shutdown waiter at 0. Before the close a sum is only an estimate (it may
+// even be negative for a moment); `alive()` clamps it.
 #pragma once
 
 #include <warden/cancellation.hpp>
 #include <warden/runtime.hpp>
 
+#include "../detail/asymmetric_fence.hpp"
 #include "../detail/parker.hpp"
 #include "../time/time_driver.hpp"
 #include "failure_sink.hpp"
@@ -66,10 +111,12 @@ struct worker {
   task_header* lifo = nullptr;  // owner-only
   parker park;
   std::thread thread;
-  std::uint32_t tick = 0;
+  std::uint32_t picks_to_check = 61;  // picks until the next periodic check (every 61st)
   std::uint32_t lifo_streak = 0;
   bool searching = false;
   std::uint64_t rng = 0x9E3779B97F4A7C15ull;
+  /// This worker's shard of the live-task count (see "Live tasks" above).
+  alignas(64) std::atomic<std::int64_t> live{0};
 };
 
 /// Sleeping workers and the number of searching ones.
@@ -160,29 +207,52 @@ class runtime_core final : public task_scheduler, public timer_host {
   void shutdown(std::chrono::nanoseconds grace);
 
   [[nodiscard]] std::size_t worker_count() const noexcept { return threaded_ ? workers_.size() : 0; }
-  [[nodiscard]] std::size_t alive() const noexcept {
-    return static_cast<std::size_t>(live_.load(std::memory_order_acquire) & ~kClosed);
-  }
-  [[nodiscard]] bool closed() const noexcept { return (live_.load(std::memory_order_acquire) & kClosed) != 0; }
+  /// Exact once closed; an estimate before (see "Live tasks" above).
+  [[nodiscard]] std::size_t alive() const noexcept;
+  [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   [[nodiscard]] bool owns(const task_header* task) const noexcept {
     return task->scheduler == this || task->scheduler == &blocking_;
   }
 
  private:
-  static constexpr std::uint64_t kClosed = 1ull << 63;
-
+  /// The live-count shard of the calling thread.
+  /// The calling thread's worker if it is one of this runtime's, else nullptr.
+  [[nodiscard]] worker* own_worker() const noexcept;
+  /// The live-count shard of the calling thread.
+  std::atomic<std::int64_t>& live_shard() noexcept;
+  /// schedule() once the caller's worker (`w`, or nullptr) is known.
+  void enqueue(worker* w, task_header* task, schedule_hint hint) noexcept;
+  /// One task more on `shard`; false (and nothing counted) if closed.
+  bool count_spawn(std::atomic<std::int64_t>& shard) noexcept;
+  /// One task fewer on `shard`; wakes the shutdown waiter when the last
+  /// task of a closed runtime ends.
+  void task_gone(std::atomic<std::int64_t>& shard) noexcept;
   void run_worker(worker& w);
   template <class Done>
   void run_loop(worker& w, Done&& done, const std::chrono::steady_clock::time_point* deadline);
   template <class Done>
   bool drive(Done&& done, const std::chrono::steady_clock::time_point* deadline);
   task_header* next_task(worker& w) noexcept;
-  task_header* search(worker& w) noexcept;
-  task_header* take_injected(worker& w, std::size_t max) noexcept;
+  /// Steals or takes injected work as the searching worker; nullptr if
+  /// there is none or another worker searches. `min_victim_tasks`: see
+  /// "Spinning" above.
+  task_header* search(worker& w, std::uint64_t min_victim_tasks) noexcept;
+  /// The bounded spin of the searching worker (see "Spinning" above).
+  template <class Done>
+  task_header* spin_for_work(worker& w, Done& done) noexcept;
+  [[gnu::noinline]] task_header* take_injected(worker& w, std::size_t max) noexcept;
   void poll(worker& w, task_header* task) noexcept;
   void park_worker(worker& w, const std::chrono::steady_clock::time_point* deadline) noexcept;
-  void push_local(worker& w, task_header* task) noexcept;
-  void notify_parked() noexcept;
+  /// Queues `task` on `w` (the calling worker). True if sleepers should be
+  /// considered: the queue was empty before, or its overflow went to the
+  /// injection queue (see "Where a runnable task goes").
+  bool push_local(worker& w, task_header* task) noexcept;
+  /// push_local's slow path, out of line so the fast path stays small.
+  [[gnu::noinline]] bool overflow(worker& w, task_header* task) noexcept;
+  [[gnu::noinline]] void notify_parked() noexcept;
+  /// next_task's every-61st-pick duty: fire due timers, then try the
+  /// injection queue first.
+  [[gnu::noinline]] task_header* periodic_check() noexcept;
   [[nodiscard]] bool has_work_anywhere() const noexcept;
   void wait_quiescent(const std::chrono::steady_clock::time_point* deadline);
 
@@ -195,10 +265,13 @@ class runtime_core final : public task_scheduler, public timer_host {
   blocking_pool blocking_;
   time_driver time_;
   cancellation_token root_;  // cancelled when shutdown starts
-  alignas(64) std::atomic<std::uint64_t> live_{0};
+  std::atomic<bool> closed_{false};
+  /// Worker shards use plain stores and the asymmetric fence (see "Live tasks").
+  const bool light_live_ = heavy_fence_available();
+  alignas(64) std::atomic<std::int64_t> outside_live_{0};  // shard of non-worker threads
   std::atomic<bool> stopping_{false};
 
-  std::mutex quiescent_mutex_;  // shutdown waits here for live_ to reach 0
+  std::mutex quiescent_mutex_;  // shutdown waits here for the live count to reach 0
   std::condition_variable quiescent_cv_;
 
   std::mutex driver_mutex_;  // current-thread mode: who drives

@@ -1,34 +1,92 @@
-// Per-thread size-class free lists for coroutine frames.
+// Per-thread size-class free lists for coroutine frames, with a global depot
+// for frames that die on another thread than the one that made them.
 //
-// Each thread keeps, per size class (64-byte steps up to 1 KiB), a singly
+// Each thread keeps, per size class (up to 1 KiB, see below), a singly
 // linked list of free blocks threaded through the blocks themselves. Only the
-// owning thread touches its lists, so no atomics are needed. A block freed on
-// another thread than it was allocated on simply joins the freeing thread's
-// list; each list is capped so a producer/consumer pair cannot hoard memory,
-// and a thread's lists are returned to the system when it exits.
+// owning thread touches its lists, so no atomics are needed.
+//
+// # Frames that cross threads
+// With work stealing a frame is often allocated on one worker (the spawner)
+// and freed on another (the one that ran the task). Left alone, the freeing
+// thread's list would fill up while the spawner's stays empty and falls back
+// to malloc on every spawn. So a list that reaches `kMaxCached` hands its
+// oldest `kBatch` blocks, as one chain, to the global depot of its class, and
+// a thread whose list is empty takes a whole chain back from the depot
+// before it asks the system. The depot is locked once per `kBatch` frames,
+// never per frame. It keeps at most `kMaxDepotChains` chains per class; past
+// that the blocks go back to the system allocator, so a burst does not pin
+// memory forever.
+//
+// A thread's own lists are returned to the system when it exits; the depot
+// lives as long as the process (it is leaked on purpose: frames may be freed
+// during static destruction).
 #include <warden/detail/frame_allocator.hpp>
 
 #include "../detail/sanitizers.hpp"
 
 #include <array>
 #include <cstdint>
+#include <mutex>
 #include <new>
+#include <vector>
 
 namespace warden::detail {
 namespace {
 
-constexpr std::size_t kGranule = 64;
-constexpr std::size_t kClasses = 16;  // up to 1 KiB
-constexpr std::uint32_t kMaxCached = 512;
+// Size classes: 16-byte steps up to 256 bytes (small frames, where a coarse
+// step would waste a large fraction: a parked task's frame of 144 bytes
+// would take 192), then 64-byte steps up to 1 KiB.
+constexpr std::size_t kFineStep = 16;
+constexpr std::size_t kFineLimit = 256;
+constexpr std::size_t kCoarseStep = 64;
+constexpr std::size_t kLimit = 1024;
+constexpr std::size_t kFineClasses = kFineLimit / kFineStep;
+constexpr std::size_t kClasses = kFineClasses + (kLimit - kFineLimit) / kCoarseStep;
+constexpr std::uint32_t kBatch = 256;
+constexpr std::uint32_t kMaxCached = 2 * kBatch;
+constexpr std::size_t kMaxDepotChains = 64;
+
+/// The class of a request of `size` bytes (kClasses and above: too large).
+constexpr std::size_t size_class(std::size_t size) noexcept {
+  if (size <= kFineLimit) return size == 0 ? 0 : (size + kFineStep - 1) / kFineStep - 1;
+  return kFineClasses + (size - kFineLimit + kCoarseStep - 1) / kCoarseStep - 1;
+}
+/// The block size of class `cls`.
+constexpr std::size_t class_size(std::size_t cls) noexcept {
+  return cls < kFineClasses ? (cls + 1) * kFineStep : kFineLimit + (cls + 1 - kFineClasses) * kCoarseStep;
+}
+static_assert(size_class(1) == 0 && class_size(0) == 16);
+static_assert(size_class(144) == 8 && class_size(8) == 144);
+static_assert(size_class(256) == kFineClasses - 1 && class_size(kFineClasses - 1) == 256);
+static_assert(size_class(257) == kFineClasses && class_size(kFineClasses) == 320);
+static_assert(size_class(kLimit) == kClasses - 1 && class_size(kClasses - 1) == kLimit);
+static_assert(size_class(kLimit + 1) == kClasses);
 
 struct free_block {
   free_block* next;
 };
 
+/// A chain of exactly kBatch blocks linked through `next`.
+struct chain {
+  free_block* head;
+  free_block* tail;
+};
+
+struct depot {
+  std::mutex mutex;
+  std::array<std::vector<chain>, kClasses> chains;
+};
+
+depot& global_depot() {
+  static depot* d = new depot;  // leaked on purpose (see above)
+  return *d;
+}
+
 // Trivially destructible so that access needs no TLS guard; the cleanup
 // object below is registered on first use.
 struct frame_cache {
   std::array<free_block*, kClasses> heads{};
+  // A spill walks kBatch blocks of its list once, amortised over kBatch frees.
   std::array<std::uint32_t, kClasses> counts{};
   bool registered = false;
   bool dead = false;  // thread is exiting: bypass the cache
@@ -42,7 +100,7 @@ struct frame_cache_cleanup {
     for (std::size_t i = 0; i < kClasses; ++i) {
       while (free_block* b = c.heads[i]) {
         c.heads[i] = b->next;
-        ::operator delete(static_cast<void*>(b), (i + 1) * kGranule);
+        ::operator delete(static_cast<void*>(b), class_size(i));
       }
       c.counts[i] = 0;
     }
@@ -50,7 +108,64 @@ struct frame_cache_cleanup {
 };
 thread_local frame_cache_cleanup tl_cleanup;
 
-constexpr std::size_t size_class(std::size_t size) noexcept { return (size + kGranule - 1) / kGranule - 1; }
+/// Moves the first kBatch blocks of the list of `cls` to the depot (or to
+/// the system when the depot is full). Out of line: keeps the fast paths
+/// small.
+[[gnu::noinline]] void spill(frame_cache& c, std::size_t cls) noexcept {
+  free_block* head = c.heads[cls];
+  free_block* tail = head;
+  for (std::uint32_t i = 1; i < kBatch; ++i) tail = tail->next;
+  c.heads[cls] = tail->next;
+  c.counts[cls] -= kBatch;
+  tail->next = nullptr;
+  depot& d = global_depot();
+  {
+    std::lock_guard lock(d.mutex);
+    auto& chains = d.chains[cls];
+    if (chains.size() < kMaxDepotChains) {
+      try {
+        chains.push_back(chain{head, tail});
+        return;
+      } catch (...) {  // no memory for the bookkeeping: free the blocks instead
+      }
+    }
+  }
+  while (head != nullptr) {
+    free_block* next = head->next;
+    ::operator delete(static_cast<void*>(head), class_size(cls));
+    head = next;
+  }
+}
+
+/// Refills the empty list of `cls` with a chain from the depot. False if
+/// the depot has none.
+[[gnu::noinline]] bool refill(frame_cache& c, std::size_t cls) noexcept {
+  depot& d = global_depot();
+  chain taken;
+  {
+    std::lock_guard lock(d.mutex);
+    auto& chains = d.chains[cls];
+    if (chains.empty()) return false;
+    taken = chains.back();
+    chains.pop_back();
+  }
+  taken.tail->next = c.heads[cls];
+  c.heads[cls] = taken.head;
+  c.counts[cls] += kBatch;
+  return true;
+}
+
+[[gnu::noinline]] void register_cleanup_slow(frame_cache& c) noexcept {
+  c.registered = true;
+  // The odr-use constructs the thread_local and registers its destructor.
+  frame_cache_cleanup* volatile touch = &tl_cleanup;
+  (void)touch;
+}
+
+inline void register_cleanup(frame_cache& c) noexcept {
+  if (!c.registered) [[unlikely]]
+    register_cleanup_slow(c);
+}
 
 }  // namespace
 
@@ -59,12 +174,16 @@ void* allocate_frame(std::size_t size) {
   const std::size_t cls = size_class(size);
   if (cls >= kClasses) return ::operator new(size);
   frame_cache& c = tl_cache;
+  if (c.heads[cls] == nullptr && !c.dead) [[unlikely]] {
+    register_cleanup(c);
+    refill(c, cls);
+  }
   if (free_block* b = c.heads[cls]) {
     c.heads[cls] = b->next;
     --c.counts[cls];
     return b;
   }
-  return ::operator new((cls + 1) * kGranule);
+  return ::operator new(class_size(cls));
 }
 
 void deallocate_frame(void* block, std::size_t size) noexcept {
@@ -78,20 +197,16 @@ void deallocate_frame(void* block, std::size_t size) noexcept {
     return;
   }
   frame_cache& c = tl_cache;
-  if (c.dead || c.counts[cls] >= kMaxCached) {
-    ::operator delete(block, (cls + 1) * kGranule);
+  if (c.dead) [[unlikely]] {
+    ::operator delete(block, class_size(cls));
     return;
   }
-  if (!c.registered) {
-    c.registered = true;
-    // The odr-use constructs the thread_local and registers its destructor.
-    frame_cache_cleanup* volatile touch = &tl_cleanup;
-    (void)touch;
-  }
+  register_cleanup(c);
   auto* b = static_cast<free_block*>(block);
   b->next = c.heads[cls];
   c.heads[cls] = b;
-  ++c.counts[cls];
+  if (++c.counts[cls] > kMaxCached) [[unlikely]]
+    spill(c, cls);
 }
 
 }  // namespace warden::detail

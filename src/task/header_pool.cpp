@@ -37,7 +37,7 @@ struct header_cache {
 };
 thread_local header_cache tl_cache;
 
-void spill(header_cache& c, std::uint32_t n) {
+[[gnu::noinline]] void spill(header_cache& c, std::uint32_t n) {
   pool& p = global_pool();
   std::lock_guard lock(p.free_mutex);
   for (std::uint32_t i = 0; i < n; ++i) p.free.push_back(c.items[--c.count]);
@@ -52,15 +52,18 @@ struct header_cache_cleanup {
 };
 thread_local header_cache_cleanup tl_cleanup;
 
-void register_cleanup(header_cache& c) {
-  if (!c.registered) {
-    c.registered = true;
-    header_cache_cleanup* volatile touch = &tl_cleanup;  // odr-use registers the destructor
-    (void)touch;
-  }
+[[gnu::noinline]] void register_cleanup_slow(header_cache& c) {
+  c.registered = true;
+  header_cache_cleanup* volatile touch = &tl_cleanup;  // odr-use registers the destructor
+  (void)touch;
 }
 
-void refill(header_cache& c) {
+inline void register_cleanup(header_cache& c) {
+  if (!c.registered) [[unlikely]]
+    register_cleanup_slow(c);
+}
+
+[[gnu::noinline]] void refill(header_cache& c) {
   pool& p = global_pool();
   std::lock_guard lock(p.free_mutex);
   if (p.free.empty()) {
@@ -77,6 +80,13 @@ void refill(header_cache& c) {
   }
 }
 
+/// Thread exit: straight back to the global list.
+[[gnu::noinline]] void free_to_pool(task_header* header) noexcept {
+  pool& p = global_pool();
+  std::lock_guard lock(p.free_mutex);
+  p.free.push_back(header);
+}
+
 }  // namespace
 
 task_header* allocate_header() {
@@ -91,34 +101,27 @@ task_header* allocate_header() {
     return h;
   }
   register_cleanup(c);
-  if (c.count == 0) refill(c);
+  if (c.count == 0) [[unlikely]]
+    refill(c);
   return c.items[--c.count];
 }
 
 void free_header(task_header* header) noexcept {
-  header->queue_next = nullptr;
-  header->resume_point = {};
-  header->root = {};
-  header->root_promise = nullptr;
-  header->scheduler = nullptr;
-  header->id = 0;
-  header->location = {};
+  // release() has destroyed the frame, the result, the panic record, the
+  // extras and the locals; these pointers must read as empty
+  // for the next task. Every other field is written by spawn before the
+  // header is published (refs), so it is not reset here.
   header->extras = nullptr;
-  header->sink = nullptr;
   header->locals = nullptr;
-  header->results = nullptr;
-  header->result = nullptr;
-  header->error = nullptr;
-  header->state.store(0, std::memory_order_relaxed);
+  header->panic = nullptr;
   header_cache& c = tl_cache;
-  if (c.dead) {
-    pool& p = global_pool();
-    std::lock_guard lock(p.free_mutex);
-    p.free.push_back(header);
+  if (c.dead) [[unlikely]] {
+    free_to_pool(header);
     return;
   }
   register_cleanup(c);
-  if (c.count == kCacheSize) spill(c, kBatch);
+  if (c.count == kCacheSize) [[unlikely]]
+    spill(c, kBatch);
   c.items[c.count++] = header;
 }
 

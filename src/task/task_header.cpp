@@ -5,6 +5,10 @@
 // Transitions (all by compare-exchange on `state`):
 //   spawn:            -> SCHEDULED | JOIN_INTEREST
 //   poll start:       SCHEDULED -> RUNNING                         (acquire)
+//                     (or RUNNING -> RUNNING minus NOTIFIED for a task
+//                     queued by yield_now, which stays RUNNING in the queue)
+//   poll end, yield:  no change; queued by the poller (abort and wake treat
+//                     the task as running; the next poll start settles it)
 //   poll end, parked: RUNNING -> idle                              (release)
 //   poll end, woken:  RUNNING|NOTIFIED -> SCHEDULED, re-queued     (acq_rel)
 //   wake, idle:       idle -> SCHEDULED, queued by the waker
@@ -27,12 +31,21 @@
 #include "../runtime/failure_sink.hpp"
 #include "header_pool.hpp"
 
+#include <new>
 #include <ostream>
 
 namespace warden {
 namespace detail {
 
 constinit thread_local thread_context tl_context{};
+
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 128, "the task header is meant to fill two cache lines");
+
+/// A panicked task's outcome (see task_header::panic).
+struct task_panic {
+  std::exception_ptr error;  // cleared when taken or dropped
+  failure_sink* sink;        // one reference
+};
 
 void throw_empty_task() {
   throw usage_error("co_await on an empty task<T> (default-constructed or moved-from); await the task you created");
@@ -56,14 +69,26 @@ std::string_view task_name(const task_header* task) noexcept {
 
 void retain(task_header* task) noexcept { task->refs.fetch_add(1, std::memory_order_relaxed); }
 
+namespace {
+/// release()'s rarely needed part, out of line: a name, task-local
+/// bindings or a panic record to free.
+[[gnu::noinline]] void free_rare_parts(task_header* task) noexcept {
+  delete task->extras;
+  delete task->locals;
+  if (task_panic* panic = task->panic) {
+    panic->sink->release();
+    delete panic;
+  }
+}
+}  // namespace
+
 void release(task_header* task) noexcept {
   // acq_rel: the thread that frees must see every other owner's last use.
   if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (task->root) std::exchange(task->root, {}).destroy();
   drop_result(task);
-  delete task->extras;
-  delete task->locals;
-  if (task->sink != nullptr) task->sink->release();
+  if (task->extras != nullptr || task->locals != nullptr || task->panic != nullptr) [[unlikely]]
+    free_rare_parts(task);
   free_header(task);
 }
 
@@ -119,36 +144,48 @@ void destroy_root(task_header* task) noexcept {
 }
 
 void drop_result(task_header* task) noexcept {
-  if (task->result != nullptr) task->results->destroy(std::exchange(task->result, nullptr));
-  task->error = nullptr;
+  if (task->result != nullptr) {  // an inline value of all-zero bits needs nothing either
+    if (task->results->destroy != nullptr) task->results->destroy(task->result);
+    task->result = nullptr;
+  }
+  if (task->panic != nullptr) task->panic->error = nullptr;
 }
 
 namespace {
 
+/// Keeps a panic for the join handle. Before COMPLETE is published: a join
+/// handle dropped right after it reports to this sink if nobody took the
+/// failure.
+[[gnu::noinline]] void record_panic(task_header* task, std::exception_ptr error) noexcept {
+  failure_sink* sink = task->scheduler->failures();
+  task->panic = new (std::nothrow) task_panic{error, sink};
+  if (task->panic != nullptr)
+    sink->retain();
+  else
+    sink->report(task, error);  // no memory to keep it for the handle: report it now
+}
+
 void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
+  std::exception_ptr error;
   if (promise_base* promise = task->root_promise) {
     // Move the outcome out of the frame, then destroy the frame: the task's
     // parameters and captures die as soon as it finishes, not when its
     // handle is dropped.
     if ((outcome & h::PANICKED) != 0) {
-      task->error = promise->exception();
+      error = promise->exception();
     } else if (task->results != nullptr && task->results->extract != nullptr) {
       try {
-        task->result = task->results->extract(*promise);
+        task->results->extract(*promise, task->result);
       } catch (...) {
-        task->error = std::current_exception();  // the value's move threw: a panic
+        error = std::current_exception();  // the value's move threw: a panic
         outcome |= h::PANICKED;
       }
     }
     destroy_root(task);
   }
-  if ((outcome & h::PANICKED) != 0) {
-    // Before COMPLETE is published: a join handle dropped right after it
-    // reports to this sink if nobody took the failure.
-    task->sink = task->scheduler->failures();
-    task->sink->retain();
-  }
+  if ((outcome & h::PANICKED) != 0) [[unlikely]]
+    record_panic(task, std::move(error));
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // acq_rel: release publishes the result (in the frame) to the join side;
   // acquire pairs with the JOIN_WAITER publication of `join_waker`.
@@ -158,7 +195,7 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   if ((s & h::JOIN_WAITER) != 0) std::move(task->join_waker).wake();
   if ((s & h::JOIN_INTEREST) == 0) {
     // Nobody can observe the outcome any more.
-    if ((outcome & h::PANICKED) != 0) task->sink->report(task, task->error);
+    if ((outcome & h::PANICKED) != 0 && task->panic != nullptr) task->panic->sink->report(task, task->panic->error);
     drop_result(task);
   }
   task->scheduler->on_complete(task);
@@ -175,25 +212,53 @@ void cancel_now(task_header* task) noexcept {
 void poll_task(task_header* task) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  // acquire: see the frame as the previous poller (or the spawner) left it.
-  // The poll starts a new generation: wakers of earlier suspensions go stale.
-  while (!task->state.compare_exchange_weak(s, ((s & ~h::SCHEDULED) | h::RUNNING) + h::GENERATION_ONE,
-                                            std::memory_order_acquire, std::memory_order_relaxed)) {
+  if ((s & h::RUNNING) == 0) {
+    // SCHEDULED -> RUNNING and a new generation in one add: a task queued
+    // this way has SCHEDULED set and RUNNING clear, and nobody else changes
+    // those two bits while it is queued (wakes and aborts of a queued task
+    // only add ABORT), so the add cannot carry into other bits. acquire:
+    // see the frame as the previous poller (or the spawner) left it.
+    s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
+  } else {
+    // Queued by yield_now, still RUNNING (see the end of this function):
+    // only a new generation, and a wake that arrived meanwhile is dropped
+    // (it was for the suspension this poll resumes, like a wake of a queued
+    // task). The queue hand-off ordered the frame's contents.
+    while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
+                                              std::memory_order_relaxed)) {
+    }
   }
+  // Either way the new generation makes the wakers of earlier suspensions stale.
   task_header* const outer = tl_context.task;
+  const bool outer_yield = std::exchange(tl_context.yield_requested, false);
   tl_context.task = task;
   if ((s & h::ABORT) != 0) {
     cancel_now(task);
     tl_context.task = outer;
+    tl_context.yield_requested = outer_yield;
     return;
   }
   task->resume_point.resume();
+  const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
   if (task->root.done()) {
     complete(task, task->root_promise->failed() ? h::PANICKED : std::uint64_t{0});
     tl_context.task = outer;
     return;
   }
   s = task->state.load(std::memory_order_relaxed);
+  if (yielded) {
+    // yield_now: back to the queue *still RUNNING*, with no RMW. To wakers
+    // and aborters the task looks like it is running: a wake sets NOTIFIED
+    // (dropped at the next poll start, see above), an abort sets ABORT and
+    // leaves the queuing to us; the next poller, on any worker, sees ABORT
+    // and destroys the frame. An abort that came before this check:
+    if ((s & h::ABORT) != 0)
+      cancel_now(task);
+    else
+      task->scheduler->schedule(task, schedule_hint::yield);
+    tl_context.task = outer;
+    return;
+  }
   for (;;) {
     if ((s & h::ABORT) != 0) {
       cancel_now(task);  // cancelled at its suspension point
@@ -246,13 +311,13 @@ void clear_join_waker(task_header* task) noexcept {
 
 void drop_join_interest(task_header* task) noexcept {
   using h = task_header;
-  std::uint64_t s = task->state.load(std::memory_order_acquire);
-  while (!task->state.compare_exchange_weak(s, s & ~h::JOIN_INTEREST, std::memory_order_acq_rel,
-                                            std::memory_order_acquire)) {
-  }
+  // acq_rel: pairs with the completer's transition (it sees no interest and
+  // cleans up, or we see COMPLETE and the outcome it published).
+  const std::uint64_t s = task->state.fetch_and(~h::JOIN_INTEREST, std::memory_order_acq_rel);
   if ((s & h::COMPLETE) == 0) return;  // the completer will see no interest and clean up
   // Already complete and the outcome never taken: it is ours to drop.
-  if ((s & h::PANICKED) != 0 && task->sink != nullptr && task->error) task->sink->report(task, task->error);
+  if ((s & h::PANICKED) != 0 && task->panic != nullptr && task->panic->error)
+    task->panic->sink->report(task, task->panic->error);
   drop_result(task);
 }
 
@@ -392,19 +457,8 @@ task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{ta
 
 // ---- join_handle_base -------------------------------------------------------
 
-join_handle_base& join_handle_base::operator=(join_handle_base&& other) noexcept {
-  if (this != &other) {
-    drop();
-    task_ = std::exchange(other.task_, nullptr);
-    abort_on_drop_ = std::exchange(other.abort_on_drop_, false);
-    consumed_ = std::exchange(other.consumed_, false);
-  }
-  return *this;
-}
-
-void join_handle_base::drop() noexcept {
+void join_handle_base::release_handle() noexcept {
   detail::task_header* task = std::exchange(task_, nullptr);
-  if (task == nullptr) return;
   if (!consumed_) {
     if (abort_on_drop_) detail::abort(task);
     detail::drop_join_interest(task);
@@ -429,16 +483,13 @@ std::source_location join_handle_base::spawn_location() const noexcept {
 }
 abort_handle join_handle_base::get_abort_handle() const noexcept { return abort_handle(task_); }
 
-void join_handle_base::check_can_take() const {
+void join_handle_base::throw_cannot_take() const {
   if (task_ == nullptr)
     throw usage_error("join_handle is empty (default-constructed, moved-from or detached): there is nothing to await");
-  if (consumed_)
-    throw usage_error(
-        "join_handle awaited twice: its result was already taken (by co_await, result() or join()); keep the "
-        "value from the first await");
+  throw usage_error(
+      "join_handle awaited twice: its result was already taken (by co_await, result() or join()); keep the "
+      "value from the first await");
 }
-
-bool join_handle_base::ready() const noexcept { return task_->is_complete(); }
 
 bool join_handle_base::suspend(std::coroutine_handle<> awaiting) {
   detail::task_header* self = detail::tl_context.task;
@@ -459,23 +510,13 @@ void join_handle_base::block() {
   detail::block_until_complete(task_);
 }
 
-bool join_handle_base::failed() const noexcept {
-  return (task_->state.load(std::memory_order_acquire) &
-          (detail::task_header::PANICKED | detail::task_header::CANCELLED)) != 0;
-}
-
 join_error join_handle_base::take_error() noexcept {
   const std::uint64_t s = task_->state.load(std::memory_order_acquire);
   consumed_ = true;
   if ((s & detail::task_header::CANCELLED) != 0) return join_error::cancelled(task_id{task_->id}, name());
-  join_error e = join_error::panic(task_id{task_->id}, name(), task_->error);
-  task_->error = nullptr;
-  return e;
-}
-
-void* join_handle_base::take_box() noexcept {
-  consumed_ = true;
-  return std::exchange(task_->result, nullptr);
+  std::exception_ptr error;
+  if (task_->panic != nullptr) error = std::exchange(task_->panic->error, nullptr);
+  return join_error::panic(task_id{task_->id}, name(), std::move(error));
 }
 
 // ---- free functions ---------------------------------------------------------
@@ -484,8 +525,9 @@ void yield_now::await_suspend(std::coroutine_handle<> self) const {
   detail::task_header* task = detail::tl_context.task;
   if (task == nullptr) throw usage_error("yield_now awaited outside a warden task");
   task->resume_point = self;
-  // RUNNING -> NOTIFIED: re-queued at the back when this poll ends.
-  detail::wake(task, detail::task_header::generation_of(task->state.load(std::memory_order_relaxed)));
+  // Re-queued at the back when this poll ends, as if woken while running
+  // (only this thread reads the flag: poll_task, right after the resume).
+  detail::tl_context.yield_requested = true;
 }
 
 task_id current_task_id() {

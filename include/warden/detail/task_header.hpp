@@ -26,6 +26,9 @@
 //   PANICKED / CANCELLED: the outcome, set together with COMPLETE
 // At most one of RUNNING / SCHEDULED / COMPLETE is set, and only the thread
 // that moved the task into RUNNING (a worker) resumes or destroys the frame.
+// A task that awaited yield_now goes back to a run queue still RUNNING (no
+// state change on that path); ownership passes through the queue to the
+// worker that pops it, and everybody else treats it as running.
 //
 // # Who touches which field when
 // * `resume_point` is written by the task's own thread while RUNNING (the
@@ -39,7 +42,7 @@
 // * `root` / `root_promise`: the poller owns them. At completion the poller
 //   moves the outcome out (`result` box or `error`) and destroys the frame at
 //   once, so the task's parameters and captures die when it finishes.
-// * `result` / `error`: written before COMPLETE is published; afterwards
+// * `result` / `panic`: written before COMPLETE is published; afterwards
 //   owned by the holder of JOIN_INTEREST (the join handle), or dropped by
 //   whoever ends that interest without taking them.
 // * `queue_next` belongs to the queue that holds the task.
@@ -61,6 +64,7 @@ struct task_header;
 class thread_parker;
 class failure_sink;
 struct task_locals;
+struct task_panic;
 
 enum class schedule_hint : std::uint8_t {
   spawn,  // a new task: back of the current worker's queue
@@ -136,10 +140,14 @@ class waker {
 /// How to move a finished root frame's value out of its promise, so the
 /// frame (with the task's parameters and lambda captures) can be destroyed
 /// the moment the task completes. One constant instance per result type
-/// (see result_ops_for in join_handle.hpp); `extract` is null for void.
+/// (see result_ops_for in join_handle.hpp). `extract` stores the value in
+/// the header's `result` slot: inline when it is a small trivially copyable
+/// type (then `destroy` is null: nothing to free), else as a pointer to a
+/// box. `destroy` frees a box left in the slot (a null slot is fine) and
+/// clears the slot. Both are null for void.
 struct result_ops {
-  void* (*extract)(promise_base& finished);  // a heap box holding the value
-  void (*destroy)(void* box) noexcept;
+  void (*extract)(promise_base& finished, void*& slot);
+  void (*destroy)(void*& slot) noexcept;
 };
 
 /// Per-task data most tasks do not need, allocated only when used.
@@ -147,7 +155,8 @@ struct task_extras {
   std::string name;
 };
 
-struct task_header {
+/// Cache-line aligned: the pool hands out headers that share no line.
+struct alignas(64) task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
   static constexpr std::uint64_t SCHEDULED = 1ull << 1;
@@ -169,6 +178,7 @@ struct task_header {
     return static_cast<std::uint32_t>(state >> GENERATION_SHIFT);
   }
 
+  // 128 bytes, two cache lines: what every poll touches first.
   std::atomic<std::uint64_t> state{0};
   std::atomic<std::uint32_t> refs{0};
   task_header* queue_next = nullptr;
@@ -180,11 +190,13 @@ struct task_header {
   waker join_waker;
   std::source_location location;
   task_extras* extras = nullptr;        // room for parent, tracker, registry link, token
-  failure_sink* sink = nullptr;         // set when a panic awaits its join handle's verdict
   task_locals* locals = nullptr;        // task_local<T> bindings; only the task's own thread
   const result_ops* results = nullptr;  // set at spawn
-  void* result = nullptr;               // the boxed value once complete, until taken
-  std::exception_ptr error;             // the panic once complete
+  void* result = nullptr;               // the value (inline or boxed) once complete, until taken
+  // Set when the task panicked (before COMPLETE is published): the
+  // exception, and a reference to the failure sink that reports it if no
+  // join handle takes it. Freed with the header.
+  task_panic* panic = nullptr;
 
   [[nodiscard]] bool is_complete() const noexcept { return (state.load(std::memory_order_acquire) & COMPLETE) != 0; }
 };
