@@ -75,10 +75,11 @@ void report(monitor_state& monitor, monitored_task& task, failure_reason reason)
 
 }  // namespace
 
-task<void> run_monitored(monitor_ticket ticket, task<std::optional<std::string>> body, monitored_kind kind) {
+task<void> run_monitored(monitored_run run, monitored_kind kind) {
+  monitor_ticket& ticket = run.ticket;
   std::optional<failure_reason> reason;
   try {
-    std::optional<std::string> error = co_await std::move(body);
+    std::optional<std::string> error = co_await std::move(run.body);
     if (error.has_value())
       reason.emplace(error_reason{std::move(*error)});
     else if (kind == monitored_kind::infinite)
@@ -175,7 +176,7 @@ background_task_handle task_monitor::spawn_wrapped(std::string_view name, task<s
   // From here the ticket in the wrapper's frame owns the entry: if the frame
   // is destroyed unrun (spawn throws), the ticket erases it.
   detail::monitor_ticket ticket(state_, task);
-  auto wrapper = detail::run_monitored(std::move(ticket), std::move(body), kind);
+  auto wrapper = detail::run_monitored(detail::monitored_run{std::move(ticket), std::move(body)}, kind);
   const spawn_options options{.name = name};
   join_handle<void> spawned =
       runtime_ != nullptr ? runtime_->spawn(std::move(wrapper), options) : warden::spawn(std::move(wrapper), options);

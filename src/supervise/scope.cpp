@@ -105,11 +105,19 @@ class job_ticket {
   std::uint64_t number_;
 };
 
-task<void> run_job(job_ticket ticket, task<void> job, std::string label) {
+/// A job frame's parameters in one object, so that the job (and its frame)
+/// is destroyed before the ticket whatever the compiler's order for
+/// coroutine parameters (GCC: first to last; Clang: last to first).
+struct job_run {
+  job_ticket ticket;
+  task<void> job;
+};
+
+task<void> run_job(job_run run, std::string label) {
   try {
-    co_await std::move(job);
+    co_await std::move(run.job);
   } catch (...) {
-    ticket.fail(std::move(label), std::current_exception());
+    run.ticket.fail(std::move(label), std::current_exception());
   }
 }
 
@@ -194,7 +202,7 @@ std::expected<void, scope_spawn_error> try_spawn_job(task<void> job, spawn_optio
   // From here the ticket in the job's frame owns the count.
   std::string label = job_label(kind, number, options);
   const std::string name(options.name.empty() ? std::string_view(label) : options.name);
-  auto wrapper = run_job(job_ticket(scope, number), std::move(job), std::move(label));
+  auto wrapper = run_job(job_run{job_ticket(scope, number), std::move(job)}, std::move(label));
   join_handle<void> spawned = spawn(std::move(wrapper), spawn_options{.name = name, .location = options.location});
   abort_handle handle = spawned.get_abort_handle();
   bool abort_now = false;

@@ -967,11 +967,15 @@ TEST_P(tracker, T8_an_aborted_task_counts_cancelled_and_leaves_the_gauges) {
   rt.block_on([]() -> task<void> {
     auto t = make_tracker(unlimited(), quiet_log());
     warden::event never;
-    auto h = t.spawn(waits_for(never));
+    std::atomic<int> frames{0};
+    auto h = t.spawn([](warden::event* e, warden::testkit::live_counter) -> task<void> {
+      co_await e->wait();
+    }(&never, warden::testkit::live_counter(frames)));
     co_await until([&] { return t.metrics()->active() == 1 && never.waiter_count() == 1; });
     h.abort();
     auto got = co_await std::move(h);
     EXPECT_TRUE(got.error().is_cancelled());
+    EXPECT_EQ(frames.load(), 0);  // the handle resolves once the task's frame is gone
     EXPECT_EQ(t.metrics()->snapshot(), (warden::tracker_metrics_snapshot{.issued = 1, .started = 1, .cancelled = 1}));
   }());
 }
@@ -1039,11 +1043,13 @@ TEST_P(tracker, T9_join_closes_children_before_parents_and_waits_for_every_task)
     auto child = root.child_tracker();
     warden::event gate;
     auto done = std::make_shared<std::atomic<int>>(0);
+    std::atomic<int> frames{0};
     for (int i = 0; i < 3; ++i)
-      (void)child.spawn([](warden::event* g, std::shared_ptr<std::atomic<int>> d) -> task<void> {
-        co_await g->wait();
-        d->fetch_add(1);
-      }(&gate, done));  // handles dropped: join still waits for them
+      (void)child.spawn(
+          [](warden::event* g, std::shared_ptr<std::atomic<int>> d, warden::testkit::live_counter) -> task<void> {
+            co_await g->wait();
+            d->fetch_add(1);
+          }(&gate, done, warden::testkit::live_counter(frames)));  // handles dropped: join still waits for them
     auto joining = warden::spawn(root.join());
     co_await until([&] { return child.is_closed(); });
     EXPECT_FALSE(root.is_closed());  // the parent closes once its children are joined
@@ -1051,6 +1057,7 @@ TEST_P(tracker, T9_join_closes_children_before_parents_and_waits_for_every_task)
     gate.set();
     co_await std::move(joining);
     EXPECT_EQ(done->load(), 3);
+    EXPECT_EQ(frames.load(), 0);  // join returns once the tasks' frames are gone
     EXPECT_TRUE(root.is_closed());
     EXPECT_EQ(root.metrics()->pending(), 0u);
     EXPECT_EQ(root.metrics()->success(), 3u);

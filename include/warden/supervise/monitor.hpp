@@ -128,9 +128,16 @@ class monitor_ticket {
   std::shared_ptr<monitored_task> task_;
 };
 
-/// The spawned wrapper around a body. `body` yields the error text of a
-/// fallible task's error, or nullopt.
-task<void> run_monitored(monitor_ticket ticket, task<std::optional<std::string>> body, monitored_kind kind);
+/// A monitored frame's parameters in one object, so that the body (and its
+/// frame) is destroyed before the ticket whatever the compiler's order for
+/// coroutine parameters (GCC: first to last; Clang: last to first).
+struct monitored_run {
+  monitor_ticket ticket;
+  task<std::optional<std::string>> body;  ///< yields a fallible task's error text, or nullopt
+};
+
+/// The spawned wrapper around a body.
+task<void> run_monitored(monitored_run run, monitored_kind kind);
 
 /// Adapts a plain body to run_monitored's form.
 task<std::optional<std::string>> no_error_text(task<void> body);

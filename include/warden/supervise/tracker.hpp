@@ -334,13 +334,26 @@ struct cancellable_work {
   F make;  // (cancellation_token) -> task<cancellable_result<T>>
 };
 
+/// The parameters of a tracked frame, in one object so that their order of
+/// destruction is fixed: the work (and any frame it owns) first, the ticket
+/// last. (Separate coroutine parameters are destroyed first-to-last by GCC
+/// and last-to-first by Clang; the ticket must outlive the user's frame, or
+/// join() could return while that frame's locals still exist.)
+template <class Work>
+struct tracked_run {
+  tracker_ticket ticket;
+  Work work;
+};
+
 /// The frame spawned for every tracked task: slot, runs, failures, metrics.
 /// Its outcome goes into the tracked_result (so the runtime task is void:
 /// no result box). Never throws: the tracker has already handled a failure,
 /// so the runtime must not report it again.
 template <class T, class Work>
-task<void> run_tracked(tracker_ticket ticket, Work work) {
+task<void> run_tracked(tracked_run<Work> run) {
   using stored = typename tracked_result<T>::stored;
+  tracker_ticket& ticket = run.ticket;
+  Work& work = run.work;
   auto& outcome = static_cast<tracked_result<T>&>(ticket.tracked());
   schedule_slot slot;
   bool need_slot = true;
@@ -606,7 +619,8 @@ class task_tracker {
     std::shared_ptr<detail::tracked_result<T>> tracked = make_tracked<T>();
     // From here the ticket owns the task's accounting: if the frame is
     // destroyed unrun (the runtime refuses it), it ends counted cancelled.
-    auto wrapper = detail::run_tracked<T, Work>(detail::tracker_ticket(tracked), std::move(work));
+    auto wrapper =
+        detail::run_tracked<T, Work>(detail::tracked_run<Work>{detail::tracker_ticket(tracked), std::move(work)});
     auto join = detail::spawn_tracked(*state_, std::move(wrapper), options);
     return task_handle<T>(std::move(join), std::move(tracked));
   }
