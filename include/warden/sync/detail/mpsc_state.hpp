@@ -62,8 +62,16 @@ class slot_ring {
   /// Producer holding a permit: appends `value`.
   void push(T&& value) noexcept {
     // relaxed: the claim only picks the position; the slot's sequence orders
-    // the data.
-    const std::uint64_t pos = tail_.fetch_add(1, std::memory_order_relaxed);
+    // the data. With one slot, one permit: the holder is the only producer
+    // (the previous one's store happens-before our permit, through the
+    // receiver's pop and permit release), so a plain load and store do.
+    std::uint64_t pos;
+    if (capacity_ == 1) {
+      pos = tail_.load(std::memory_order_relaxed);
+      tail_.store(pos + 1, std::memory_order_relaxed);
+    } else {
+      pos = tail_.fetch_add(1, std::memory_order_relaxed);
+    }
     slot& s = slots_[index(pos)];
     // acquire: pairs with the consumer's release when it emptied the slot on
     // the previous lap. The permit we hold means that lap's value was taken
