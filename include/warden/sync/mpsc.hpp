@@ -136,7 +136,11 @@ class [[nodiscard]] mpsc_send_awaiter {
     if (promised) state_->release_permit();
   }
 
-  bool await_ready() { return finish(state_->try_acquire()); }
+  bool await_ready() {
+    const acquired got = state_->send_now(*value_);
+    if (got == acquired::permit) value_.reset();
+    return got != acquired::full;
+  }
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
     detail::waker self = detail::suspend_current(awaiting);
@@ -301,7 +305,7 @@ class mpsc_sender {
   /// sender; std::bad_alloc if an unbounded ring cannot grow.
   std::expected<void, try_send_error<T>> try_send(T value) {
     detail::mpsc_state<T>* state = checked("mpsc_sender::try_send");
-    switch (state->try_acquire()) {
+    switch (state->send_now(value)) {
       case detail::mpsc_state<T>::acquired::closed:
         return std::unexpected(try_send_error<T>{try_send_failure::closed, std::move(value)});
       case detail::mpsc_state<T>::acquired::full:
@@ -309,7 +313,6 @@ class mpsc_sender {
       case detail::mpsc_state<T>::acquired::permit:
         break;
     }
-    state->push(std::move(value));
     return {};
   }
 
@@ -440,7 +443,7 @@ std::pair<mpsc_sender<T>, mpsc_receiver<T>> mpsc(std::size_t capacity) {
   if (capacity == 0)
     detail::throw_channel_zero_capacity("mpsc", "for a channel without a limit use mpsc_unbounded<T>()");
   // Larger than any ring that could be allocated: bad_alloc below.
-  capacity = std::min<std::size_t>(capacity, detail::mpsc_state<T>::kUnboundedPermits);
+  capacity = std::min<std::size_t>(capacity, detail::mpsc_state<T>::kMaxCapacity);
   auto state = std::make_shared<detail::mpsc_state<T>>(capacity);
   return {mpsc_sender<T>(state), mpsc_receiver<T>(state)};
 }

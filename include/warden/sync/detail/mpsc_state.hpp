@@ -131,34 +131,54 @@ class slot_ring {
 };
 
 /// The values of an unbounded channel: a growing ring under its own small
-/// lock (pushes never wait for room, so there is no permit protocol to make
-/// lock-free here). `published_` mirrors the number of values the consumer
-/// may take, for the park handshake.
+/// lock. A push checks the close under that lock, so no push straddles a
+/// close and unbounded channels need no permits. `published_` counts the
+/// values ever pushed and `taken_` those the consumer took (only it writes
+/// it), for the park handshake and the closed-and-drained check.
 template <class T>
 class locked_ring {
  public:
-  /// May throw std::bad_alloc when the ring must grow (nothing is queued then).
-  void push(T&& value) {
-    {
-      std::lock_guard lock(mutex_);
-      if (ring_.full()) ring_.grow();
-      ring_.push(std::move(value));
-    }
+  /// Appends `value` unless `closed()` (checked under the lock); false then,
+  /// and `value` is untouched. May throw std::bad_alloc when the ring must
+  /// grow (nothing is queued then).
+  template <class Closed>
+  bool push_unless(T&& value, Closed closed) {
+    std::lock_guard lock(mutex_);
+    if (closed()) return false;
+    if (ring_.full()) ring_.grow();
+    ring_.push(std::move(value));
     // seq_cst: one side of the receiver's park handshake (see mpsc_state).
     published_.fetch_add(1, std::memory_order_seq_cst);
+    return true;
   }
-  [[nodiscard]] bool ready() const noexcept { return published_.load(std::memory_order_seq_cst) != 0; }
-  T pop() noexcept {
-    published_.fetch_sub(1, std::memory_order_relaxed);
+  /// Runs `f` under the lock: between two pushes, never during one.
+  template <class F>
+  void between_pushes(F f) {
     std::lock_guard lock(mutex_);
+    f();
+  }
+  /// Consumer only.
+  [[nodiscard]] bool ready() const noexcept {
+    return published_.load(std::memory_order_seq_cst) != taken_.load(std::memory_order_relaxed);
+  }
+  /// Consumer only. Precondition: ready().
+  T pop() noexcept {
+    std::lock_guard lock(mutex_);
+    // relaxed: written by the consumer only; size() reads a snapshot.
+    taken_.store(taken_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return ring_.pop();
   }
-  [[nodiscard]] std::size_t size() const noexcept { return published_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::size_t size() const noexcept {
+    const std::uint64_t taken = taken_.load(std::memory_order_relaxed);
+    const std::uint64_t published = published_.load(std::memory_order_relaxed);
+    return published > taken ? static_cast<std::size_t>(published - taken) : 0;
+  }
 
  private:
   mutable std::mutex mutex_;
   ring<T> ring_{16};
-  std::atomic<std::size_t> published_{0};
+  std::atomic<std::uint64_t> published_{0};
+  std::atomic<std::uint64_t> taken_{0};
 };
 
 /// The shared state of one mpsc channel.
@@ -167,7 +187,7 @@ class locked_ring {
 /// `permits` holds the number of free slots (in units of kOnePermit) and two
 /// flags. A sender takes a permit before it pushes (one CAS when one is
 /// free) and the receiver gives one back after each pop. Unbounded channels
-/// start with kUnboundedPermits, which never run out.
+/// use only the kClosed flag (see locked_ring).
 ///   kClosed         sticky; no permit is handed out any more
 ///   kSendersParked  senders are parked in `parked_senders`; then the count
 ///                   is 0 and a returned permit goes straight to the first
@@ -204,14 +224,12 @@ struct mpsc_state {
   static constexpr std::uint64_t kClosed = 1;
   static constexpr std::uint64_t kSendersParked = 2;
   static constexpr std::uint64_t kOnePermit = 4;
-  static constexpr std::uint64_t kUnboundedPermits = 1ull << 60;
+  static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
   static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
 
   /// `capacity` 0 means unbounded.
   explicit mpsc_state(std::size_t capacity)
-      : bounded(capacity != 0),
-        all_permits((capacity != 0 ? static_cast<std::uint64_t>(capacity) : kUnboundedPermits) * kOnePermit),
-        permits(all_permits) {
+      : bounded(capacity != 0), all_permits(static_cast<std::uint64_t>(capacity) * kOnePermit), permits(all_permits) {
     if (bounded)
       std::construct_at(&queue.fixed, capacity);
     else
@@ -301,7 +319,12 @@ struct mpsc_state {
   /// Closes (idempotent): wakes the parked senders with nothing, and the
   /// receiver if nothing is on its way.
   void close() noexcept {
-    const std::uint64_t before = permits.fetch_or(kClosed, std::memory_order_seq_cst);
+    std::uint64_t before = 0;
+    // seq_cst: against the receiver's park handshake (closed_and_drained).
+    if (bounded)
+      before = permits.fetch_or(kClosed, std::memory_order_seq_cst);
+    else
+      queue.growing.between_pushes([&] { before = permits.fetch_or(kClosed, std::memory_order_seq_cst); });
     if ((before & kClosed) != 0) return;
     if ((before & kSendersParked) != 0) {
       std::unique_lock lock(mutex);
@@ -319,22 +342,27 @@ struct mpsc_state {
   [[nodiscard]] bool is_closed() const noexcept { return (permits.load(std::memory_order_acquire) & kClosed) != 0; }
   /// Closed, and every permit is back: no value is queued or on its way.
   [[nodiscard]] bool closed_and_drained() const noexcept {
+    if (!bounded) return (permits.load(std::memory_order_seq_cst) & kClosed) != 0 && !queue.growing.ready();
     return (permits.load(std::memory_order_seq_cst) & ~kSendersParked) == (all_permits | kClosed);
   }
 
-  /// Sender holding a permit: queues `value` and wakes the receiver. Throws
-  /// std::bad_alloc (unbounded only; the permit is given back).
-  void push(T&& value) {
-    if (bounded) {
-      queue.fixed.push(std::move(value));
-    } else {
-      try {
-        queue.growing.push(std::move(value));
-      } catch (...) {
-        release_permit();
-        throw;
-      }
+  /// Sends `value` now if it need not wait: `permit` (queued, `value` moved
+  /// from), `full` (bounded only) or `closed` (`value` untouched). Throws
+  /// std::bad_alloc if an unbounded ring cannot grow.
+  acquired send_now(T& value) {
+    if (!bounded) {
+      if (!queue.growing.push_unless(std::move(value), [this] { return is_closed(); })) return acquired::closed;
+      wake_receiver();
+      return acquired::permit;
     }
+    const acquired got = try_acquire();
+    if (got == acquired::permit) push(std::move(value));
+    return got;
+  }
+
+  /// Bounded, sender holding a permit: queues `value`, wakes the receiver.
+  void push(T&& value) noexcept {
+    queue.fixed.push(std::move(value));
     wake_receiver();
   }
 
@@ -342,7 +370,8 @@ struct mpsc_state {
   [[nodiscard]] bool ready() const noexcept { return bounded ? queue.fixed.ready() : queue.growing.ready(); }
   /// Takes the oldest value and gives its permit back. Precondition: ready().
   T pop() noexcept {
-    T value = bounded ? queue.fixed.pop() : queue.growing.pop();
+    if (!bounded) return queue.growing.pop();
+    T value = queue.fixed.pop();
     release_permit();
     return value;
   }
