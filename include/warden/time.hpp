@@ -64,11 +64,14 @@ namespace detail {
 class sleep_awaiter {
  public:
   explicit sleep_awaiter(clock::time_point deadline) noexcept : deadline_(deadline) {}
+  /// `ahead`: the caller knows the deadline has not passed (sleep_for with
+  /// a positive duration), so await_ready reads no clock.
+  sleep_awaiter(clock::time_point deadline, bool ahead) noexcept : deadline_(deadline) { node_.deadline_ahead = ahead; }
   sleep_awaiter(const sleep_awaiter&) = delete;
   sleep_awaiter& operator=(const sleep_awaiter&) = delete;
   ~sleep_awaiter();
 
-  bool await_ready() const noexcept { return deadline_ <= clock::now(); }
+  bool await_ready() const noexcept { return !node_.deadline_ahead && deadline_ <= clock::now(); }
   bool await_suspend(std::coroutine_handle<> awaiting);
   void await_resume() const noexcept {}
 
@@ -120,7 +123,7 @@ inline detail::sleep_awaiter sleep_for(clock::duration d) noexcept {
   const auto now = clock::now();
   // Saturate instead of overflowing for "forever"-like durations.
   const auto deadline = d > clock::time_point::max() - now ? clock::time_point::max() : now + d;
-  return detail::sleep_awaiter{deadline};
+  return detail::sleep_awaiter{deadline, d > clock::duration::zero()};
 }
 
 /// The error of a timeout: the deadline passed first.

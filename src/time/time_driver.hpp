@@ -6,8 +6,9 @@
 // becomes the *driver* (at most one at a time) and parks only until the next
 // expiration; when it wakes it fires what is due. Busy workers check the
 // cached next expiration every few dozen polls and fire what is due. Arming
-// a timer earlier than the driver's wake-up unparks the driver; arming one
-// while nobody drives wakes a sleeping worker so that one becomes driver.
+// a timer earlier than the driver's wake-up unparks the driver; arming a new
+// earliest timer while nobody drives wakes a sleeping worker so that one
+// becomes driver (a later timer needs no wake: see arm).
 // All of that is decided under `mutex_`, so a driver computing its deadline
 // and a concurrent arm cannot miss each other.
 //
@@ -27,7 +28,6 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
-#include <vector>
 
 namespace warden::detail {
 
@@ -90,6 +90,7 @@ class time_driver {
 
   mutable std::mutex mutex_;
   timer_wheel wheel_;                             // guarded by mutex_
+  timer_list firing_;                             // due, waker not yet taken; guarded by mutex_
   std::ptrdiff_t driver_ = -1;                    // guarded by mutex_
   std::uint64_t driver_tick_ = kNever;            // guarded by mutex_
   std::atomic<std::uint64_t> next_tick_{kNever};  // relaxed cache of wheel_.next_expiration()

@@ -64,7 +64,7 @@ std::optional<std::uint64_t> timer_wheel::next_expiration() const noexcept {
   return std::nullopt;
 }
 
-void timer_wheel::advance(std::uint64_t now, std::vector<timer_node*>& due) {
+void timer_wheel::advance(std::uint64_t now, timer_list& due) noexcept {
   for (auto e = next(); e && e->deadline <= now; e = next()) {
     level& lvl = levels_[e->level];
     timer_node* node = lvl.slots[e->slot].head;
@@ -76,7 +76,7 @@ void timer_wheel::advance(std::uint64_t now, std::vector<timer_node*>& due) {
       node->prev = node->next = nullptr;
       --size_;
       if (node->deadline <= now)
-        due.push_back(node);
+        due.push_back(node);  // relinks prev / next
       else
         insert(node);  // cascades to a lower level
       node = following;

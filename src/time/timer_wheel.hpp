@@ -23,9 +23,45 @@
 #include <array>
 #include <cstdint>
 #include <optional>
-#include <vector>
 
 namespace warden::detail {
+
+/// An intrusive doubly linked FIFO of timer nodes (through their prev /
+/// next), e.g. the timers that came due. Not synchronised.
+class timer_list {
+ public:
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+  [[nodiscard]] timer_node* front() const noexcept { return head_; }
+  void push_back(timer_node* node) noexcept {
+    node->prev = tail_;
+    node->next = nullptr;
+    if (tail_ != nullptr)
+      tail_->next = node;
+    else
+      head_ = node;
+    tail_ = node;
+  }
+  void remove(timer_node* node) noexcept {
+    if (node->prev != nullptr)
+      node->prev->next = node->next;
+    else
+      head_ = node->next;
+    if (node->next != nullptr)
+      node->next->prev = node->prev;
+    else
+      tail_ = node->prev;
+    node->prev = node->next = nullptr;
+  }
+  timer_node* pop_front() noexcept {
+    timer_node* node = head_;
+    if (node != nullptr) remove(node);
+    return node;
+  }
+
+ private:
+  timer_node* head_ = nullptr;
+  timer_node* tail_ = nullptr;
+};
 
 class timer_wheel {
  public:
@@ -42,8 +78,8 @@ class timer_wheel {
   /// earliest deadline; exact at level 0), or nullopt when empty.
   [[nodiscard]] std::optional<std::uint64_t> next_expiration() const noexcept;
   /// Moves time to `now`, appending every timer with deadline <= now to `due`
-  /// (unlinked, in no particular order).
-  void advance(std::uint64_t now, std::vector<timer_node*>& due);
+  /// (taken out of the wheel, in no particular order). Allocates nothing.
+  void advance(std::uint64_t now, timer_list& due) noexcept;
 
   [[nodiscard]] std::uint64_t elapsed() const noexcept { return elapsed_; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }

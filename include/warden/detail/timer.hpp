@@ -1,11 +1,12 @@
 // Internal: a timer registration, embedded in the awaiter that sleeps (so in
 // the sleeping task's frame: arming a timer allocates nothing).
 //
-// A node is `armed` while filed in its runtime's timing wheel, `fired` once
-// the driver took it out because its deadline passed (its waker is then
-// being woken), `idle` otherwise. All fields are guarded by the time
-// driver's lock; the owner disarms the node in its destructor, which is also
-// the cancellation path.
+// A node is `armed` while filed in its runtime's timing wheel, `firing`
+// once the driver took it out because its deadline passed (it then waits,
+// waker inside, in the driver's list of due timers), `fired` once its waker
+// was taken to be woken, `idle` otherwise. All fields are guarded by the
+// time driver's lock; the owner disarms the node in its destructor, which is
+// also the cancellation path.
 #pragma once
 
 #include <warden/detail/task_header.hpp>
@@ -18,7 +19,7 @@ namespace warden::detail {
 class time_driver;
 
 struct timer_node {
-  enum class state : std::uint8_t { idle, armed, fired };
+  enum class state : std::uint8_t { idle, armed, firing, fired };
 
   std::uint64_t deadline = 0;  // driver tick (ms since its epoch), rounded up
   timer_node* prev = nullptr;
@@ -26,6 +27,9 @@ struct timer_node {
   std::uint8_t level = 0;
   std::uint8_t slot = 0;
   state status = state::idle;
+  // Set by sleep_for with a positive duration: the deadline is known to be
+  // ahead, so await_ready need not read the clock. Owned by the awaiter.
+  bool deadline_ahead = false;
   waker wake;
   time_driver* driver = nullptr;
 };

@@ -37,6 +37,12 @@
 // created; sending and receiving allocate nothing. An unbounded channel
 // starts with 16 slots and doubles its ring when it is full.
 //
+// # Cost
+// A bounded channel takes no lock to send or receive: a send takes a free
+// slot with one CAS and publishes its value in the ring; a receive takes
+// it back. Only a sender that must wait (channel full) takes the channel's
+// lock to park. An unbounded channel guards its growing ring with a lock.
+//
 // # Requirements and threading
 // `T` must be nothrow-move-constructible. Senders are copyable: each copy
 // is a producer, usable from any thread or task; one sender object is not
@@ -58,7 +64,10 @@
 #include <warden/detail/wait_list.hpp>
 #include <warden/errors.hpp>
 #include <warden/sync/detail/channel.hpp>
+#include <warden/sync/detail/mpsc_state.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -99,122 +108,48 @@ class mpsc_sender;
 template <class T>
 class mpsc_receiver;
 
-namespace detail {
-
-/// The shared state of one mpsc channel.
-///
-/// Everything below is guarded by `mutex`; wakers are taken out under it and
-/// woken after it is released.
-///
-/// Invariants:
-/// * `queue.size() + reserved <= capacity` (bounded). `reserved` counts
-///   slots promised to woken senders that have not yet put their value in.
-/// * A sender parks only when there is no room; whenever room appears (a
-///   value leaves, a promised slot is given back) and a sender is parked,
-///   the slot is promised to the first parked sender at once (FIFO, no
-///   barging: a new sender sees no room while anyone is parked).
-/// * A parked sender's node has `amount` 1 when it was woken holding a
-///   promised slot, 0 when woken by the close.
-/// * `receiver_waker` is set only while the receiver is parked; it is taken
-///   by the push that makes the queue non-empty, or by the close. Only the
-///   receiver pops, so a woken receiver always finds a value or the close.
-/// * `closed` is sticky. Once closed no value enters the queue.
-///
-/// Ownership: senders and the receiver hold the state by shared_ptr;
-/// awaiters point into it while their sender / receiver is alive.
-template <class T>
-struct mpsc_state {
-  static constexpr std::size_t unbounded = std::numeric_limits<std::size_t>::max();
-
-  explicit mpsc_state(std::size_t bound) : queue(bound == unbounded ? 16 : bound), capacity(bound) {}
-
-  [[nodiscard]] bool has_room() const noexcept { return queue.size() + reserved < capacity; }
-
-  /// Appends (growing an unbounded ring) and returns the receiver's waker
-  /// if it was parked. Precondition: !closed && has_room().
-  waker push(T&& value) {
-    if (queue.full()) queue.grow();  // only unbounded rings are ever full here
-    queue.push(std::move(value));
-    return std::move(receiver_waker);
-  }
-
-  /// Promises the free slot to the first parked sender, if any; returns its
-  /// waker (to wake after unlocking).
-  waker grant_room() noexcept {
-    if (closed || !has_room()) return {};
-    wait_node* node = parked_senders.pop_front();
-    if (node == nullptr) return {};
-    node->amount = 1;
-    ++reserved;
-    return std::move(node->wake);
-  }
-
-  /// Marks the channel closed and wakes everybody parked. Takes `lock`
-  /// held, returns with it released.
-  void close(std::unique_lock<std::mutex>& lock) noexcept {
-    closed = true;
-    waker receiver = std::move(receiver_waker);
-    wake_front_while(lock, parked_senders, [](wait_node& node) {
-      node.amount = 0;
-      return true;
-    });
-    receiver.wake();
-  }
-
-  /// Removes and returns the oldest value, promising its slot to a parked
-  /// sender (`to_wake`). Precondition: !queue.empty().
-  T pop(waker& to_wake) noexcept {
-    T value = queue.pop();
-    to_wake = grant_room();
-    return value;
-  }
-
-  std::mutex mutex;
-  ring<T> queue;
-  const std::size_t capacity;
-  std::size_t reserved = 0;
-  std::size_t senders = 1;
-  bool closed = false;
-  bool receiver_parked = false;
-  waker receiver_waker;
-  wait_list parked_senders;
-};
-
-}  // namespace detail
-
 /// Awaitable returned by `mpsc_sender::send`; yields
 /// `std::expected<void, T>` (the value back when the channel is closed).
 /// Owns the value until it enters the queue. Neither copyable nor movable:
 /// `co_await` it where it is made.
 template <class T>
 class [[nodiscard]] mpsc_send_awaiter {
+  using state_type = detail::mpsc_state<T>;
+  using acquired = typename state_type::acquired;
+
  public:
   mpsc_send_awaiter(const mpsc_send_awaiter&) = delete;
   mpsc_send_awaiter& operator=(const mpsc_send_awaiter&) = delete;
   ~mpsc_send_awaiter() {
     if (!parked_) return;
-    // Aborted while parked: leave the queue, or hand a promised slot on.
-    detail::deferred_wake next;
-    std::lock_guard lock(state_->mutex);
-    if (node_.status == detail::wait_node::state::queued) {
-      state_->parked_senders.remove(&node_);
-    } else if (node_.amount == 1) {
-      --state_->reserved;
-      next.target = state_->grant_room();
+    // Aborted while parked: leave the queue, or hand a promised permit on.
+    bool promised = false;
+    {
+      std::lock_guard lock(state_->mutex);
+      if (node_.status == detail::wait_node::state::queued) {
+        state_->parked_senders.remove(&node_);
+        state_->parked_list_changed();
+      } else {
+        promised = node_.amount == 1;
+      }
     }
+    if (promised) state_->release_permit();
   }
 
   bool await_ready() {
-    detail::deferred_wake receiver;
-    std::lock_guard lock(state_->mutex);
-    return try_complete(receiver.target);
+    const acquired got = state_->send_now(*value_);
+    if (got == acquired::permit) value_.reset();
+    return got != acquired::full;
   }
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
     detail::waker self = detail::suspend_current(awaiting);
-    detail::deferred_wake receiver;
-    std::lock_guard lock(state_->mutex);
-    if (try_complete(receiver.target)) return false;
+    std::unique_lock lock(state_->mutex);
+    const acquired got = state_->acquire_or_mark_parked();
+    if (got != acquired::full) {
+      lock.unlock();
+      return !finish(got);
+    }
     node_.wake = std::move(self);
     node_.amount = 0;
     state_->parked_senders.push_back(&node_);
@@ -224,15 +159,15 @@ class [[nodiscard]] mpsc_send_awaiter {
 
   std::expected<void, T> await_resume() {
     if (parked_) {
-      // Woken: holding a promised slot, or by the close.
-      detail::deferred_wake receiver;
-      std::lock_guard lock(state_->mutex);
+      // Woken holding a permit (amount 1) or by the close (0). Whoever woke
+      // us took the node off the list under the lock before waking us.
       parked_ = false;
       node_.status = detail::wait_node::state::idle;
-      if (node_.amount == 1) --state_->reserved;
-      if (!state_->closed) {
-        receiver.target = state_->push(std::move(*value_));
-        value_.reset();
+      if (node_.amount == 1) {
+        if (state_->is_closed())
+          state_->release_permit();  // closed before we ran: the send fails
+        else
+          finish(acquired::permit);
       }
     }
     if (value_.has_value()) return std::unexpected(std::move(*value_));
@@ -241,20 +176,20 @@ class [[nodiscard]] mpsc_send_awaiter {
 
  private:
   friend class mpsc_sender<T>;
-  mpsc_send_awaiter(detail::mpsc_state<T>* state, T&& value) : state_(state), value_(std::move(value)) {}
+  mpsc_send_awaiter(state_type* state, T&& value) : state_(state), value_(std::move(value)) {}
 
-  /// Under the lock: finishes the send if it need not wait (closed: keep the
-  /// value to give back; room: enqueue it). The receiver's waker goes to
-  /// `receiver`, to be woken after the lock is released.
-  bool try_complete(detail::waker& receiver) {
-    if (state_->closed) return true;
-    if (!state_->has_room() || !state_->parked_senders.empty()) return false;
-    receiver = state_->push(std::move(*value_));
-    value_.reset();
+  /// Completes the send if `got` allows it: a permit queues the value, closed
+  /// keeps it to give back. False when the channel is full.
+  bool finish(acquired got) {
+    if (got == acquired::full) return false;
+    if (got == acquired::permit) {
+      state_->push(std::move(*value_));
+      value_.reset();
+    }
     return true;
   }
 
-  detail::mpsc_state<T>* state_;
+  state_type* state_;
   std::optional<T> value_;  // engaged until the value is queued
   detail::wait_node node_;
   bool parked_ = false;  // suspended and not yet resumed: node_ belongs to the channel
@@ -270,39 +205,42 @@ class [[nodiscard]] mpsc_recv_awaiter {
   ~mpsc_recv_awaiter() {
     if (!parked_) return;
     // Aborted while parked. Nothing was handed to us (values stay queued
-    // until taken), so only our waker has to go.
-    detail::waker stale;
-    std::lock_guard lock(state_->mutex);
-    state_->receiver_parked = false;
-    stale = std::move(state_->receiver_waker);
+    // until taken), so only our waker has to go; if a sender already took
+    // it, that wake finds a destroyed frame's header and does nothing.
+    (void)state_->unpark_receiver();
+    state_->receiver_parked.store(false, std::memory_order_relaxed);
   }
 
-  bool await_ready() {
-    detail::deferred_wake sender;
-    std::lock_guard lock(state_->mutex);
-    return try_take(sender.target);
-  }
+  bool await_ready() { return try_take(); }
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
     detail::waker self = detail::suspend_current(awaiting);
-    detail::deferred_wake sender;
-    std::lock_guard lock(state_->mutex);
-    if (try_take(sender.target)) return false;
-    if (state_->receiver_parked) detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
-    state_->receiver_waker = std::move(self);
-    state_->receiver_parked = true;
+    if (try_take()) return false;
+    // A second recv while one waits (misuse; caught when the first one
+    // already parked).
+    if (state_->receiver_parked.load(std::memory_order_relaxed))
+      detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
+    state_->receiver_parked.store(true, std::memory_order_relaxed);
+    state_->park_receiver(std::move(self));
     parked_ = true;
+    // A value (or the close) that came before our waker was visible.
+    if ((state_->ready() || state_->closed_and_drained()) && state_->unpark_receiver()) {
+      parked_ = false;
+      state_->receiver_parked.store(false, std::memory_order_relaxed);
+      return !try_take();
+    }
     return true;
   }
 
   std::optional<T> await_resume() {
     if (parked_) {
-      // Woken by a push (a value is queued; only we pop) or by the close.
-      detail::deferred_wake sender;
-      std::lock_guard lock(state_->mutex);
+      // Woken by a push or by the close once drained: see mpsc_state. A
+      // push wakes us once its value is in, but the oldest position may
+      // belong to a sender that claimed it just before and is still moving
+      // its value in (a few instructions, no waiting): then we wait for it.
       parked_ = false;
-      state_->receiver_parked = false;
-      (void)try_take(sender.target);
+      state_->receiver_parked.store(false, std::memory_order_relaxed);
+      for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
     return std::move(value_);
   }
@@ -311,13 +249,13 @@ class [[nodiscard]] mpsc_recv_awaiter {
   friend class mpsc_receiver<T>;
   explicit mpsc_recv_awaiter(detail::mpsc_state<T>* state) noexcept : state_(state) {}
 
-  /// Under the lock: takes the oldest value, or sees closed-and-drained.
-  bool try_take(detail::waker& sender) {
-    if (!state_->queue.empty()) {
-      value_.emplace(state_->pop(sender));
+  /// Takes the oldest value, or sees closed-and-drained.
+  bool try_take() {
+    if (state_->ready()) {
+      value_.emplace(state_->pop());
       return true;
     }
-    return state_->closed;
+    return state_->closed_and_drained();
   }
 
   detail::mpsc_state<T>* state_;
@@ -333,9 +271,8 @@ class mpsc_sender {
  public:
   mpsc_sender() noexcept = default;
   mpsc_sender(const mpsc_sender& other) : state_(other.state_) {
-    if (state_ == nullptr) return;
-    std::lock_guard lock(state_->mutex);
-    ++state_->senders;
+    // relaxed: a new reference from an existing one (like shared_ptr).
+    if (state_ != nullptr) state_->senders.fetch_add(1, std::memory_order_relaxed);
   }
   mpsc_sender(mpsc_sender&& other) noexcept = default;
   mpsc_sender& operator=(const mpsc_sender& other) {
@@ -368,29 +305,25 @@ class mpsc_sender {
   /// sender; std::bad_alloc if an unbounded ring cannot grow.
   std::expected<void, try_send_error<T>> try_send(T value) {
     detail::mpsc_state<T>* state = checked("mpsc_sender::try_send");
-    detail::deferred_wake receiver;
-    std::lock_guard lock(state->mutex);
-    if (state->closed) return std::unexpected(try_send_error<T>{try_send_failure::closed, std::move(value)});
-    if (!state->has_room() || !state->parked_senders.empty())
-      return std::unexpected(try_send_error<T>{try_send_failure::full, std::move(value)});
-    receiver.target = state->push(std::move(value));
+    switch (state->send_now(value)) {
+      case detail::mpsc_state<T>::acquired::closed:
+        return std::unexpected(try_send_error<T>{try_send_failure::closed, std::move(value)});
+      case detail::mpsc_state<T>::acquired::full:
+        return std::unexpected(try_send_error<T>{try_send_failure::full, std::move(value)});
+      case detail::mpsc_state<T>::acquired::permit:
+        break;
+    }
     return {};
   }
 
   /// True once the channel is closed (the receiver closed it or is gone).
-  [[nodiscard]] bool is_closed() const {
-    detail::mpsc_state<T>* state = checked("mpsc_sender::is_closed");
-    std::lock_guard lock(state->mutex);
-    return state->closed;
-  }
+  [[nodiscard]] bool is_closed() const { return checked("mpsc_sender::is_closed")->is_closed(); }
 
   /// True while a `recv` of the receiver is waiting (parked, or woken and
   /// not yet resumed). A snapshot, for tests and metrics. Throws usage_error
   /// on an empty sender.
   [[nodiscard]] bool receiver_waiting() const {
-    detail::mpsc_state<T>* state = checked("mpsc_sender::receiver_waiting");
-    std::lock_guard lock(state->mutex);
-    return state->receiver_parked;
+    return checked("mpsc_sender::receiver_waiting")->receiver_parked.load(std::memory_order_relaxed);
   }
 
   /// False for an empty (default-constructed or moved-from) sender.
@@ -410,10 +343,8 @@ class mpsc_sender {
 
   void release() noexcept {
     if (state_ == nullptr) return;
-    {
-      std::unique_lock lock(state_->mutex);
-      if (--state_->senders == 0 && !state_->closed) state_->close(lock);
-    }
+    // acq_rel: the last sender's close comes after every other sender's sends.
+    if (state_->senders.fetch_sub(1, std::memory_order_acq_rel) == 1) state_->close();
     state_.reset();
   }
 
@@ -450,28 +381,20 @@ class mpsc_receiver {
   /// closed and drained. Throws usage_error on an empty receiver.
   std::expected<T, try_recv_error> try_recv() {
     detail::mpsc_state<T>* state = checked("mpsc_receiver::try_recv");
-    detail::deferred_wake sender;
-    std::lock_guard lock(state->mutex);
-    if (!state->queue.empty()) return state->pop(sender.target);
-    return std::unexpected(state->closed ? try_recv_error::closed : try_recv_error::empty);
+    if (state->ready()) return state->pop();
+    if (state->closed_and_drained()) return std::unexpected(try_recv_error::closed);
+    return std::unexpected(try_recv_error::empty);
   }
 
   /// Closes the channel: every later or waiting send fails and gives its
   /// value back; values already queued stay and are received in order,
   /// then `recv` yields nullopt. Idempotent. Throws usage_error on an empty
   /// receiver.
-  void close() {
-    detail::mpsc_state<T>* state = checked("mpsc_receiver::close");
-    std::unique_lock lock(state->mutex);
-    if (!state->closed) state->close(lock);
-  }
+  void close() { checked("mpsc_receiver::close")->close(); }
 
-  /// Values queued now (a snapshot).
-  [[nodiscard]] std::size_t size() const {
-    detail::mpsc_state<T>* state = checked("mpsc_receiver::size");
-    std::lock_guard lock(state->mutex);
-    return state->queue.size();
-  }
+  /// Values queued now (a snapshot; on a bounded channel it includes sends
+  /// that are putting their value in right now).
+  [[nodiscard]] std::size_t size() const { return checked("mpsc_receiver::size")->size(); }
 
   /// Senders parked in `send` because the channel is full (a snapshot, for
   /// tests and metrics). Throws usage_error on an empty receiver.
@@ -498,17 +421,12 @@ class mpsc_receiver {
 
   void release() noexcept {
     if (state_ == nullptr) return;
-    // Close, and destroy what is queued outside the lock (a value's
-    // destructor may use this very channel, e.g. a queued sender).
-    {
-      std::unique_lock lock(state_->mutex);
-      if (!state_->closed) {
-        state_->close(lock);
-        lock.lock();
-      }
-      detail::ring<T> leftover(std::move(state_->queue));
-      lock.unlock();
-    }
+    // Close, and destroy what is queued (one at a time, with no lock held:
+    // a value's destructor may use this very channel, e.g. a queued sender).
+    // A send that took its permit before the close may still put its value
+    // in afterwards; the state destroys it when the last sender is gone.
+    state_->close();
+    while (state_->ready()) (void)state_->pop();
     state_.reset();
   }
 
@@ -524,7 +442,8 @@ std::pair<mpsc_sender<T>, mpsc_receiver<T>> mpsc(std::size_t capacity) {
   static_assert(std::is_nothrow_move_constructible_v<T>, "mpsc<T>: T must be nothrow-move-constructible");
   if (capacity == 0)
     detail::throw_channel_zero_capacity("mpsc", "for a channel without a limit use mpsc_unbounded<T>()");
-  if (capacity == detail::mpsc_state<T>::unbounded) --capacity;
+  // Larger than any ring that could be allocated: bad_alloc below.
+  capacity = std::min<std::size_t>(capacity, detail::mpsc_state<T>::kMaxCapacity);
   auto state = std::make_shared<detail::mpsc_state<T>>(capacity);
   return {mpsc_sender<T>(state), mpsc_receiver<T>(state)};
 }
@@ -534,7 +453,7 @@ std::pair<mpsc_sender<T>, mpsc_receiver<T>> mpsc(std::size_t capacity) {
 template <class T>
 std::pair<mpsc_sender<T>, mpsc_receiver<T>> mpsc_unbounded() {
   static_assert(std::is_nothrow_move_constructible_v<T>, "mpsc_unbounded<T>: T must be nothrow-move-constructible");
-  auto state = std::make_shared<detail::mpsc_state<T>>(detail::mpsc_state<T>::unbounded);
+  auto state = std::make_shared<detail::mpsc_state<T>>(0);
   return {mpsc_sender<T>(state), mpsc_receiver<T>(state)};
 }
 
