@@ -34,14 +34,17 @@ struct finish_line {
 };
 
 // ---- spawn_many
-warden::task<void> increment(std::atomic<std::uint64_t>& counter, finish_line& finish) {
-  counter.fetch_add(1, std::memory_order_relaxed);
-  finish.arrive();
+// The counter the workload increments is also how completion is seen: the
+// task that brings it to n releases the main thread (one RMW per task, as
+// in oneTBB's version, where task_group::wait does the counting).
+warden::task<void> increment(std::atomic<std::uint64_t>& counter, std::uint64_t n, finish_line& finish) {
+  // acq_rel: the last increment sees every earlier one before it releases.
+  if (counter.fetch_add(1, std::memory_order_acq_rel) + 1 == n) finish.done.count_down();
   co_return;
 }
 
 warden::task<void> spawn_many_root(std::uint64_t n, std::atomic<std::uint64_t>& counter, finish_line& finish) {
-  for (std::uint64_t i = 0; i < n; ++i) warden::spawn(increment(counter, finish)).detach();
+  for (std::uint64_t i = 0; i < n; ++i) warden::spawn(increment(counter, n, finish)).detach();
   co_return;
 }
 
