@@ -271,12 +271,12 @@ TEST_P(tracker, T2_spawn_cancellable_calls_f_only_after_the_slot_is_granted) {
     auto t = make_tracker(at_most(1), quiet_log());
     warden::event gate;
     auto holder = t.spawn(waits_for(gate));
+    co_await until([&] { return gate.waiter_count() == 1; });  // the holder has the only slot
     auto called = std::make_shared<std::atomic<bool>>(false);
     auto h = t.spawn_cancellable([called](cancellation_token) -> task<cancellable_result<int>> {
       called->store(true);
       co_return cancellable_result<int>::ok(3);
     });
-    co_await until([&] { return t.metrics()->started() == 1; });
     for (int i = 0; i < 10; ++i) co_await warden::yield_now{};
     EXPECT_FALSE(called->load());  // the only slot is taken
     gate.set();
