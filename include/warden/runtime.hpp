@@ -93,7 +93,9 @@ struct runtime_options {
   std::chrono::milliseconds blocking_keep_alive = std::chrono::seconds(10);
   unhandled_failure_policy on_unhandled_failure = unhandled_failure_policy::report;
   /// Receives unhandled failures under the `report` policy, on the thread
-  /// that found the failure unobservable. Default: one line on stderr.
+  /// that found the failure unobservable. Default: one line on stderr. If it
+  /// throws, the exception is printed and dropped; the failure still goes to
+  /// runtime::subscribe_failures().
   std::function<void(const unhandled_failure&)> failure_reporter{};
   /// How many recent failures runtime::subscribe_failures() keeps for a
   /// subscriber that falls behind (it then gets `lagged(n)`). Must be > 0.
