@@ -18,6 +18,7 @@
 // Not thread-safe: the time driver guards it with its lock.
 #pragma once
 
+#include <warden/detail/intrusive_list.hpp>
 #include <warden/detail/timer.hpp>
 
 #include <array>
@@ -26,42 +27,9 @@
 
 namespace warden::detail {
 
-/// An intrusive doubly linked FIFO of timer nodes (through their prev /
-/// next), e.g. the timers that came due. Not synchronised.
-class timer_list {
- public:
-  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
-  [[nodiscard]] timer_node* front() const noexcept { return head_; }
-  void push_back(timer_node* node) noexcept {
-    node->prev = tail_;
-    node->next = nullptr;
-    if (tail_ != nullptr)
-      tail_->next = node;
-    else
-      head_ = node;
-    tail_ = node;
-  }
-  void remove(timer_node* node) noexcept {
-    if (node->prev != nullptr)
-      node->prev->next = node->next;
-    else
-      head_ = node->next;
-    if (node->next != nullptr)
-      node->next->prev = node->prev;
-    else
-      tail_ = node->prev;
-    node->prev = node->next = nullptr;
-  }
-  timer_node* pop_front() noexcept {
-    timer_node* node = head_;
-    if (node != nullptr) remove(node);
-    return node;
-  }
-
- private:
-  timer_node* head_ = nullptr;
-  timer_node* tail_ = nullptr;
-};
+/// The timers that came due, in a FIFO through their prev / next links.
+/// Not synchronised.
+using timer_list = intrusive_list<timer_node>;
 
 class timer_wheel {
  public:

@@ -18,6 +18,7 @@
 // which it does.
 #pragma once
 
+#include <warden/detail/intrusive_list.hpp>
 #include <warden/detail/task_header.hpp>
 
 #include <cstdint>
@@ -34,47 +35,32 @@ struct wait_node {
   std::uint64_t amount = 0;  // what the waiter asks for (permits), primitive-specific
 };
 
+/// The FIFO of parked awaiters: an intrusive_list that also keeps each
+/// node's `status` (see the states above).
 class wait_list {
  public:
-  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
-  [[nodiscard]] wait_node* front() const noexcept { return head_; }
+  [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
+  [[nodiscard]] wait_node* front() const noexcept { return nodes_.front(); }
 
   void push_back(wait_node* node) noexcept {
-    node->prev = tail_;
-    node->next = nullptr;
-    if (tail_ != nullptr)
-      tail_->next = node;
-    else
-      head_ = node;
-    tail_ = node;
+    nodes_.push_back(node);
     node->status = wait_node::state::queued;
   }
 
   void remove(wait_node* node) noexcept {
-    if (node->prev != nullptr)
-      node->prev->next = node->next;
-    else
-      head_ = node->next;
-    if (node->next != nullptr)
-      node->next->prev = node->prev;
-    else
-      tail_ = node->prev;
-    node->prev = node->next = nullptr;
+    nodes_.remove(node);
     node->status = wait_node::state::idle;
   }
 
   /// Unlinks the first node and marks it notified; nullptr when empty.
   wait_node* pop_front() noexcept {
-    wait_node* node = head_;
-    if (node == nullptr) return nullptr;
-    remove(node);
-    node->status = wait_node::state::notified;
+    wait_node* node = nodes_.pop_front();
+    if (node != nullptr) node->status = wait_node::state::notified;
     return node;
   }
 
  private:
-  wait_node* head_ = nullptr;
-  wait_node* tail_ = nullptr;
+  intrusive_list<wait_node> nodes_;
 };
 
 }  // namespace warden::detail
