@@ -1,20 +1,32 @@
 // Internal: a worker's bounded run queue (single producer, many consumers).
 //
-// Layout: a ring of `kCapacity` slots indexed by two ever-increasing 64-bit
-// counters (no ABA in practice). Only the owning worker pushes (writes
-// `tail_`); the owner and thieves take from the front by compare-exchange on
-// `head_`. Because `head_` only grows, a consumer that read a slot and then
-// wins the CAS from the value it read knows nobody consumed that slot in
-// between, hence the owner cannot have overwritten it.
+// Layout: a ring of `kCapacity` slots indexed by two 32-bit counters that
+// only wrap after 2^32 operations (the ring is far smaller, so differences
+// stay exact). Only the owning worker pushes (writes `tail_`); the owner and
+// thieves take from the front by compare-exchange on the head word, and the
+// owner alone may also take the newest task back from the end (pop_back,
+// which lowers `tail_`).
+//
+// The head word packs the front index (low 32 bits) with an *epoch* (high 32
+// bits) that every pop_back bumps. A consumer snapshots the head word, reads
+// slots, and claims them with one compare-exchange from its snapshot; the
+// claim succeeds only if nobody consumed from the front *and* the owner took
+// nothing back from the end meanwhile. The epoch is what makes the second
+// part true: without it a thief could copy slots, the owner could take some
+// of them back from the end and push new tasks into the same slots, and the
+// thief's claim (head unchanged) would then hand it a task the owner already
+// ran, and lose the new one.
 //
 // Interleavings handled:
-//  * owner pop vs thief steal of the same slot: both CAS `head_`; one wins,
-//    the loser re-reads and retries;
+//  * owner pop vs thief steal of the same slot: both CAS the head word; one
+//    wins, the loser re-reads and retries;
 //  * thief reads a slot while the owner wraps around and overwrites it: the
-//    owner only overwrites slots below `head_`, so the thief's CAS (from an
-//    older head) fails and the stale value is discarded;
+//    owner only overwrites slots below the front index (or ones it took back,
+//    which bumped the epoch), so the thief's CAS fails and the stale value is
+//    discarded;
 //  * steal-half: the thief copies up to half the entries, then claims them
-//    all with one CAS; on failure nothing was taken.
+//    all with one CAS; on failure nothing was taken;
+//  * owner pop_back vs a steal: see pop_back.
 // Slots are atomics (relaxed) because a losing consumer may read a slot the
 // owner is writing; the value is only used after a successful CAS.
 #pragma once
@@ -30,7 +42,7 @@ namespace warden::detail {
 
 class local_queue {
  public:
-  static constexpr std::uint64_t kCapacity = 256;
+  static constexpr std::uint32_t kCapacity = 256;
 
   /// Owner only. False when full.
   bool push(task_header* task) noexcept {
@@ -41,9 +53,9 @@ class local_queue {
   /// Owner only. False when full; else `was_empty` tells whether the queue
   /// looked empty just before (a consumer may have emptied it meanwhile).
   bool push(task_header* task, bool& was_empty) noexcept {
-    const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     // acquire: consumers' reads of the slot we may overwrite happened before.
-    const std::uint64_t head = head_.load(std::memory_order_acquire);
+    const std::uint32_t head = front(head_.load(std::memory_order_acquire));
     if (tail - head >= kCapacity) return false;
     was_empty = tail == head;
     slots_[tail & kMask].store(task, std::memory_order_relaxed);
@@ -54,28 +66,67 @@ class local_queue {
   /// Owner only: claims `n` entries from the front into `out` (for moving
   /// half of a full queue to the injection queue). Returns how many it got.
   std::size_t pop_batch(task_header** out, std::size_t n) noexcept {
-    std::uint64_t head = head_.load(std::memory_order_acquire);
+    std::uint64_t word = head_.load(std::memory_order_acquire);
     for (;;) {
-      const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
-      const std::uint64_t avail = tail - head;
-      const std::size_t take = avail < n ? static_cast<std::size_t>(avail) : n;
+      const std::uint32_t avail = tail_.load(std::memory_order_relaxed) - front(word);
+      const std::size_t take = avail < n ? avail : n;
       if (take == 0) return 0;
-      for (std::size_t i = 0; i < take; ++i) out[i] = slots_[(head + i) & kMask].load(std::memory_order_relaxed);
-      if (head_.compare_exchange_weak(head, head + take, std::memory_order_acq_rel, std::memory_order_acquire))
+      for (std::size_t i = 0; i < take; ++i) out[i] = slots_[(front(word) + i) & kMask].load(std::memory_order_relaxed);
+      if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_acq_rel, std::memory_order_acquire))
         return take;
     }
   }
 
-  /// Any thread.
+  /// Owner only: takes the oldest task, or nullptr.
   task_header* pop() noexcept {
-    std::uint64_t head = head_.load(std::memory_order_acquire);
+    std::uint64_t word = head_.load(std::memory_order_acquire);
     for (;;) {
       // acquire: the slot written before this tail was published is visible.
-      const std::uint64_t tail = tail_.load(std::memory_order_acquire);
-      if (head == tail) return nullptr;
-      task_header* task = slots_[head & kMask].load(std::memory_order_relaxed);
-      if (head_.compare_exchange_weak(head, head + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+      const std::uint32_t tail = tail_.load(std::memory_order_acquire);
+      if (front(word) == tail) return nullptr;
+      task_header* task = slots_[front(word) & kMask].load(std::memory_order_relaxed);
+      if (head_.compare_exchange_weak(word, advanced(word, 1), std::memory_order_acq_rel, std::memory_order_acquire))
         return task;
+    }
+  }
+
+  /// Owner only: takes the most recently pushed task (LIFO), or nullptr.
+  /// Used to run a not-yet-started task the owner is about to wait for
+  /// (runtime_core::help_awaited).
+  ///
+  /// The owner first withdraws the slot by lowering `tail_`, then (after a
+  /// store-load fence) reads the head word. If more than one task is left it
+  /// bumps the epoch with a CAS: every thief that snapshotted the head word
+  /// before then fails its claim and retries, and every thief that reads the
+  /// new word also reads the lowered tail (the fences in pop_back and
+  /// steal_into, with the CAS in between, order them), so it cannot reach the
+  /// slot. With exactly one task left the owner races the thieves for it by
+  /// moving the front index, like any consumer, and restores the tail.
+  task_header* pop_back() noexcept {
+    const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
+    std::uint64_t word = head_.load(std::memory_order_relaxed);
+    if (front(word) == tail) return nullptr;
+    const std::uint32_t last = tail - 1;
+    tail_.store(last, std::memory_order_relaxed);
+    // Pairs with the fence in steal_into.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    word = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint32_t head = front(word);
+      if (head != last && last - head < kCapacity) {  // more than one left: head < last
+        if (head_.compare_exchange_weak(word, word + kEpochOne, std::memory_order_seq_cst, std::memory_order_relaxed))
+          return slots_[last & kMask].load(std::memory_order_relaxed);
+        continue;  // a consumer moved the front meanwhile: decide again
+      }
+      task_header* task = nullptr;
+      if (head == last) {  // the last one: race the thieves for it
+        task = slots_[last & kMask].load(std::memory_order_relaxed);
+        if (!head_.compare_exchange_strong(word, advanced(word, 1), std::memory_order_seq_cst,
+                                           std::memory_order_relaxed))
+          task = nullptr;  // a thief took it
+      }
+      tail_.store(tail, std::memory_order_relaxed);  // empty now: front == tail
+      return task;
     }
   }
 
@@ -83,24 +134,31 @@ class local_queue {
   /// caller) and returns one more task to run now, or nullptr. Takes
   /// nothing from a queue holding fewer than `min_tasks` (a lone task is
   /// about to be run by its owner; see "Spinning" in runtime_core.hpp).
-  task_header* steal_into(local_queue& into, std::uint64_t min_tasks = 1) noexcept {
+  task_header* steal_into(local_queue& into, std::uint32_t min_tasks = 1) noexcept {
     std::array<task_header*, kCapacity / 2> buffer;
-    std::uint64_t head = head_.load(std::memory_order_acquire);
+    std::uint64_t word = head_.load(std::memory_order_acquire);
     std::size_t take = 0;
     for (;;) {
-      const std::uint64_t tail = tail_.load(std::memory_order_acquire);
-      const std::uint64_t avail = tail - head;
+      // Between reading the head word and the tail: pairs with pop_back.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      const std::uint32_t tail = tail_.load(std::memory_order_acquire);
+      const std::uint32_t avail = tail - front(word);
       if (avail == 0 || avail < min_tasks) return nullptr;
-      if (avail > kCapacity) {  // `head` is stale: the queue moved on meanwhile
-        head = head_.load(std::memory_order_acquire);
+      // The snapshot is stale (the queue moved on meanwhile), or the owner's
+      // pop_back lowered the tail below a front a thief just advanced.
+      if (avail > kCapacity) {
+        word = head_.load(std::memory_order_acquire);
         continue;
       }
-      take = static_cast<std::size_t>(avail - avail / 2);
-      const std::uint64_t room = kCapacity - into.size_owner();
+      take = avail - avail / 2;
+      const std::uint32_t room = kCapacity - into.size_owner();
       if (take > buffer.size()) take = buffer.size();
-      if (take > room + 1) take = static_cast<std::size_t>(room + 1);
-      for (std::size_t i = 0; i < take; ++i) buffer[i] = slots_[(head + i) & kMask].load(std::memory_order_relaxed);
-      if (head_.compare_exchange_weak(head, head + take, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+      if (take > room + 1) take = room + 1;
+      for (std::size_t i = 0; i < take; ++i)
+        buffer[i] = slots_[(front(word) + i) & kMask].load(std::memory_order_relaxed);
+      // seq_cst: part of the handshake with pop_back (see there).
+      if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_seq_cst, std::memory_order_acquire))
+        break;
     }
     for (std::size_t i = 1; i < take; ++i) into.push(buffer[i]);
     return buffer[0];
@@ -108,17 +166,24 @@ class local_queue {
 
   /// Approximate length, any thread (used to look for work before parking).
   [[nodiscard]] bool looks_empty() const noexcept {
-    return tail_.load(std::memory_order_seq_cst) == head_.load(std::memory_order_seq_cst);
+    return tail_.load(std::memory_order_seq_cst) == front(head_.load(std::memory_order_seq_cst));
   }
 
  private:
-  static constexpr std::uint64_t kMask = kCapacity - 1;
-  [[nodiscard]] std::uint64_t size_owner() const noexcept {
-    return tail_.load(std::memory_order_relaxed) - head_.load(std::memory_order_acquire);
+  static constexpr std::uint32_t kMask = kCapacity - 1;
+  static constexpr std::uint64_t kEpochOne = std::uint64_t{1} << 32;
+  static constexpr std::uint32_t front(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word); }
+  /// `word` with the front index moved by `n` (wrapping within its 32 bits)
+  /// and the epoch kept.
+  static constexpr std::uint64_t advanced(std::uint64_t word, std::size_t n) noexcept {
+    return (word & ~std::uint64_t{0xFFFFFFFF}) | static_cast<std::uint32_t>(front(word) + n);
+  }
+  [[nodiscard]] std::uint32_t size_owner() const noexcept {
+    return tail_.load(std::memory_order_relaxed) - front(head_.load(std::memory_order_acquire));
   }
 
-  alignas(64) std::atomic<std::uint64_t> head_{0};
-  alignas(64) std::atomic<std::uint64_t> tail_{0};
+  alignas(64) std::atomic<std::uint64_t> head_{0};  // epoch << 32 | front index
+  alignas(64) std::atomic<std::uint32_t> tail_{0};
   alignas(64) std::array<std::atomic<task_header*>, kCapacity> slots_{};
 };
 

@@ -23,6 +23,9 @@ using clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kGlobalQueueInterval = 61;
 constexpr std::uint32_t kMaxLifoStreak = 3;
+/// How deeply help_awaited may nest on one worker (each level is a poll on
+/// the stack).
+constexpr std::uint32_t kMaxHelpDepth = 32;
 /// How long the searching worker looks for work before it parks.
 constexpr auto kSpinFor = std::chrono::microseconds(50);
 constexpr int kPausesPerSpinRound = 256;
@@ -321,7 +324,7 @@ task_header* runtime_core::take_injected(worker& w, std::size_t max) noexcept {
   return first;
 }
 
-task_header* runtime_core::search(worker& w, std::uint64_t min_victim_tasks) noexcept {
+task_header* runtime_core::search(worker& w, std::uint32_t min_victim_tasks) noexcept {
   if (!w.searching) {
     if (!idle_.try_start_searching()) return nullptr;
     w.searching = true;
@@ -339,7 +342,49 @@ task_header* runtime_core::search(worker& w, std::uint64_t min_victim_tasks) noe
   return take_injected(w, local_queue::kCapacity / 2);
 }
 
+namespace {
+/// Queued and never polled: help_awaited may run it.
+bool never_started(std::uint64_t s) noexcept {
+  using h = task_header;
+  return (s & (h::SCHEDULED | h::RUNNING | h::COMPLETE)) == h::SCHEDULED && h::generation_of(s) == 0;
+}
+}  // namespace
+
+bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
+  // Current-thread mode keeps spawn order exactly (tests on the paused clock
+  // rely on it); see "Awaiting a task that has not started".
+  if (!threaded_ || w.help_depth >= kMaxHelpDepth) return false;
+  ++w.help_depth;
+  for (;;) {
+    if (w.stop_helping) break;
+    const std::uint64_t s = child->state.load(std::memory_order_acquire);
+    if ((s & task_header::COMPLETE) != 0 || !never_started(s)) break;
+    task_header* t = w.queue.pop_back();
+    if (t == nullptr) break;
+    // Ours now: only a poll changes its generation or its SCHEDULED bit.
+    if (!never_started(t->state.load(std::memory_order_relaxed))) {
+      w.queue.push(t);  // back where it was (pop_back made the room)
+      break;
+    }
+    if (--w.picks_to_check == 0) [[unlikely]] {
+      w.picks_to_check = kGlobalQueueInterval;
+      time_.fire_due();
+      if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
+    }
+    poll_task(t);
+  }
+  --w.help_depth;
+  return child->is_complete();
+}
+
+bool help_awaited(task_header* child) noexcept {
+  worker* w = tl_context.on_worker;
+  if (w == nullptr || child->scheduler != static_cast<task_scheduler*>(w->core)) return false;
+  return w->core->help_awaited(*w, child);
+}
+
 void runtime_core::poll(worker& w, task_header* task) noexcept {
+  w.stop_helping = false;
   if (w.searching) {
     w.searching = false;
     // The last searcher found work: wake another if there is more (see

@@ -30,6 +30,30 @@
 // pair cannot starve the queue); then the local queue, then a batch from the
 // injection queue, then stealing half of a random victim's queue.
 //
+// # Awaiting a task that has not started (help_awaited)
+// A task that awaits the join handle of a child that is still queued and has
+// never run would otherwise suspend (a waker, a join-waiter registration), let
+// the worker run the child later from the front of the queue, and be woken
+// when it ends. Instead the awaiting task runs the work itself, depth first:
+// it takes tasks from the *end* of its worker's queue (pop_back: the newest,
+// which for a parent that just spawned its children are those children) and
+// polls each one right there, nested inside its own poll, until the awaited
+// child has completed, has been started elsewhere (stolen: then it suspends
+// as usual), or the end of the queue holds a task that has run before (a
+// woken or yielded task: helping stops, so a task that yields in a loop can
+// never keep its awaiter from reaching the child). Only never-started tasks
+// are run this way, each exactly as a worker would poll it (poll_task), so a
+// child that suspends is simply parked and resumed later by a worker.
+// Nesting is bounded (`kMaxHelpDepth`), which bounds the stack, and every
+// 61st task run this way does the periodic check (timers; if the injection
+// queue or the LIFO slot holds work, every help loop on this worker stops
+// and the awaiting tasks suspend, so outside work is not starved behind a
+// large tree). Thieves keep stealing from the front meanwhile, so the oldest
+// (largest) subtrees go to other workers, as in fork-join schedulers.
+// The price is order: with worker threads, tasks spawned by one task may
+// start newest first. Current-thread mode never helps, so there tasks start
+// exactly in spawn order (tests on the paused clock rely on that).
+//
 // # Idling without lost wakeups
 // A worker that found nothing registers as a sleeper (a seq_cst RMW on the
 // idle state), then checks every queue again (seq_cst loads), and only then
@@ -114,6 +138,11 @@ struct worker {
   std::uint32_t picks_to_check = 61;  // picks until the next periodic check (every 61st)
   std::uint32_t lifo_streak = 0;
   bool searching = false;
+  /// Set when a periodic check during help_awaited found other runnable
+  /// work: every help loop on this worker stops; cleared by the next
+  /// regular pick (see "Awaiting a task that has not started").
+  bool stop_helping = false;
+  std::uint32_t help_depth = 0;  // nested help_awaited calls on this worker
   std::uint64_t rng = 0x9E3779B97F4A7C15ull;
   /// This worker's shard of the live-task count (see "Live tasks" above).
   alignas(64) std::atomic<std::int64_t> live{0};
@@ -202,6 +231,12 @@ class runtime_core final : public task_scheduler, public timer_host {
   [[nodiscard]] time_driver& time() noexcept { return time_; }
   [[nodiscard]] const cancellation_token& root_token() const noexcept { return root_; }
 
+  /// Runs tasks from the calling worker's own queue while `child` (a task
+  /// of this runtime the current task awaits) has not started; true if
+  /// `child` is complete afterwards. See "Awaiting a task that has not
+  /// started" above.
+  bool help_awaited(worker& w, task_header* child) noexcept;
+
   task_header* spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
                      spawn_options&& options, bool blocking);
   void shutdown(std::chrono::nanoseconds grace);
@@ -236,7 +271,7 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// Steals or takes injected work as the searching worker; nullptr if
   /// there is none or another worker searches. `min_victim_tasks`: see
   /// "Spinning" above.
-  task_header* search(worker& w, std::uint64_t min_victim_tasks) noexcept;
+  task_header* search(worker& w, std::uint32_t min_victim_tasks) noexcept;
   /// The bounded spin of the searching worker (see "Spinning" above).
   template <class Done>
   task_header* spin_for_work(worker& w, Done& done) noexcept;

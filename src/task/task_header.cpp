@@ -495,6 +495,9 @@ bool join_handle_base::suspend(std::coroutine_handle<> awaiting) {
   detail::task_header* self = detail::tl_context.task;
   if (self == nullptr)
     throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
+  // A child still queued and never run: run it (and what was spawned after
+  // it) here instead of suspending; see runtime_core.hpp.
+  if (detail::help_awaited(task_)) return false;
   detail::waker w = detail::suspend_current(awaiting);
   return detail::set_join_waker(task_, w);
 }
