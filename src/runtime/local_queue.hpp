@@ -94,34 +94,32 @@ class local_queue {
   /// Used to run a not-yet-started task the owner is about to wait for
   /// (runtime_core::help_awaited).
   ///
-  /// The owner first withdraws the slot by lowering `tail_`, then (after a
-  /// store-load fence) reads the head word. If more than one task is left it
-  /// bumps the epoch with a CAS: every thief that snapshotted the head word
-  /// before then fails its claim and retries, and every thief that reads the
-  /// new word also reads the lowered tail (the fences in pop_back and
-  /// steal_into, with the CAS in between, order them), so it cannot reach the
-  /// slot. With exactly one task left the owner races the thieves for it by
-  /// moving the front index, like any consumer, and restores the tail.
+  /// The owner first withdraws the slot by lowering `tail_`, then changes the
+  /// head word with a CAS (release). If more than one task is left it bumps
+  /// the epoch: a thief whose claim came first moved the front, so the CAS
+  /// fails and the owner decides again with the new front; a thief that
+  /// snapshotted the word earlier fails its claim and retries; a thief that
+  /// reads the new word (acquire) also reads the lowered tail, so its range
+  /// ends below the slot. With exactly one task left the owner races the
+  /// thieves for it by moving the front index, like any consumer, and
+  /// restores the tail. One RMW and no fence either way.
   task_header* pop_back() noexcept {
     const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     std::uint64_t word = head_.load(std::memory_order_relaxed);
     if (front(word) == tail) return nullptr;
     const std::uint32_t last = tail - 1;
-    tail_.store(last, std::memory_order_relaxed);
-    // Pairs with the fence in steal_into.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    word = head_.load(std::memory_order_relaxed);
+    tail_.store(last, std::memory_order_relaxed);  // published by the CAS below
     for (;;) {
       const std::uint32_t head = front(word);
       if (head != last && last - head < kCapacity) {  // more than one left: head < last
-        if (head_.compare_exchange_weak(word, word + kEpochOne, std::memory_order_seq_cst, std::memory_order_relaxed))
+        if (head_.compare_exchange_weak(word, word + kEpochOne, std::memory_order_acq_rel, std::memory_order_relaxed))
           return slots_[last & kMask].load(std::memory_order_relaxed);
         continue;  // a consumer moved the front meanwhile: decide again
       }
       task_header* task = nullptr;
       if (head == last) {  // the last one: race the thieves for it
         task = slots_[last & kMask].load(std::memory_order_relaxed);
-        if (!head_.compare_exchange_strong(word, advanced(word, 1), std::memory_order_seq_cst,
+        if (!head_.compare_exchange_strong(word, advanced(word, 1), std::memory_order_acq_rel,
                                            std::memory_order_relaxed))
           task = nullptr;  // a thief took it
       }
@@ -139,8 +137,8 @@ class local_queue {
     std::uint64_t word = head_.load(std::memory_order_acquire);
     std::size_t take = 0;
     for (;;) {
-      // Between reading the head word and the tail: pairs with pop_back.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
+      // After the head word (acquire): a word written by pop_back's CAS
+      // comes with the tail it lowered.
       const std::uint32_t tail = tail_.load(std::memory_order_acquire);
       const std::uint32_t avail = tail - front(word);
       if (avail == 0 || avail < min_tasks) return nullptr;
@@ -156,8 +154,7 @@ class local_queue {
       if (take > room + 1) take = room + 1;
       for (std::size_t i = 0; i < take; ++i)
         buffer[i] = slots_[(front(word) + i) & kMask].load(std::memory_order_relaxed);
-      // seq_cst: part of the handshake with pop_back (see there).
-      if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_seq_cst, std::memory_order_acquire))
+      if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_acq_rel, std::memory_order_acquire))
         break;
     }
     for (std::size_t i = 1; i < take; ++i) into.push(buffer[i]);
