@@ -14,6 +14,16 @@
 //
 //   auto r = co_await h.result();        // std::expected<int, join_error>
 //
+// # Awaiting a task that has not started yet
+// With worker threads, a task that awaits the handle of a task it recently
+// spawned which has not started yet (still among the last few tasks queued
+// on its worker) runs that task itself, right there, instead of suspending:
+// depth first, like fork-join schedulers, so "spawn N children, then await
+// each" stays cache-warm and uses little memory. Tasks queued after it (its
+// younger siblings) run the same way first, so siblings can start newest
+// first. In current-thread mode (`worker_threads = 0`) tasks always start in
+// spawn order.
+//
 // # Dropping a handle
 // Destroying a handle detaches the task: it keeps running to completion (like
 // tokio, unlike std::jthread). `abort_on_drop()` makes destruction abort the

@@ -128,6 +128,17 @@ class local_queue {
     }
   }
 
+  /// Owner only: whether `task` is among the `depth` most recently pushed
+  /// entries. A hint (a thief may take it right after); pop_back decides.
+  [[nodiscard]] bool near_back(const task_header* task, std::uint32_t depth) const noexcept {
+    const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
+    std::uint32_t n = tail - front(head_.load(std::memory_order_relaxed));
+    if (n > depth) n = depth;
+    for (std::uint32_t i = 1; i <= n; ++i)
+      if (slots_[(tail - i) & kMask].load(std::memory_order_relaxed) == task) return true;
+    return false;
+  }
+
   /// Thief: moves about half of this queue into `into` (owned by the
   /// caller) and returns one more task to run now, or nullptr. Takes
   /// nothing from a queue holding fewer than `min_tasks` (a lone task is

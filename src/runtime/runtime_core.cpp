@@ -26,6 +26,9 @@ constexpr std::uint32_t kMaxLifoStreak = 3;
 /// How deeply help_awaited may nest on one worker (each level is a poll on
 /// the stack).
 constexpr std::uint32_t kMaxHelpDepth = 32;
+/// help_awaited runs the awaited task only if it is among this many most
+/// recently queued tasks of the worker, and runs at most this many tasks.
+constexpr std::uint32_t kHelpWindow = 32;
 /// How long the searching worker looks for work before it parks.
 constexpr auto kSpinFor = std::chrono::microseconds(50);
 constexpr int kPausesPerSpinRound = 256;
@@ -353,9 +356,9 @@ bool never_started(std::uint64_t s) noexcept {
 bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
   // Current-thread mode keeps spawn order exactly (tests on the paused clock
   // rely on it); see "Awaiting a task that has not started".
-  if (!threaded_ || w.help_depth >= kMaxHelpDepth) return false;
+  if (!threaded_ || w.help_depth >= kMaxHelpDepth || !w.queue.near_back(child, kHelpWindow)) return false;
   ++w.help_depth;
-  for (;;) {
+  for (std::uint32_t popped = 0; popped < kHelpWindow; ++popped) {
     if (w.stop_helping) break;
     const std::uint64_t s = child->state.load(std::memory_order_acquire);
     if ((s & task_header::COMPLETE) != 0 || !never_started(s)) break;

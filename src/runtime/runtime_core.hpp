@@ -34,14 +34,18 @@
 // A task that awaits the join handle of a child that is still queued and has
 // never run would otherwise suspend (a waker, a join-waiter registration), let
 // the worker run the child later from the front of the queue, and be woken
-// when it ends. Instead the awaiting task runs the work itself, depth first:
-// it takes tasks from the *end* of its worker's queue (pop_back: the newest,
-// which for a parent that just spawned its children are those children) and
-// polls each one right there, nested inside its own poll, until the awaited
-// child has completed, has been started elsewhere (stolen: then it suspends
-// as usual), or the end of the queue holds a task that has run before (a
-// woken or yielded task: helping stops, so a task that yields in a loop can
-// never keep its awaiter from reaching the child). Only never-started tasks
+// when it ends. Instead, if the child is among the last `kHelpWindow` (32)
+// tasks queued on the awaiting task's own worker, the awaiting task runs the
+// work itself, depth first: it takes tasks from the *end* of the queue
+// (pop_back: the newest, which for a parent that just spawned its children
+// are those children) and polls each one right there, nested inside its own
+// poll, until the awaited child has completed, has been started elsewhere
+// (stolen: then it suspends as usual), it ran `kHelpWindow` tasks, or the end
+// of the queue holds a task that has run before (a woken or yielded task:
+// helping stops, so a task that yields in a loop can never keep its awaiter
+// from reaching the child). A child queued elsewhere (another worker, the
+// injection queue) is waited for as usual: helping never runs unrelated
+// older work. Only never-started tasks
 // are run this way, each exactly as a worker would poll it (poll_task), so a
 // child that suspends is simply parked and resumed later by a worker.
 // Nesting is bounded (`kMaxHelpDepth`), which bounds the stack, and every

@@ -230,7 +230,9 @@ task<void> mpsc_tight_round(std::uint64_t seed, std::atomic<int>* live) {
   const std::vector<int> sent = sorted(book.sent);
   const std::vector<int> received = sorted(book.received);
   EXPECT_FALSE(has_duplicates(received)) << "a value was received twice";
-  if (ending != 7) EXPECT_EQ(received, sent) << "a value sent was lost";
+  if (ending != 7) {
+    EXPECT_EQ(received, sent) << "a value sent was lost";
+  }
   std::vector<int> everything = sent;
   everything.insert(everything.end(), book.returned.begin(), book.returned.end());
   everything = sorted(std::move(everything));
