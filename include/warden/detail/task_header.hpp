@@ -54,9 +54,11 @@
 // * `queue_next` belongs to the queue that holds the task.
 //
 // # Size
-// 96 bytes (two headers per three cache lines), aligned to 32 so that a header's first half-line (state, queue link,
-// resume point, root) never straddles a line. Everything a plain task does not need lives in `extras`; the root promise
-// is derived from `root`; `refs` sits in the tail padding of `join_waker`.
+// 96 bytes (two headers per three cache lines), aligned to 32 so that a
+// header's first half-line (state, queue link, resume point, root) never
+// straddles a line. Everything a plain task does not need lives in
+// `extras`; the root promise is derived from `root` (result_ops::promise);
+// `refs` sits in the tail padding of `join_waker`.
 #pragma once
 
 #include <atomic>
