@@ -117,11 +117,17 @@ struct result_box {
   }
 };
 
+/// The promise of a root frame whose task yields `T`.
 template <class T>
-inline constexpr result_ops result_ops_for{&result_box<T>::extract,
-                                           result_fits_inline_v<T> ? nullptr : &result_box<T>::destroy};
+promise_base& root_promise_of(std::coroutine_handle<> root) noexcept {
+  return std::coroutine_handle<task_promise<T>>::from_address(root.address()).promise();
+}
+
+template <class T>
+inline constexpr result_ops result_ops_for{
+    &result_box<T>::extract, result_fits_inline_v<T> ? nullptr : &result_box<T>::destroy, &root_promise_of<T>};
 template <>
-inline constexpr result_ops result_ops_for<void>{nullptr, nullptr};
+inline constexpr result_ops result_ops_for<void>{nullptr, nullptr, &root_promise_of<void>};
 
 }  // namespace detail
 

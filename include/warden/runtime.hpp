@@ -137,8 +137,8 @@ class runtime_core;
 
 /// Creates the header for `root`, schedules it, returns it with a reference
 /// for the join handle. On a closed runtime destroys `root` and throws.
-task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, promise_base& promise,
-                        const result_ops& results, spawn_options&& options, bool blocking);
+task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, const result_ops& results,
+                        spawn_options&& options, bool blocking);
 runtime_core& current_core_or_throw(const char* what);
 runtime_core* current_core() noexcept;
 void check_not_on_worker(const char* what);
@@ -289,8 +289,7 @@ template <class T>
 join_handle<T> detail::spawn_on(runtime_core& core, task<T>&& t, spawn_options&& options, bool blocking) {
   if (!t.valid()) throw usage_error("spawn: the task is empty (moved-from or default-constructed)");
   auto frame = task_access::release(t);
-  return handle_access::make<T>(
-      spawn_root(core, frame, frame.promise(), result_ops_for<T>, std::move(options), blocking));
+  return handle_access::make<T>(spawn_root(core, frame, result_ops_for<T>, std::move(options), blocking));
 }
 
 /// Spawns `t` on the runtime the caller runs on (a task, a worker, a blocking

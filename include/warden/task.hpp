@@ -35,6 +35,7 @@
 #include <warden/errors.hpp>
 
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <type_traits>
@@ -86,12 +87,12 @@ class promise_base {
       promise_base& p = self.promise();
       // Finished while the awaiter is still inside its await_suspend (the
       // inline-resume path, see task::awaiter): return to it.
-      if (std::exchange(p.resumed_inline_, false)) return std::noop_coroutine();
+      if (p.take_resumed_inline()) return std::noop_coroutine();
       // Symmetric transfer back to whoever awaited us. A root task (spawned,
       // no awaiting coroutine) returns to the worker that resumed it, which
       // then sees `done()`.
-      std::coroutine_handle<> next = p.continuation_;
-      return next ? next : std::noop_coroutine();
+      if (p.continuation_ == 0) return std::noop_coroutine();
+      return std::coroutine_handle<>::from_address(reinterpret_cast<void*>(p.continuation_));
     }
     void await_resume() const noexcept {}
   };
@@ -102,15 +103,26 @@ class promise_base {
   [[nodiscard]] bool failed() const noexcept { return exception_ != nullptr; }
   [[nodiscard]] const std::exception_ptr& exception() const noexcept { return exception_; }
 
-  void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+  void set_continuation(std::coroutine_handle<> c) noexcept {
+    continuation_ = reinterpret_cast<std::uintptr_t>(c.address());
+  }
 
   /// Inline-resume protocol for compilers that do not turn symmetric
   /// transfer into a tail call (GCC at -O0): the awaiter resumes the child
   /// directly; if the child finishes before that call returns, its final
   /// awaiter returns to the awaiter instead of resuming the parent, so a loop
   /// of synchronous awaits uses constant stack. Touched only by the thread
-  /// running the task (the task is RUNNING throughout).
-  bool resumed_inline_ = false;
+  /// running the task (the task is RUNNING throughout). The flag is the low
+  /// bit of `continuation_` (frames are at least 8-byte aligned), so the
+  /// promise has the same 16-byte layout whichever way a translation unit
+  /// was compiled.
+  void mark_resumed_inline() noexcept { continuation_ |= kResumedInline; }
+  /// Clears the flag; whether it was set.
+  bool take_resumed_inline() noexcept {
+    if ((continuation_ & kResumedInline) == 0) return false;
+    continuation_ &= ~kResumedInline;
+    return true;
+  }
 
  protected:
   void rethrow_if_failed() const {
@@ -118,7 +130,8 @@ class promise_base {
   }
 
  private:
-  std::coroutine_handle<> continuation_;
+  static constexpr std::uintptr_t kResumedInline = 1;
+  std::uintptr_t continuation_ = 0;  // the awaiting frame's address (| kResumedInline)
   std::exception_ptr exception_;
 };
 
@@ -236,10 +249,10 @@ class [[nodiscard]] task {
     bool await_suspend(std::coroutine_handle<> awaiting) const noexcept {
       promise_type& p = frame_.promise();
       p.set_continuation(awaiting);
-      p.resumed_inline_ = true;
+      p.mark_resumed_inline();
       frame_.resume();
       // Still set: the child suspended and will resume us when it finishes.
-      return std::exchange(p.resumed_inline_, false);
+      return p.take_resumed_inline();
     }
 #endif
     T await_resume() const { return frame_.promise().take(); }

@@ -188,8 +188,7 @@ class local_core {
 
   // ---- spawn (the driver) ----
 
-  task_header* spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
-                     const spawn_options& options) {
+  task_header* spawn(std::coroutine_handle<> root, const result_ops& results, const spawn_options& options) {
     if (tl_active != this) {
       root.destroy();
       throw usage_error(
@@ -200,13 +199,14 @@ class local_core {
     task_header* t = allocate_header();
     t->root = root;
     t->resume_point = root;
-    t->root_promise = &promise;
     t->results = &results;
     t->scheduler = query ? static_cast<task_scheduler*>(&query_) : &update_;
     t->id = next_task_id();
     t->location = options.location;
-    if (!options.name.empty()) t->extras = new task_extras{std::string(options.name)};
-    if (task_header* parent = tl_context.task; parent != nullptr && parent->locals != nullptr) inherit_into(t);
+    if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
+    if (task_header* parent = tl_context.task;
+        parent != nullptr && parent->extras.load(std::memory_order_relaxed) != nullptr)
+      inherit_into(t);  // relaxed: the parent is this thread's task
     std::uint64_t state = task_header::SCHEDULED | task_header::JOIN_INTEREST;
     // Spawned by a destructor while the executor is destroyed: cancelled unrun.
     if (mode_ == mode::closing) state |= task_header::ABORT;
@@ -369,9 +369,9 @@ local_executor::context_guard::context_guard(local_executor& exec, context_kind 
 local_executor::context_guard::~context_guard() { core_->leave(); }
 void local_executor::context_guard::finish() noexcept { core_->finish(); }
 
-detail::task_header* local_executor::spawn_root(std::coroutine_handle<> root, detail::promise_base& promise,
-                                                const detail::result_ops& results, const spawn_options& options) {
-  return core_->spawn(root, promise, results, options);
+detail::task_header* local_executor::spawn_root(std::coroutine_handle<> root, const detail::result_ops& results,
+                                                const spawn_options& options) {
+  return core_->spawn(root, results, options);
 }
 
 std::size_t local_executor::alive_tasks() const noexcept { return core_->alive(); }

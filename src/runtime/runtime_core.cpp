@@ -166,8 +166,8 @@ runtime_core::~runtime_core() {
   sink_->release();
 }
 
-task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
-                                 spawn_options&& options, bool blocking) {
+task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options,
+                                 bool blocking) {
   worker* const here = own_worker();
   if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
     root.destroy();
@@ -176,13 +176,14 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, promise_base& pro
   task_header* t = allocate_header();
   t->root = root;
   t->resume_point = root;
-  t->root_promise = &promise;
   t->results = &results;
   t->scheduler = blocking ? static_cast<task_scheduler*>(&blocking_) : this;
   t->id = next_task_id();
   t->location = options.location;
-  if (!options.name.empty()) t->extras = new task_extras{std::string(options.name)};
-  if (task_header* parent = tl_context.task; parent != nullptr && parent->locals != nullptr) inherit_into(t);
+  if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
+  if (task_header* parent = tl_context.task;
+      parent != nullptr && parent->extras.load(std::memory_order_relaxed) != nullptr)
+    inherit_into(t);  // relaxed: the parent is this thread's task
   t->state.store(task_header::SCHEDULED | task_header::JOIN_INTEREST, std::memory_order_relaxed);
   // release: a sweep that takes a reference sees the fields above.
   t->refs.store(2, std::memory_order_release);  // lifecycle + join handle
@@ -680,9 +681,9 @@ void check_not_on_worker(const char* what) {
                       "co_await the task instead");
 }
 
-task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, promise_base& promise,
-                        const result_ops& results, spawn_options&& options, bool blocking) {
-  return core.spawn(root, promise, results, std::move(options), blocking);
+task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, const result_ops& results,
+                        spawn_options&& options, bool blocking) {
+  return core.spawn(root, results, std::move(options), blocking);
 }
 
 void block_on_root(runtime_core& core, task_header* task) {

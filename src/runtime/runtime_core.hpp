@@ -241,8 +241,7 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// started" above.
   bool help_awaited(worker& w, task_header* child) noexcept;
 
-  task_header* spawn(std::coroutine_handle<> root, promise_base& promise, const result_ops& results,
-                     spawn_options&& options, bool blocking);
+  task_header* spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options, bool blocking);
   void shutdown(std::chrono::nanoseconds grace);
 
   [[nodiscard]] std::size_t worker_count() const noexcept { return threaded_ ? workers_.size() : 0; }

@@ -1,7 +1,7 @@
 // Per-thread size-class free lists for coroutine frames, with a global depot
 // for frames that die on another thread than the one that made them.
 //
-// Each thread keeps, per size class (up to 1 KiB, see below), a singly
+// Each thread keeps, per size class (up to about 1 KiB, see below), a singly
 // linked list of free blocks threaded through the blocks themselves. Only the
 // owning thread touches its lists, so no atomics are needed.
 //
@@ -33,14 +33,19 @@
 namespace warden::detail {
 namespace {
 
-// Size classes: 16-byte steps up to 256 bytes (small frames, where a coarse
-// step would waste a large fraction: a parked task's frame of 144 bytes
-// would take 192), then 64-byte steps up to 1 KiB.
+// Size classes: 16-byte steps up to 264 bytes (small frames, where a coarse
+// step would waste a large fraction: a parked task's frame of 120 bytes
+// would take 152), then 64-byte steps up to 1032 bytes. Every class size is
+// 8 more than a multiple of 16: a block is one system allocation, and
+// glibc's malloc puts an 8-byte size word before each chunk and rounds the
+// chunk to 16 bytes, so a class of 16k + 8 bytes fills its chunk exactly (a
+// class of 16k bytes would take 16k + 16 and waste 8).
 constexpr std::size_t kFineStep = 16;
-constexpr std::size_t kFineLimit = 256;
+constexpr std::size_t kFirst = 24;
+constexpr std::size_t kFineLimit = 264;
 constexpr std::size_t kCoarseStep = 64;
-constexpr std::size_t kLimit = 1024;
-constexpr std::size_t kFineClasses = kFineLimit / kFineStep;
+constexpr std::size_t kLimit = 1032;
+constexpr std::size_t kFineClasses = (kFineLimit - kFirst) / kFineStep + 1;
 constexpr std::size_t kClasses = kFineClasses + (kLimit - kFineLimit) / kCoarseStep;
 constexpr std::uint32_t kBatch = 256;
 constexpr std::uint32_t kMaxCached = 2 * kBatch;
@@ -48,19 +53,27 @@ constexpr std::size_t kMaxDepotChains = 64;
 
 /// The class of a request of `size` bytes (kClasses and above: too large).
 constexpr std::size_t size_class(std::size_t size) noexcept {
-  if (size <= kFineLimit) return size == 0 ? 0 : (size + kFineStep - 1) / kFineStep - 1;
+  if (size <= kFirst) return 0;
+  if (size <= kFineLimit) return (size - kFirst + kFineStep - 1) / kFineStep;
   return kFineClasses + (size - kFineLimit + kCoarseStep - 1) / kCoarseStep - 1;
 }
 /// The block size of class `cls`.
 constexpr std::size_t class_size(std::size_t cls) noexcept {
-  return cls < kFineClasses ? (cls + 1) * kFineStep : kFineLimit + (cls + 1 - kFineClasses) * kCoarseStep;
+  return cls < kFineClasses ? kFirst + cls * kFineStep : kFineLimit + (cls + 1 - kFineClasses) * kCoarseStep;
 }
-static_assert(size_class(1) == 0 && class_size(0) == 16);
-static_assert(size_class(144) == 8 && class_size(8) == 144);
-static_assert(size_class(256) == kFineClasses - 1 && class_size(kFineClasses - 1) == 256);
-static_assert(size_class(257) == kFineClasses && class_size(kFineClasses) == 320);
+static_assert(size_class(1) == 0 && class_size(0) == 24);
+static_assert(size_class(25) == 1 && class_size(1) == 40);
+static_assert(size_class(120) == 6 && class_size(6) == 120);
+static_assert(size_class(128) == 7 && class_size(7) == 136);
+static_assert(size_class(kFineLimit) == kFineClasses - 1 && class_size(kFineClasses - 1) == kFineLimit);
+static_assert(size_class(kFineLimit + 1) == kFineClasses && class_size(kFineClasses) == 328);
 static_assert(size_class(kLimit) == kClasses - 1 && class_size(kClasses - 1) == kLimit);
 static_assert(size_class(kLimit + 1) == kClasses);
+static_assert([] {
+  for (std::size_t cls = 0; cls < kClasses; ++cls)
+    if (class_size(cls) % 16 != 8 || size_class(class_size(cls)) != cls) return false;
+  return true;
+}());
 
 struct free_block {
   free_block* next;

@@ -107,13 +107,10 @@ task_header* allocate_header() {
 }
 
 void free_header(task_header* header) noexcept {
-  // release() has destroyed the frame, the result, the panic record, the
-  // extras and the locals; these pointers must read as empty
-  // for the next task. Every other field is written by spawn before the
-  // header is published (refs), so it is not reset here.
-  header->extras = nullptr;
-  header->locals = nullptr;
-  header->panic = nullptr;
+  // release() has destroyed the frame, the result and the extras (panic
+  // record, locals) and cleared `extras`, which must read as empty for the
+  // next task. Every other field is written by spawn before the header is
+  // published (refs), so it is not reset here.
   header_cache& c = tl_cache;
   if (c.dead) [[unlikely]] {
     free_to_pool(header);

@@ -39,7 +39,8 @@ namespace detail {
 
 constinit thread_local thread_context tl_context{};
 
-static_assert(sizeof(void*) != 8 || sizeof(task_header) == 128, "the task header is meant to fill two cache lines");
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 96,
+              "the task header is meant to take 96 bytes (see \"Size\" in task_header.hpp)");
 
 /// A panicked task's outcome (see task_header::panic).
 struct task_panic {
@@ -64,7 +65,19 @@ waker suspend_current(std::coroutine_handle<> awaiting) {
 }
 
 std::string_view task_name(const task_header* task) noexcept {
-  return task->extras != nullptr ? std::string_view(task->extras->name) : std::string_view();
+  // acquire: pairs with the release store in extras_for (the record may be
+  // created by the task's thread while another thread asks for the name).
+  const task_extras* e = task->extras.load(std::memory_order_acquire);
+  return e != nullptr ? std::string_view(e->name) : std::string_view();
+}
+
+task_extras& extras_for(task_header* task) {
+  // relaxed: only the task's own thread (or its spawner) creates the record.
+  if (task_extras* e = task->extras.load(std::memory_order_relaxed)) return *e;
+  auto* e = new task_extras{};
+  // release: publishes the (empty) record to task_name on other threads.
+  task->extras.store(e, std::memory_order_release);
+  return *e;
 }
 
 void retain(task_header* task) noexcept { task->refs.fetch_add(1, std::memory_order_relaxed); }
@@ -73,12 +86,13 @@ namespace {
 /// release()'s rarely needed part, out of line: a name, task-local
 /// bindings or a panic record to free.
 [[gnu::noinline]] void free_rare_parts(task_header* task) noexcept {
-  delete task->extras;
-  delete task->locals;
-  if (task_panic* panic = task->panic) {
+  task_extras* e = task->extras.exchange(nullptr, std::memory_order_relaxed);
+  delete e->locals;
+  if (task_panic* panic = e->panic) {
     panic->sink->release();
     delete panic;
   }
+  delete e;
 }
 }  // namespace
 
@@ -87,7 +101,7 @@ void release(task_header* task) noexcept {
   if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (task->root) std::exchange(task->root, {}).destroy();
   drop_result(task);
-  if (task->extras != nullptr || task->locals != nullptr || task->panic != nullptr) [[unlikely]]
+  if (task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
     free_rare_parts(task);
   free_header(task);
 }
@@ -139,7 +153,6 @@ void abort(task_header* task) noexcept {
 }
 
 void destroy_root(task_header* task) noexcept {
-  task->root_promise = nullptr;
   if (task->root) std::exchange(task->root, {}).destroy();
 }
 
@@ -148,7 +161,7 @@ void drop_result(task_header* task) noexcept {
     if (task->results->destroy != nullptr) task->results->destroy(task->result);
     task->result = nullptr;
   }
-  if (task->panic != nullptr) task->panic->error = nullptr;
+  if (task_panic* panic = panic_of(task)) panic->error = nullptr;
 }
 
 namespace {
@@ -158,8 +171,14 @@ namespace {
 /// failure.
 [[gnu::noinline]] void record_panic(task_header* task, std::exception_ptr error) noexcept {
   failure_sink* sink = task->scheduler->failures();
-  task->panic = new (std::nothrow) task_panic{error, sink};
-  if (task->panic != nullptr)
+  task_panic* panic = nullptr;
+  try {
+    task_extras& extras = extras_for(task);
+    panic = new task_panic{error, sink};
+    extras.panic = panic;
+  } catch (...) {  // std::bad_alloc
+  }
+  if (panic != nullptr)
     sink->retain();
   else
     sink->report(task, error);  // no memory to keep it for the handle: report it now
@@ -168,15 +187,15 @@ namespace {
 void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
   std::exception_ptr error;
-  if (promise_base* promise = task->root_promise) {
+  if (task->root) {
     // Move the outcome out of the frame, then destroy the frame: the task's
     // parameters and captures die as soon as it finishes, not when its
     // handle is dropped.
     if ((outcome & h::PANICKED) != 0) {
-      error = promise->exception();
-    } else if (task->results != nullptr && task->results->extract != nullptr) {
+      error = root_promise(task).exception();
+    } else if (task->results->extract != nullptr) {
       try {
-        task->results->extract(*promise, task->result);
+        task->results->extract(root_promise(task), task->result);
       } catch (...) {
         error = std::current_exception();  // the value's move threw: a panic
         outcome |= h::PANICKED;
@@ -195,7 +214,8 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   if ((s & h::JOIN_WAITER) != 0) std::move(task->join_waker).wake();
   if ((s & h::JOIN_INTEREST) == 0) {
     // Nobody can observe the outcome any more.
-    if ((outcome & h::PANICKED) != 0 && task->panic != nullptr) task->panic->sink->report(task, task->panic->error);
+    if ((outcome & h::PANICKED) != 0)
+      if (task_panic* panic = panic_of(task)) panic->sink->report(task, panic->error);
     drop_result(task);
   }
   task->scheduler->on_complete(task);
@@ -241,7 +261,7 @@ void poll_task(task_header* task) noexcept {
   task->resume_point.resume();
   const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
   if (task->root.done()) {
-    complete(task, task->root_promise->failed() ? h::PANICKED : std::uint64_t{0});
+    complete(task, root_promise(task).failed() ? h::PANICKED : std::uint64_t{0});
     tl_context.task = outer;
     return;
   }
@@ -316,8 +336,8 @@ void drop_join_interest(task_header* task) noexcept {
   const std::uint64_t s = task->state.fetch_and(~h::JOIN_INTEREST, std::memory_order_acq_rel);
   if ((s & h::COMPLETE) == 0) return;  // the completer will see no interest and clean up
   // Already complete and the outcome never taken: it is ours to drop.
-  if ((s & h::PANICKED) != 0 && task->panic != nullptr && task->panic->error)
-    task->panic->sink->report(task, task->panic->error);
+  if ((s & h::PANICKED) != 0)
+    if (task_panic* panic = panic_of(task); panic != nullptr && panic->error) panic->sink->report(task, panic->error);
   drop_result(task);
 }
 
@@ -518,7 +538,7 @@ join_error join_handle_base::take_error() noexcept {
   consumed_ = true;
   if ((s & detail::task_header::CANCELLED) != 0) return join_error::cancelled(task_id{task_->id}, name());
   std::exception_ptr error;
-  if (task_->panic != nullptr) error = std::exchange(task_->panic->error, nullptr);
+  if (detail::task_panic* panic = detail::panic_of(task_)) error = std::exchange(panic->error, nullptr);
   return join_error::panic(task_id{task_->id}, name(), std::move(error));
 }
 

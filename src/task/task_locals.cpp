@@ -10,14 +10,18 @@ namespace warden::detail {
 local_chain& current_local_chain() {
   task_header* task = tl_context.task;
   if (task == nullptr) throw usage_error("task_local used outside a warden task");
-  if (task->locals == nullptr) task->locals = new task_locals{};
-  return task->locals->chain;
+  task_extras& extras = extras_for(task);
+  if (extras.locals == nullptr) extras.locals = new task_locals{};
+  return extras.locals->chain;
 }
 
 const local_chain* try_current_local_chain() noexcept {
   task_header* task = tl_context.task;
-  if (task == nullptr || task->locals == nullptr) return nullptr;
-  return &task->locals->chain;
+  if (task == nullptr) return nullptr;
+  // relaxed: the task's own thread is the only writer.
+  const task_extras* extras = task->extras.load(std::memory_order_relaxed);
+  if (extras == nullptr || extras->locals == nullptr) return nullptr;
+  return &extras->locals->chain;
 }
 
 local_chain inherit_locals(const local_chain& parent) {
@@ -49,7 +53,7 @@ void inherit_into(task_header* child) {
   if (parent == nullptr || !*parent) return;
   local_chain inherited = inherit_locals(*parent);
   if (!inherited) return;
-  child->locals = new task_locals{std::move(inherited)};
+  extras_for(child).locals = new task_locals{std::move(inherited)};
 }
 
 }  // namespace warden::detail

@@ -2,6 +2,8 @@
 // identity (SEMANTICS R6, R7, R8, R9, R11, R12, R13, R18).
 #include "support/test_support.hpp"
 
+#include <warden/task_local.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <expected>
@@ -20,6 +22,8 @@ namespace {
 using warden::task;
 using warden::testkit::live_counter;
 using warden::testkit::test_event;
+
+constinit warden::task_local<int> request_number;
 
 /// An exception type of our own, to check that the original object (not a
 /// copy sliced to std::exception) comes back out of a join_error.
@@ -948,6 +952,38 @@ TEST_P(join_handle_test, an_abort_handle_outlives_its_task) {
   EXPECT_TRUE(survivor.is_finished());
   survivor.abort();
   EXPECT_NE(survivor.id(), warden::task_id{});
+}
+
+// The header outlives the frame: a waker the task made and its handles stay
+// usable after an abort destroyed the frame parked in an event, with the
+// extras record its task_local binding created (ASan sees any early free).
+TEST_P(join_handle_test, a_waker_and_handles_outlive_a_frame_cancelled_while_parked) {
+  warden::event started;
+  warden::event never;
+  warden::detail::waker kept;
+  run([&]() -> task<void> {
+    auto child = [&]() -> task<int> {
+      auto parked = [&]() -> task<int> {
+        kept = warden::detail::waker::for_current();  // a reference on the child's header
+        started.set();
+        co_await never.wait();
+        co_return 1;
+      };
+      auto scoped = request_number.scope(7, parked());  // makes the extras record
+      co_return co_await scoped;
+    };
+    auto h = warden::spawn(child(), {.name = "parked-child"});
+    warden::abort_handle survivor = h.get_abort_handle();
+    co_await started.wait();
+    h.abort();
+    auto outcome = co_await h.result();
+    EXPECT_TRUE(!outcome.has_value() && outcome.error().is_cancelled());
+    EXPECT_EQ(never.waiter_count(), 0u);  // the cancelled awaiter left the event
+    EXPECT_EQ(h.name(), "parked-child");
+    EXPECT_TRUE(survivor.is_finished());
+    kept.wake_by_ref();  // a wake of a cancelled task: nothing happens
+  });
+  kept.wake();
 }
 
 // ---- R18: identity ------------------------------------------------------------------

@@ -39,13 +39,26 @@
 //   (release) and read by the completer after its COMPLETE transition
 //   (acquire) saw JOIN_WAITER. Whoever clears JOIN_WAITER (an awaiter leaving
 //   early) or observes it in the COMPLETE transition owns the waker.
-// * `root` / `root_promise`: the poller owns them. At completion the poller
-//   moves the outcome out (`result` box or `error`) and destroys the frame at
-//   once, so the task's parameters and captures die when it finishes.
-// * `result` / `panic`: written before COMPLETE is published; afterwards
-//   owned by the holder of JOIN_INTEREST (the join handle), or dropped by
-//   whoever ends that interest without taking them.
+// * `root`: the poller owns it (the promise is found through `results`). At
+//   completion the poller moves the outcome out (`result` box or `error`)
+//   and destroys the frame at once, so the task's parameters and captures
+//   die when it finishes.
+// * `result` / the panic record (in `extras`): written before COMPLETE is
+//   published; afterwards owned by the holder of JOIN_INTEREST (the join
+//   handle), or dropped by whoever ends that interest without taking them.
+// * `extras`: set before the header is published when the task has a name
+//   or inherits task-locals; otherwise allocated by the task's own thread
+//   the first time it binds a task_local or panics, and published with a
+//   release store, because other threads read the name (task_name:
+//   acquire). The record is never replaced or freed before the header is.
 // * `queue_next` belongs to the queue that holds the task.
+//
+// # Size
+// 96 bytes (two headers per three cache lines), aligned to 32 so that a
+// header's first half-line (state, queue link, resume point, root) never
+// straddles a line. Everything a plain task does not need lives in
+// `extras`; the root promise is derived from `root` (result_ops::promise);
+// `refs` sits in the tail padding of `join_waker`.
 #pragma once
 
 #include <atomic>
@@ -135,6 +148,9 @@ class waker {
   static constexpr std::uintptr_t kThreadTag = 1;
   std::uintptr_t bits_ = 0;
   std::uint32_t generation_ = 0;  // tasks only: see task_header::GENERATION_SHIFT
+  // sizeof(waker) is 16 but only 12 bytes hold data; a [[no_unique_address]]
+  // waker lets the next member use the other 4 (task_header::refs,
+  // wait_node::status).
 };
 
 /// How to move a finished root frame's value out of its promise, so the
@@ -144,19 +160,28 @@ class waker {
 /// the header's `result` slot: inline when it is a small trivially copyable
 /// type (then `destroy` is null: nothing to free), else as a pointer to a
 /// box. `destroy` frees a box left in the slot (a null slot is fine) and
-/// clears the slot. Both are null for void.
+/// clears the slot. Both are null for void. `promise` finds the promise of
+/// a root frame of this result type (the header keeps only the frame).
 struct result_ops {
   void (*extract)(promise_base& finished, void*& slot);
   void (*destroy)(void*& slot) noexcept;
+  promise_base& (*promise)(std::coroutine_handle<> root) noexcept;
 };
 
-/// Per-task data most tasks do not need, allocated only when used.
+/// Per-task data most tasks do not need, allocated only when used (see
+/// `task_header::extras` for who may create it) and freed with the header.
 struct task_extras {
-  std::string name;
+  std::string name;  // set at spawn, never changed
+  // task_local<T> bindings; only the task's own thread touches them.
+  task_locals* locals = nullptr;
+  // Set when the task panicked (before COMPLETE is published): the
+  // exception, and a reference to the failure sink that reports it if no
+  // join handle takes it.
+  task_panic* panic = nullptr;
 };
 
-/// Cache-line aligned: the pool hands out headers that share no line.
-struct alignas(64) task_header {
+/// 96 bytes, aligned to 32 (see "Size" at the top of this file).
+struct alignas(32) task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
   static constexpr std::uint64_t SCHEDULED = 1ull << 1;
@@ -178,30 +203,41 @@ struct alignas(64) task_header {
     return static_cast<std::uint32_t>(state >> GENERATION_SHIFT);
   }
 
-  // 128 bytes, two cache lines: what every poll touches first.
+  // What every poll touches first, then what spawn, completion and the
+  // join side need.
   std::atomic<std::uint64_t> state{0};
-  std::atomic<std::uint32_t> refs{0};
   task_header* queue_next = nullptr;
   std::coroutine_handle<> resume_point;
   std::coroutine_handle<> root;
-  promise_base* root_promise = nullptr;
   task_scheduler* scheduler = nullptr;
+  [[no_unique_address]] waker join_waker;
+  std::atomic<std::uint32_t> refs{0};  // in join_waker's tail padding
   std::uint64_t id = 0;
-  waker join_waker;
-  std::source_location location;
-  task_extras* extras = nullptr;        // room for parent, tracker, registry link, token
-  task_locals* locals = nullptr;        // task_local<T> bindings; only the task's own thread
   const result_ops* results = nullptr;  // set at spawn
   void* result = nullptr;               // the value (inline or boxed) once complete, until taken
-  // Set when the task panicked (before COMPLETE is published): the
-  // exception, and a reference to the failure sink that reports it if no
-  // join handle takes it. Freed with the header.
-  task_panic* panic = nullptr;
+  std::source_location location;
+  // Name, task-locals, panic record (room for parent, tracker, registry
+  // link, token); see the top of this file.
+  std::atomic<task_extras*> extras{nullptr};
 
   [[nodiscard]] bool is_complete() const noexcept { return (state.load(std::memory_order_acquire) & COMPLETE) != 0; }
 };
 
 // ---- operations on a task (task_header.cpp) --------------------------------
+
+/// The promise of the task's root frame, while it is attached.
+inline promise_base& root_promise(const task_header* task) noexcept { return task->results->promise(task->root); }
+/// The task's extras, allocated if it has none yet. Only the task's own
+/// thread (or the spawner, before the header is published) may call this.
+/// Throws std::bad_alloc.
+task_extras& extras_for(task_header* task);
+/// The panic record, if the task panicked and it was recorded.
+inline task_panic* panic_of(const task_header* task) noexcept {
+  // relaxed: the record is written before COMPLETE is published, and every
+  // reader has seen COMPLETE (acquire) or is the task's own thread.
+  task_extras* e = task->extras.load(std::memory_order_relaxed);
+  return e != nullptr ? e->panic : nullptr;
+}
 
 void retain(task_header* task) noexcept;
 void release(task_header* task) noexcept;

@@ -30,10 +30,20 @@ struct wait_node {
 
   wait_node* prev = nullptr;
   wait_node* next = nullptr;
-  waker wake;
-  state status = state::idle;
   std::uint64_t amount = 0;  // what the waiter asks for (permits), primitive-specific
+  // A waker is a pointer and a 32-bit generation: the two one-byte fields
+  // below sit in its tail padding, so a node takes 40 bytes of the parked
+  // frame, not 48.
+  [[no_unique_address]] waker wake;
+  state status = state::idle;
+  // The awaiter's own flag (whether it is parked and must leave when
+  // destroyed), for awaiters that want one. Only the awaiting task's thread
+  // touches it; a separate byte from `status`, which the primitive writes
+  // under its lock, so the two never race.
+  bool parked = false;
 };
+static_assert(sizeof(void*) != 8 || sizeof(wait_node) == 40,
+              "status and parked are meant to share the waker's padding");
 
 /// The FIFO of parked awaiters: an intrusive_list that also keeps each
 /// node's `status` (see the states above).

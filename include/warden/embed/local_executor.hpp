@@ -177,7 +177,7 @@ class local_executor {
   join_handle<T> spawn(task<T> t, spawn_options options = {}) {
     if (!t.valid()) throw usage_error("local_executor::spawn: the task is empty (moved-from or default-constructed)");
     auto frame = detail::task_access::release(t);
-    return detail::handle_access::make<T>(spawn_root(frame, frame.promise(), detail::result_ops_for<T>, options));
+    return detail::handle_access::make<T>(spawn_root(frame, detail::result_ops_for<T>, options));
   }
 
   /// Spawns `fn(args...)`, which must return a task; the callable and the
@@ -245,8 +245,8 @@ class local_executor {
     }
   }
 
-  detail::task_header* spawn_root(std::coroutine_handle<> root, detail::promise_base& promise,
-                                  const detail::result_ops& results, const spawn_options& options);
+  detail::task_header* spawn_root(std::coroutine_handle<> root, const detail::result_ops& results,
+                                  const spawn_options& options);
 
   std::unique_ptr<detail::local_core> core_;
 };

@@ -95,23 +95,22 @@ class event::wait_awaiter {
   /// Runs on normal resumption and when the parked task is aborted: in the
   /// latter case it removes the task from the event.
   ~wait_awaiter() {
-    if (parked_) event_->leave(node_);
+    if (node_.parked) event_->leave(node_);
   }
 
   [[nodiscard]] bool await_ready() const noexcept { return event_->is_set(); }
   bool await_suspend(std::coroutine_handle<> awaiting) {
-    parked_ = event_->park(node_, awaiting);
-    return parked_;
+    node_.parked = event_->park(node_, awaiting);
+    return node_.parked;
   }
   // Resumed by set(): the node was popped and its waker taken under the
   // event's lock, and the wake orders that before this resumption, so the
   // awaiter owns the node again and need not leave.
-  void await_resume() noexcept { parked_ = false; }
+  void await_resume() noexcept { node_.parked = false; }
 
  private:
   event* event_;
-  detail::wait_node node_;
-  bool parked_ = false;  // only the awaiting task's thread touches it
+  detail::wait_node node_;  // node_.parked: only the awaiting task's thread touches it
 };
 
 inline event::wait_awaiter event::wait() noexcept { return wait_awaiter{*this}; }
