@@ -4,11 +4,16 @@
 //
 // Transitions (all by compare-exchange on `state`):
 //   spawn:            -> SCHEDULED | JOIN_INTEREST
-//   poll start:       SCHEDULED -> RUNNING                         (acquire)
-//                     (or RUNNING -> RUNNING minus NOTIFIED for a task
-//                     queued by yield_now, which stays RUNNING in the queue)
-//   poll end, yield:  no change; queued by the poller (abort and wake treat
-//                     the task as running; the next poll start settles it)
+//   poll start:       SCHEDULED -> RUNNING, new generation         (acquire)
+//                     (no change for a task queued by yield_now, which
+//                     stays RUNNING in the queue: see poll end, yield)
+//   poll end, yield:  queued by the poller, still RUNNING (abort and wake
+//                     treat the task as running). No change if the poll made
+//                     no waker; else RUNNING -> RUNNING minus NOTIFIED, new
+//                     generation. Either way no waker of the generation the
+//                     next poll runs in exists yet, so a wake cannot set
+//                     NOTIFIED on the queued task (only an abort can, with
+//                     ABORT), and the next poll start needs no RMW.
 //   poll end, parked: RUNNING -> idle                              (release)
 //   poll end, woken:  RUNNING|NOTIFIED -> SCHEDULED, re-queued     (acq_rel)
 //   wake, idle:       idle -> SCHEDULED, queued by the waker
@@ -212,23 +217,21 @@ void cancel_now(task_header* task) noexcept {
 void poll_task(task_header* task) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  if ((s & h::RUNNING) == 0) {
+  if ((s & h::RUNNING) == 0) [[likely]] {
     // SCHEDULED -> RUNNING and a new generation in one add: a task queued
     // this way has SCHEDULED set and RUNNING clear, and nobody else changes
     // those two bits while it is queued (wakes and aborts of a queued task
     // only add ABORT), so the add cannot carry into other bits. acquire:
-    // see the frame as the previous poller (or the spawner) left it.
+    // see the frame as the previous poller (or the spawner) left it. The
+    // new generation makes the wakers of earlier suspensions stale.
     s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
-  } else {
-    // Queued by yield_now, still RUNNING (see the end of this function):
-    // only a new generation, and a wake that arrived meanwhile is dropped
-    // (it was for the suspension this poll resumes, like a wake of a queued
-    // task). The queue hand-off ordered the frame's contents.
-    while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
-                                              std::memory_order_relaxed)) {
-    }
   }
-  // Either way the new generation makes the wakers of earlier suspensions stale.
+  // Else queued by yield_now, still RUNNING, and no waker of the current
+  // generation exists (see the end of this function): nothing to change.
+  // NOTIFIED, if set, came with ABORT, checked below (an abort after our
+  // load is seen at the end of the poll). The queue hand-off ordered the
+  // frame's contents.
+  const std::uint32_t wakers_before = tl_context.wakers_made;
   task_header* const outer = tl_context.task;
   const bool outer_yield = std::exchange(tl_context.yield_requested, false);
   tl_context.task = task;
@@ -247,11 +250,23 @@ void poll_task(task_header* task) noexcept {
   }
   s = task->state.load(std::memory_order_relaxed);
   if (yielded) {
-    // yield_now: back to the queue *still RUNNING*, with no RMW. To wakers
-    // and aborters the task looks like it is running: a wake sets NOTIFIED
-    // (dropped at the next poll start, see above), an abort sets ABORT and
-    // leaves the queuing to us; the next poller, on any worker, sees ABORT
-    // and destroys the frame. An abort that came before this check:
+    // yield_now: back to the queue *still RUNNING*. To wakers and aborters
+    // the task looks like it is running: an abort sets ABORT (and NOTIFIED)
+    // and leaves the queuing to us; the next poller, on any worker, sees
+    // ABORT and destroys the frame. A wake of this generation would set
+    // NOTIFIED, so if this poll made a waker (tl_context.wakers_made moved;
+    // nested polls on this thread only make us do it needlessly), the
+    // generation moves on now and NOTIFIED is dropped (it was for a
+    // suspension that is over). Then the next poll starts with no waker of
+    // its generation in existence and needs no RMW. A pure yield loop makes
+    // no waker: no RMW on either side. relaxed: the queue hand-off orders
+    // the frame; the state carries no data here.
+    if (tl_context.wakers_made != wakers_before) {
+      while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
+                                                std::memory_order_relaxed)) {
+      }
+    }
+    // An abort that came before this check:
     if ((s & h::ABORT) != 0)
       cancel_now(task);
     else
@@ -352,6 +367,7 @@ void waker::reset() noexcept {
 
 waker waker::for_task(task_header* task) noexcept {
   retain(task);
+  ++tl_context.wakers_made;  // see "poll end, yield" at the top
   waker w;
   w.bits_ = reinterpret_cast<std::uintptr_t>(task);
   // The task runs on this thread, so its generation cannot change under us.

@@ -27,8 +27,9 @@
 // At most one of RUNNING / SCHEDULED / COMPLETE is set, and only the thread
 // that moved the task into RUNNING (a worker) resumes or destroys the frame.
 // A task that awaited yield_now goes back to a run queue still RUNNING (no
-// state change on that path); ownership passes through the queue to the
-// worker that pops it, and everybody else treats it as running.
+// state change on that path, unless the poll made a waker: then only a new
+// generation); ownership passes through the queue to the worker that pops
+// it, and everybody else treats it as running.
 //
 // # Who touches which field when
 // * `resume_point` is written by the task's own thread while RUNNING (the
