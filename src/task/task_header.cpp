@@ -68,6 +68,15 @@ waker suspend_current(std::coroutine_handle<> awaiting) {
   return waker::for_task(self);
 }
 
+unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting) {
+  task_header* self = tl_context.task;
+  if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
+  self->resume_point = awaiting;
+  ++tl_context.wakers_made;  // see "poll end, yield" at the top
+  // The task runs on this thread, so its generation cannot change under us.
+  return {self, task_header::generation_of(self->state.load(std::memory_order_relaxed))};
+}
+
 std::string_view task_name(const task_header* task) noexcept {
   return task->extras != nullptr ? std::string_view(task->extras->name) : std::string_view();
 }

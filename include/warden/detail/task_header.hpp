@@ -241,6 +241,20 @@ task_header* current_task() noexcept;
 /// usage_error outside a warden task.
 waker suspend_current(std::coroutine_handle<> awaiting);
 
+/// A waker that holds no reference: a task and the generation of one of its
+/// suspensions. It saves the two reference-count RMWs of a `waker` (retain
+/// when made, release when dropped), so only a structure that can guarantee
+/// the task's header outlives every wake() may keep one, and it must say
+/// how where it does (see the receiver's waker in mpsc_state.hpp).
+struct unowned_waker {
+  task_header* task = nullptr;
+  std::uint32_t generation = 0;
+  void wake() const noexcept { detail::wake(task, generation); }
+};
+
+/// suspend_current for an unowned_waker (same contract otherwise).
+unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting);
+
 /// Blocks the calling (non-worker) thread until `task` completes.
 void block_until_complete(task_header* task);
 
