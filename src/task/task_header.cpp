@@ -5,8 +5,8 @@
 // Transitions (all by compare-exchange on `state`):
 //   spawn:            -> SCHEDULED | JOIN_INTEREST
 //   poll start:       SCHEDULED -> RUNNING, new generation         (acquire)
-//                     (no change for a task queued by yield_now, which
-//                     stays RUNNING in the queue: see poll end, yield)
+//                     (no change for a task queued RUNNING, i.e. claimed
+//                     for its next poll: see "Claimed in advance" below)
 //   poll end, yield:  queued by the poller, still RUNNING (abort and wake
 //                     treat the task as running). No change if the poll made
 //                     no waker; else RUNNING -> RUNNING minus NOTIFIED, new
@@ -15,8 +15,10 @@
 //                     NOTIFIED on the queued task (only an abort can, with
 //                     ABORT), and the next poll start needs no RMW.
 //   poll end, parked: RUNNING -> idle                              (release)
-//   poll end, woken:  RUNNING|NOTIFIED -> SCHEDULED, re-queued     (acq_rel)
-//   wake, idle:       idle -> SCHEDULED, queued by the waker
+//   poll end, woken:  RUNNING|NOTIFIED -> RUNNING, new generation,
+//                     re-queued (claimed in advance)
+//   wake, idle:       idle -> RUNNING, new generation, queued by the
+//                     waker (claimed in advance)                   (acq_rel)
 //   wake, running:    RUNNING -> RUNNING|NOTIFIED
 //   abort, idle:      idle -> SCHEDULED|ABORT, queued by the aborter, so the
 //                     frame is destroyed by a worker
@@ -26,6 +28,19 @@
 //   complete:         RUNNING -> COMPLETE|outcome                  (acq_rel)
 // A task that finishes its poll with ABORT set is destroyed by that poller.
 // An abort that finds the task COMPLETE does nothing: exactly one outcome.
+//
+// Claimed in advance: a woken, re-queued or yielded task sits in its run
+// queue RUNNING, its next generation already in place (yielded: see "poll
+// end, yield"), and owned by the queue and then by the thread that pops it.
+// Wakers are made only while a task runs, so no waker of that generation
+// exists until the next poll makes one: a wake of the queued task is stale
+// and does nothing, an abort sets ABORT (and NOTIFIED) and leaves the queuing
+// to the queue it is in, join-side RMWs only touch the JOIN_ bits. So the
+// poll start changes nothing: one RMW fewer per wake-and-poll. The frame's
+// contents, and whatever the waker wrote before its wake, reach the poller
+// through the queue hand-off: the waker's CAS acquired the previous poll
+// end's release and then the waker queued the task itself (after a wake
+// during a poll, the poller's re-queuing CAS acquires the waker's CAS).
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
@@ -118,7 +133,11 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
         return;
       continue;
     }
-    if (task->state.compare_exchange_weak(s, s | h::SCHEDULED, std::memory_order_acq_rel, std::memory_order_acquire)) {
+    // Claimed in advance for the next poll (see the top of this file).
+    // acquire: the frame as the last poll left it (its release), passed on
+    // to the poller by the queue.
+    if (task->state.compare_exchange_weak(s, (s + h::GENERATION_ONE) | h::RUNNING, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
       task->scheduler->schedule(task, schedule_hint::wake);
       return;
     }
@@ -226,7 +245,7 @@ void cancel_now(task_header* task) noexcept {
 void poll_task(task_header* task) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  if ((s & h::RUNNING) == 0) [[likely]] {
+  if ((s & h::RUNNING) == 0) {
     // SCHEDULED -> RUNNING and a new generation in one add: a task queued
     // this way has SCHEDULED set and RUNNING clear, and nobody else changes
     // those two bits while it is queued (wakes and aborts of a queued task
@@ -235,11 +254,10 @@ void poll_task(task_header* task) noexcept {
     // new generation makes the wakers of earlier suspensions stale.
     s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
   }
-  // Else queued by yield_now, still RUNNING, and no waker of the current
-  // generation exists (see the end of this function): nothing to change.
-  // NOTIFIED, if set, came with ABORT, checked below (an abort after our
-  // load is seen at the end of the poll). The queue hand-off ordered the
-  // frame's contents.
+  // Else claimed in advance (woken, re-queued or yielded; see the top of
+  // this file): no waker of the current generation exists, nothing to
+  // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
+  // our load is seen at the end of the poll).
   const std::uint32_t wakers_before = tl_context.wakers_made;
   task_header* const outer = tl_context.task;
   const bool outer_yield = std::exchange(tl_context.yield_requested, false);
@@ -289,8 +307,12 @@ void poll_task(task_header* task) noexcept {
       break;
     }
     if ((s & h::NOTIFIED) != 0) {
-      if (task->state.compare_exchange_weak(s, (s & ~(h::RUNNING | h::NOTIFIED)) | h::SCHEDULED,
-                                            std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      // Re-queued claimed in advance: the new generation makes this poll's
+      // wakers stale. acquire: what the waker wrote before its wake (e.g. a
+      // node it handed us under its lock) happens-before our queue push,
+      // hence before the next poll (the queue hand-off carries it on).
+      if (task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
         task->scheduler->schedule(task, schedule_hint::yield);
         break;
       }
