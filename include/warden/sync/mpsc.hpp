@@ -216,7 +216,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
     const detail::unowned_waker self = detail::suspend_current_unowned(awaiting);
-    if (try_take()) return false;
+    // No second look before parking: await_ready just looked, and the look
+    // after parking (the park handshake) sees whatever came since.
     // A second recv while one waits (misuse; caught when the first one
     // already parked).
     if (state_->receiver_parked.load(std::memory_order_relaxed))
