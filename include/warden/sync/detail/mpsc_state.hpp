@@ -220,9 +220,10 @@ class locked_ring {
 /// every use: a waker uses it only between its kParked -> kTaking CAS and
 /// its kIdle store, and the receiving task cannot complete (and free the
 /// header) in that window. It is suspended in recv until woken, and wake()
-/// touches the header only until it has queued the task (after that, the
-/// waker only stores kIdle into this state). If the parked recv's frame is
-/// destroyed instead (abort, or a combinator dropping it), its destructor
+/// touches the header only until it has queued the task (nobody polls the
+/// task before that; after it, the waker only stores kIdle into this
+/// state). If the parked recv's frame is
+/// destroyed instead (the task was aborted), its destructor
 /// either takes the waker back (kParked -> kIdle) or, having lost that race
 /// to a waker, waits for the kIdle store before the frame (and then the
 /// task) can finish: see unpark_receiver_or_wait. The next recv waits for
