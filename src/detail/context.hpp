@@ -6,6 +6,8 @@
 
 #include <warden/detail/task_header.hpp>
 
+#include <cstdint>
+
 namespace warden::detail {
 
 class runtime_core;
@@ -16,6 +18,10 @@ struct thread_context {
   worker* on_worker = nullptr;   // set on a worker thread, and on a current-thread driver while driving
   task_header* task = nullptr;   // the task being polled on this thread
   bool yield_requested = false;  // the polled task awaited yield_now: re-queue it when the poll ends
+  // Task wakers made on this thread (waker::for_task), ever; wraps. poll_task
+  // compares it before and after a resume: see "poll end, yield" in
+  // task_header.cpp.
+  std::uint32_t wakers_made = 0;
 };
 
 extern constinit thread_local thread_context tl_context;

@@ -17,13 +17,14 @@
 //   not empty" so the driver skips the lock when nothing arrived.
 //
 // # Task states as seen here
-// A task of this executor is in exactly one of: `ready_` (SCHEDULED),
-// `woken_` (SCHEDULED, woken inside a cancellation context's callback),
-// `remote_` (SCHEDULED, or about to be appended by the thread that set
-// SCHEDULED), running (RUNNING, on the driver), or idle (parked: only
-// wakers refer to it). `live_` counts tasks not yet complete; on_complete
-// runs on the driver (only poll_task completes tasks, and only the driver
-// polls), so it needs no atomics.
+// A task of this executor is in exactly one of: `ready_` (queued),
+// `woken_` (queued, woken inside a cancellation context's callback),
+// `remote_` (queued, or about to be appended by the thread that queued
+// it), running (RUNNING, on the driver), or idle (parked: only wakers
+// refer to it). Queued means SCHEDULED, or RUNNING claimed in advance by a
+// wake (see task_header.hpp). `live_` counts tasks not yet complete;
+// on_complete runs on the driver (only poll_task completes tasks, and only
+// the driver polls), so it needs no atomics.
 //
 // # Contexts
 //   update / query: run the callback, then drain: pop `ready_` FIFO, take
@@ -39,7 +40,7 @@
 // Mark every live task ABORT (a sweep of the header pool, as the runtime's
 // shutdown does), then abort each (an idle one is queued on `ready_`), then
 // poll until `live_` is zero: every frame is destroyed, none resumed. A task
-// made SCHEDULED by a wake on another thread may still be on its way into
+// queued by a wake on another thread may still be on its way into
 // `remote_`: the destructor waits on `remote_cv_`, which the remote pusher
 // notifies under the lock while `closing_`; the lock is taken once more at the
 // end so that no pusher is still inside it when the core is freed.
@@ -138,7 +139,7 @@ class local_core {
     while (live_ != 0) {
       poll_all_ready();
       if (live_ == 0) break;
-      // Every live task is ABORT and SCHEDULED; the ones not in ready_ are
+      // Every live task is ABORT and queued; the ones not in ready_ are
       // being appended to remote_ by a waker on another thread.
       std::unique_lock lock(remote_mutex_);
       remote_cv_.wait(lock, [this] { return !remote_.empty(); });
@@ -298,7 +299,7 @@ class local_core {
     mode_ = mode::recovering;  // from here on, wakes and spawns are ordinary
     tl_recovering = true;
     while (task_header* t = woken_.pop()) {
-      request_abort(t);  // already SCHEDULED: mark only; the poll destroys the frame
+      request_abort(t);  // already queued: mark only; the poll destroys the frame
       poll_task(t);
     }
     tl_recovering = false;

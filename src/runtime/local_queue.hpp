@@ -77,6 +77,22 @@ class local_queue {
     }
   }
 
+  /// Owner only: claims the front of the queue into `out` with one CAS: a
+  /// quarter of it (at least one entry, at most `max`), so that most of a
+  /// long queue stays for thieves. Returns how many it got.
+  std::size_t claim_front(task_header** out, std::size_t max) noexcept {
+    std::uint64_t word = head_.load(std::memory_order_acquire);
+    for (;;) {
+      const std::uint32_t avail = tail_.load(std::memory_order_relaxed) - front(word);
+      if (avail == 0) return 0;
+      const std::uint32_t quarter = avail / 4 != 0 ? avail / 4 : 1;
+      const std::size_t take = quarter < max ? quarter : max;
+      for (std::size_t i = 0; i < take; ++i) out[i] = slots_[(front(word) + i) & kMask].load(std::memory_order_relaxed);
+      if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_acq_rel, std::memory_order_acquire))
+        return take;
+    }
+  }
+
   /// Owner only: takes the oldest task, or nullptr.
   task_header* pop() noexcept {
     std::uint64_t word = head_.load(std::memory_order_acquire);

@@ -305,7 +305,11 @@ task_header* runtime_core::next_task(worker& w) noexcept {
     push_local(w, std::exchange(w.lifo, nullptr));
   }
   w.lifo_streak = 0;
-  if (task_header* t = w.queue.pop()) return t;
+  if (w.claimed_next == w.claimed_end) {
+    w.claimed_next = 0;
+    w.claimed_end = static_cast<std::uint32_t>(w.queue.claim_front(w.claimed.data(), worker::kClaimMax));
+  }
+  if (w.claimed_next != w.claimed_end) return w.claimed[w.claimed_next++];
   return take_injected(w, inject_.size() / workers_.size() + 1);
 }
 

@@ -4,14 +4,21 @@
 //
 // Transitions (all by compare-exchange on `state`):
 //   spawn:            -> SCHEDULED | JOIN_INTEREST
-//   poll start:       SCHEDULED -> RUNNING                         (acquire)
-//                     (or RUNNING -> RUNNING minus NOTIFIED for a task
-//                     queued by yield_now, which stays RUNNING in the queue)
-//   poll end, yield:  no change; queued by the poller (abort and wake treat
-//                     the task as running; the next poll start settles it)
+//   poll start:       SCHEDULED -> RUNNING, new generation         (acquire)
+//                     (no change for a task queued RUNNING, i.e. claimed
+//                     for its next poll: see "Claimed in advance" below)
+//   poll end, yield:  queued by the poller, still RUNNING (abort and wake
+//                     treat the task as running). No change if the poll made
+//                     no waker; else RUNNING -> RUNNING minus NOTIFIED, new
+//                     generation. Either way no waker of the generation the
+//                     next poll runs in exists yet, so a wake cannot set
+//                     NOTIFIED on the queued task (only an abort can, with
+//                     ABORT), and the next poll start needs no RMW.
 //   poll end, parked: RUNNING -> idle                              (release)
-//   poll end, woken:  RUNNING|NOTIFIED -> SCHEDULED, re-queued     (acq_rel)
-//   wake, idle:       idle -> SCHEDULED, queued by the waker
+//   poll end, woken:  RUNNING|NOTIFIED -> RUNNING, new generation,
+//                     re-queued (claimed in advance)
+//   wake, idle:       idle -> RUNNING, new generation, queued by the
+//                     waker (claimed in advance)                   (acq_rel)
 //   wake, running:    RUNNING -> RUNNING|NOTIFIED
 //   abort, idle:      idle -> SCHEDULED|ABORT, queued by the aborter, so the
 //                     frame is destroyed by a worker
@@ -21,6 +28,19 @@
 //   complete:         RUNNING -> COMPLETE|outcome                  (acq_rel)
 // A task that finishes its poll with ABORT set is destroyed by that poller.
 // An abort that finds the task COMPLETE does nothing: exactly one outcome.
+//
+// Claimed in advance: a woken, re-queued or yielded task sits in its run
+// queue RUNNING, its next generation already in place (yielded: see "poll
+// end, yield"), and owned by the queue and then by the thread that pops it.
+// Wakers are made only while a task runs, so no waker of that generation
+// exists until the next poll makes one: a wake of the queued task is stale
+// and does nothing, an abort sets ABORT (and NOTIFIED) and leaves the queuing
+// to the queue it is in, join-side RMWs only touch the JOIN_ bits. So the
+// poll start changes nothing: one RMW fewer per wake-and-poll. The frame's
+// contents, and whatever the waker wrote before its wake, reach the poller
+// through the queue hand-off: the waker's CAS acquired the previous poll
+// end's release and then the waker queued the task itself (after a wake
+// during a poll, the poller's re-queuing CAS acquires the waker's CAS).
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
@@ -62,6 +82,15 @@ waker suspend_current(std::coroutine_handle<> awaiting) {
   if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
   self->resume_point = awaiting;
   return waker::for_task(self);
+}
+
+unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting) {
+  task_header* self = tl_context.task;
+  if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
+  self->resume_point = awaiting;
+  ++tl_context.wakers_made;  // see "poll end, yield" at the top
+  // The task runs on this thread, so its generation cannot change under us.
+  return {self, task_header::generation_of(self->state.load(std::memory_order_relaxed))};
 }
 
 std::string_view task_name(const task_header* task) noexcept {
@@ -118,7 +147,11 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
         return;
       continue;
     }
-    if (task->state.compare_exchange_weak(s, s | h::SCHEDULED, std::memory_order_acq_rel, std::memory_order_acquire)) {
+    // Claimed in advance for the next poll (see the top of this file).
+    // acquire: the frame as the last poll left it (its release), passed on
+    // to the poller by the queue.
+    if (task->state.compare_exchange_weak(s, (s + h::GENERATION_ONE) | h::RUNNING, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
       task->scheduler->schedule(task, schedule_hint::wake);
       return;
     }
@@ -237,18 +270,15 @@ void poll_task(task_header* task) noexcept {
     // this way has SCHEDULED set and RUNNING clear, and nobody else changes
     // those two bits while it is queued (wakes and aborts of a queued task
     // only add ABORT), so the add cannot carry into other bits. acquire:
-    // see the frame as the previous poller (or the spawner) left it.
+    // see the frame as the previous poller (or the spawner) left it. The
+    // new generation makes the wakers of earlier suspensions stale.
     s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
-  } else {
-    // Queued by yield_now, still RUNNING (see the end of this function):
-    // only a new generation, and a wake that arrived meanwhile is dropped
-    // (it was for the suspension this poll resumes, like a wake of a queued
-    // task). The queue hand-off ordered the frame's contents.
-    while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
-                                              std::memory_order_relaxed)) {
-    }
   }
-  // Either way the new generation makes the wakers of earlier suspensions stale.
+  // Else claimed in advance (woken, re-queued or yielded; see the top of
+  // this file): no waker of the current generation exists, nothing to
+  // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
+  // our load is seen at the end of the poll).
+  const std::uint32_t wakers_before = tl_context.wakers_made;
   task_header* const outer = tl_context.task;
   const bool outer_yield = std::exchange(tl_context.yield_requested, false);
   tl_context.task = task;
@@ -267,11 +297,23 @@ void poll_task(task_header* task) noexcept {
   }
   s = task->state.load(std::memory_order_relaxed);
   if (yielded) {
-    // yield_now: back to the queue *still RUNNING*, with no RMW. To wakers
-    // and aborters the task looks like it is running: a wake sets NOTIFIED
-    // (dropped at the next poll start, see above), an abort sets ABORT and
-    // leaves the queuing to us; the next poller, on any worker, sees ABORT
-    // and destroys the frame. An abort that came before this check:
+    // yield_now: back to the queue *still RUNNING*. To wakers and aborters
+    // the task looks like it is running: an abort sets ABORT (and NOTIFIED)
+    // and leaves the queuing to us; the next poller, on any worker, sees
+    // ABORT and destroys the frame. A wake of this generation would set
+    // NOTIFIED, so if this poll made a waker (tl_context.wakers_made moved;
+    // nested polls on this thread only make us do it needlessly), the
+    // generation moves on now and NOTIFIED is dropped (it was for a
+    // suspension that is over). Then the next poll starts with no waker of
+    // its generation in existence and needs no RMW. A pure yield loop makes
+    // no waker: no RMW on either side. relaxed: the queue hand-off orders
+    // the frame; the state carries no data here.
+    if (tl_context.wakers_made != wakers_before) {
+      while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
+                                                std::memory_order_relaxed)) {
+      }
+    }
+    // An abort that came before this check:
     if ((s & h::ABORT) != 0)
       cancel_now(task);
     else
@@ -285,8 +327,12 @@ void poll_task(task_header* task) noexcept {
       break;
     }
     if ((s & h::NOTIFIED) != 0) {
-      if (task->state.compare_exchange_weak(s, (s & ~(h::RUNNING | h::NOTIFIED)) | h::SCHEDULED,
-                                            std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      // Re-queued claimed in advance: the new generation makes this poll's
+      // wakers stale. acquire: what the waker wrote before its wake (e.g. a
+      // node it handed us under its lock) happens-before our queue push,
+      // hence before the next poll (the queue hand-off carries it on).
+      if (task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
         task->scheduler->schedule(task, schedule_hint::yield);
         break;
       }
@@ -372,6 +418,7 @@ void waker::reset() noexcept {
 
 waker waker::for_task(task_header* task) noexcept {
   retain(task);
+  ++tl_context.wakers_made;  // see "poll end, yield" at the top
   waker w;
   w.bits_ = reinterpret_cast<std::uintptr_t>(task);
   // The task runs on this thread, so its generation cannot change under us.

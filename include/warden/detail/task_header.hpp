@@ -16,8 +16,11 @@
 // the header to the pool.
 //
 // # The state word (`state`)
-//   RUNNING        a worker is resuming the task right now (exclusive owner)
-//   SCHEDULED      the task sits in a run queue (or is about to)
+//   RUNNING        a worker is resuming the task right now (exclusive
+//                  owner), or the task sits in a run queue claimed for its
+//                  next poll (woken, re-queued or yielded; see below)
+//   SCHEDULED      the task sits in a run queue (or is about to), not yet
+//                  claimed: new, or queued by abort
 //   NOTIFIED       woken while RUNNING: the worker re-queues it after the poll
 //   COMPLETE       the outcome is final and the frame is finished/destroyed
 //   ABORT          abort() was requested (sticky)
@@ -25,10 +28,15 @@
 //   JOIN_WAITER    `join_waker` holds the waker of whoever awaits the handle
 //   PANICKED / CANCELLED: the outcome, set together with COMPLETE
 // At most one of RUNNING / SCHEDULED / COMPLETE is set, and only the thread
-// that moved the task into RUNNING (a worker) resumes or destroys the frame.
-// A task that awaited yield_now goes back to a run queue still RUNNING (no
-// state change on that path); ownership passes through the queue to the
-// worker that pops it, and everybody else treats it as running.
+// that moved the task into RUNNING (a worker), or the one it handed the task
+// to through a run queue, resumes or destroys the frame. A woken task goes
+// to its run queue already RUNNING with a new generation, and so does a task
+// re-queued after a wake during its poll, or one that awaited yield_now (no
+// state change on that path, unless the poll made a waker: then only a new
+// generation). Ownership passes through the queue to the worker that pops
+// it, everybody else treats it as running, and no waker of its generation
+// exists until its next poll makes one; so that poll starts with no RMW
+// ("Claimed in advance" in task_header.cpp).
 //
 // # Who touches which field when
 // * `resume_point` is written by the task's own thread while RUNNING (the
@@ -242,7 +250,8 @@ inline task_panic* panic_of(const task_header* task) noexcept {
 void retain(task_header* task) noexcept;
 void release(task_header* task) noexcept;
 /// Makes the task runnable for the suspension of `generation` (no-op if
-/// the task was polled since, or is complete, queued or already notified).
+/// the task was polled or woken since, or is complete, queued or already
+/// notified).
 void wake(task_header* task, std::uint32_t generation) noexcept;
 /// Requests cancellation; see join_handle::abort. Also queues an idle task
 /// already marked by request_abort.
@@ -275,6 +284,20 @@ task_header* current_task() noexcept;
 /// calls this in await_suspend before publishing the waker. Throws
 /// usage_error outside a warden task.
 waker suspend_current(std::coroutine_handle<> awaiting);
+
+/// A waker that holds no reference: a task and the generation of one of its
+/// suspensions. It saves the two reference-count RMWs of a `waker` (retain
+/// when made, release when dropped), so only a structure that can guarantee
+/// the task's header outlives every wake() may keep one, and it must say
+/// how where it does (see the receiver's waker in mpsc_state.hpp).
+struct unowned_waker {
+  task_header* task = nullptr;
+  std::uint32_t generation = 0;
+  void wake() const noexcept { detail::wake(task, generation); }
+};
+
+/// suspend_current for an unowned_waker (same contract otherwise).
+unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting);
 
 /// Blocks the calling (non-worker) thread until `task` completes.
 void block_until_complete(task_header* task);

@@ -206,22 +206,24 @@ class [[nodiscard]] mpsc_recv_awaiter {
     if (!parked_) return;
     // Aborted while parked. Nothing was handed to us (values stay queued
     // until taken), so only our waker has to go; if a sender already took
-    // it, that wake finds a destroyed frame's header and does nothing.
-    (void)state_->unpark_receiver();
+    // it, we wait until that wake is done with our header (it finds the
+    // task running, or a stale generation, and does nothing).
+    state_->unpark_receiver_or_wait();
     state_->receiver_parked.store(false, std::memory_order_relaxed);
   }
 
   bool await_ready() { return try_take(); }
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
-    detail::waker self = detail::suspend_current(awaiting);
-    if (try_take()) return false;
+    const detail::unowned_waker self = detail::suspend_current_unowned(awaiting);
+    // No second look before parking: await_ready just looked, and the look
+    // after parking (the park handshake) sees whatever came since.
     // A second recv while one waits (misuse; caught when the first one
     // already parked).
     if (state_->receiver_parked.load(std::memory_order_relaxed))
       detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
     state_->receiver_parked.store(true, std::memory_order_relaxed);
-    state_->park_receiver(std::move(self));
+    state_->park_receiver(self);
     parked_ = true;
     // A value (or the close) that came before our waker was visible.
     if ((state_->ready() || state_->closed_and_drained()) && state_->unpark_receiver()) {

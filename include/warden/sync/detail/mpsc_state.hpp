@@ -207,13 +207,27 @@ class locked_ring {
 ///
 /// # The receiver's waker
 /// `receiver_state` is kIdle, kParked (the receiver stored its waker in
-/// `receiver_waker` and may be suspended) or kTaking (a waker is moving it
-/// out). Only the receiver moves kIdle -> kParked, after writing the waker;
-/// a waker moves kParked -> kTaking by CAS, moves the waker out and stores
-/// kIdle before waking it; the receiver may take it back with a CAS
+/// `receiver_waker` and may be suspended) or kTaking (a waker is waking
+/// it). Only the receiver moves kIdle -> kParked, after writing the waker;
+/// a waker moves kParked -> kTaking by CAS, wakes the receiver and then
+/// stores kIdle; the receiver may take its waker back with a CAS
 /// kParked -> kIdle. The handshake: the receiver stores kParked then checks
 /// the queue; a sender publishes a value then loads `receiver_state` (all
 /// seq_cst), so one of them sees the other.
+///
+/// `receiver_waker` is an unowned_waker (no reference on the receiving
+/// task's header: two RMWs fewer per parked recv). The header outlives
+/// every use: a waker uses it only between its kParked -> kTaking CAS and
+/// its kIdle store, and the receiving task cannot complete (and free the
+/// header) in that window. It is suspended in recv until woken, and wake()
+/// touches the header only until it has queued the task (nobody polls the
+/// task before that; after it, the waker only stores kIdle into this
+/// state). If the parked recv's frame is
+/// destroyed instead (the task was aborted), its destructor
+/// either takes the waker back (kParked -> kIdle) or, having lost that race
+/// to a waker, waits for the kIdle store before the frame (and then the
+/// task) can finish: see unpark_receiver_or_wait. The next recv waits for
+/// kIdle as well before it writes `receiver_waker` (park_receiver).
 /// The receiver is woken only after a value was published or once the
 /// channel is closed and drained (both stay true until the receiver acts).
 /// A published value may sit behind a position whose sender claimed it
@@ -386,17 +400,19 @@ struct mpsc_state {
     if (!receiver_state.compare_exchange_strong(expected, kTaking, std::memory_order_acquire,
                                                 std::memory_order_relaxed))
       return;
-    waker w = std::move(receiver_waker);
-    // release: the receiver writes a new waker only after it sees kIdle.
+    receiver_waker.wake();
+    // release: our last use of the receiver's header (and of the waker)
+    // comes before the receiver sees kIdle (a next recv writing the waker,
+    // or a destroyed recv letting its task finish).
     receiver_state.store(kIdle, std::memory_order_release);
-    w.wake();
   }
 
   /// Receiver: publishes its waker. Precondition: not parked.
-  void park_receiver(waker&& self) noexcept {
-    // A waker may still be moving out the waker of an aborted earlier recv.
+  void park_receiver(unowned_waker self) noexcept {
+    // A waker may still be waking us for an earlier recv (we may run before
+    // it has stored kIdle) or the aborted frame of one.
     for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) == kTaking;) spin_pause(round);
-    receiver_waker = std::move(self);
+    receiver_waker = self;
     // seq_cst: the receiver's half of the park handshake.
     receiver_state.store(kParked, std::memory_order_seq_cst);
   }
@@ -405,10 +421,16 @@ struct mpsc_state {
   /// receiver is being woken).
   bool unpark_receiver() noexcept {
     std::uint8_t expected = kParked;
-    if (!receiver_state.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel, std::memory_order_relaxed))
-      return false;
-    waker stale = std::move(receiver_waker);
-    return true;
+    return receiver_state.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel,
+                                                  std::memory_order_relaxed);
+  }
+
+  /// A parked recv that goes away unresumed: takes its waker back, or else
+  /// waits until the waker that took it is done with the task's header (it
+  /// is a few instructions away from kIdle: see the top of this struct).
+  void unpark_receiver_or_wait() noexcept {
+    if (unpark_receiver()) return;
+    for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) == kTaking;) spin_pause(round);
   }
 
   union values {
@@ -426,7 +448,7 @@ struct mpsc_state {
   // A recv is waiting (for receiver_waiting and to catch a second recv).
   // Written by the receiver only, relaxed: a snapshot, no ordering.
   std::atomic<bool> receiver_parked{false};
-  waker receiver_waker;
+  unowned_waker receiver_waker;  // see "The receiver's waker"
   std::atomic<std::size_t> senders{1};
   std::mutex mutex;  // guards parked_senders
   wait_list parked_senders;
