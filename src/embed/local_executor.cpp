@@ -208,12 +208,12 @@ class local_core {
     if (task_header* parent = tl_context.task;
         parent != nullptr && parent->extras.load(std::memory_order_relaxed) != nullptr)
       inherit_into(t);  // relaxed: the parent is this thread's task
-    std::uint64_t state = task_header::SCHEDULED | task_header::JOIN_INTEREST;
+    // With the lifecycle and join handle references.
+    std::uint64_t state = task_header::SCHEDULED | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE;
     // Spawned by a destructor while the executor is destroyed: cancelled unrun.
     if (mode_ == mode::closing) state |= task_header::ABORT;
-    t->state.store(state, std::memory_order_relaxed);
     // release: a pool sweep that takes a reference sees the fields above.
-    t->refs.store(2, std::memory_order_release);  // lifecycle + join handle
+    t->state.store(state, std::memory_order_release);
     ++live_;
     ready_.push(t);
     return t;
@@ -252,7 +252,7 @@ class local_core {
    public:
     explicit kind_scheduler(local_core& core) : core_(core) {}
     void schedule(task_header* task, schedule_hint) noexcept override { core_.schedule(task); }
-    void on_complete(task_header*) noexcept override { core_.on_complete(); }
+    void on_complete() noexcept override { core_.on_complete(); }
     failure_sink* failures() noexcept override { return core_.failures(); }
     void wait_for(task_header*) override {
       throw usage_error(

@@ -184,9 +184,11 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops&
   if (task_header* parent = tl_context.task;
       parent != nullptr && parent->extras.load(std::memory_order_relaxed) != nullptr)
     inherit_into(t);  // relaxed: the parent is this thread's task
-  t->state.store(task_header::SCHEDULED | task_header::JOIN_INTEREST, std::memory_order_relaxed);
-  // release: a sweep that takes a reference sees the fields above.
-  t->refs.store(2, std::memory_order_release);  // lifecycle + join handle
+  // Claimed in advance for its first poll (see task_header.cpp), with the
+  // lifecycle and join handle references. release: a pool sweep that takes
+  // a reference sees the fields above.
+  t->state.store(task_header::RUNNING | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE,
+                 std::memory_order_release);
   if (blocking)
     blocking_.schedule(t, schedule_hint::spawn);
   else
@@ -244,7 +246,7 @@ void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
   quiescent_cv_.notify_all();
 }
 
-void runtime_core::on_complete(task_header*) noexcept { task_gone(live_shard()); }
+void runtime_core::on_complete() noexcept { task_gone(live_shard()); }
 
 inline bool runtime_core::push_local(worker& w, task_header* task) noexcept {
   bool was_empty = false;
@@ -351,10 +353,13 @@ task_header* runtime_core::search(worker& w, std::uint32_t min_victim_tasks) noe
 }
 
 namespace {
-/// Queued and never polled: help_awaited may run it.
+/// Of a task in a run queue: never polled, so help_awaited may run it
+/// (spawn queues a task RUNNING in generation 0, and every poll that
+/// re-queues it moves the generation on; see "Claimed in advance" in
+/// task_header.cpp). Also true of a task in its first poll.
 bool never_started(std::uint64_t s) noexcept {
   using h = task_header;
-  return (s & (h::SCHEDULED | h::RUNNING | h::COMPLETE)) == h::SCHEDULED && h::generation_of(s) == 0;
+  return (s & (h::RUNNING | h::COMPLETE)) == h::RUNNING && h::generation_of(s) == 0;
 }
 }  // namespace
 
@@ -661,7 +666,7 @@ void blocking_pool::shutdown() {
   for (auto& t : done) t.join();
 }
 
-void blocking_pool::on_complete(task_header* task) noexcept { core_.on_complete(task); }
+void blocking_pool::on_complete() noexcept { core_.on_complete(); }
 failure_sink* blocking_pool::failures() noexcept { return core_.failures(); }
 void blocking_pool::wait_for(task_header* task) { wait_with_parker(task); }
 

@@ -201,7 +201,7 @@ class blocking_pool final : public task_scheduler {
  public:
   blocking_pool(runtime_core& core, std::size_t max_threads, std::chrono::milliseconds keep_alive);
   void schedule(task_header* task, schedule_hint hint) noexcept override;
-  void on_complete(task_header* task) noexcept override;
+  void on_complete() noexcept override;
   failure_sink* failures() noexcept override;
   void wait_for(task_header* task) override;
   /// Runs what is queued (aborted tasks are only destroyed), then joins every thread.
@@ -238,7 +238,7 @@ class runtime_core final : public task_scheduler, public timer_host {
 
   // task_scheduler
   void schedule(task_header* task, schedule_hint hint) noexcept override;
-  void on_complete(task_header* task) noexcept override;
+  void on_complete() noexcept override;
   failure_sink* failures() noexcept override { return sink_; }
   void wait_for(task_header* task) override;
 

@@ -110,7 +110,8 @@ void free_header(task_header* header) noexcept {
   // release() has destroyed the frame, the result and the extras (panic
   // record, locals) and cleared `extras`, which must read as empty for the
   // next task. Every other field is written by spawn before the header is
-  // published (refs), so it is not reset here.
+  // published (the state word, with its references), so it is not reset
+  // here.
   header_cache& c = tl_cache;
   if (c.dead) [[unlikely]] {
     free_to_pool(header);
@@ -141,12 +142,14 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
   for (task_header* chunk : chunks) {
     for (std::size_t i = 0; i < kChunkSize; ++i) {
       task_header* h = &chunk[i];
-      std::uint32_t refs = h->refs.load(std::memory_order_relaxed);
-      // acquire on success: the fields were published by the release store of refs.
-      while (refs != 0 &&
-             !h->refs.compare_exchange_weak(refs, refs + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
+      std::uint64_t s = h->state.load(std::memory_order_relaxed);
+      // acquire on success: the fields were published by spawn's release
+      // store of the state (with the first references).
+      while (task_header::refs_of(s) != 0 &&
+             !h->state.compare_exchange_weak(s, s + task_header::REF_ONE, std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
       }
-      if (refs == 0) continue;
+      if (task_header::refs_of(s) == 0) continue;
       fn(context, h);
       release(h);
     }

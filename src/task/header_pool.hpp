@@ -16,8 +16,8 @@
 
 namespace warden::detail {
 
-/// A header with every field reset and `refs == 0`; the caller initialises
-/// it and publishes it by storing `refs` (release).
+/// A header with every field reset and no references in its state word; the
+/// caller initialises it and publishes it by storing the state (release).
 task_header* allocate_header();
 /// Returns a header whose last reference was released.
 void free_header(task_header* header) noexcept;

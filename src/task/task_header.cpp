@@ -3,7 +3,9 @@
 // described at the top of include/warden/detail/task_header.hpp.
 //
 // Transitions (all by compare-exchange on `state`):
-//   spawn:            -> SCHEDULED | JOIN_INTEREST
+//   spawn:            -> RUNNING | JOIN_INTEREST, generation 0, two
+//                     references (lifecycle, join handle): queued claimed
+//                     in advance for its first poll (no waker exists yet)
 //   poll start:       SCHEDULED -> RUNNING, new generation         (acquire)
 //                     (no change for a task queued RUNNING, i.e. claimed
 //                     for its next poll: see "Claimed in advance" below)
@@ -26,6 +28,12 @@
 //   abort, running:   RUNNING -> RUNNING|ABORT|NOTIFIED (destroyed after the
 //                     poll, i.e. at the task's next suspension)
 //   complete:         RUNNING -> COMPLETE|outcome                  (acq_rel)
+//                     and, in the same CAS, minus the lifecycle reference
+//                     unless the completer still has work on the header
+//                     (a join waiter to wake, an outcome nobody will take)
+//   handle dropped:   minus JOIN_INTEREST and one reference, one RMW (a
+//                     CAS), unless the task completed with an outcome left
+//                     to drop or report (then two RMWs)
 // A task that finishes its poll with ABORT set is destroyed by that poller.
 // An abort that finds the task COMPLETE does nothing: exactly one outcome.
 //
@@ -41,6 +49,11 @@
 // through the queue hand-off: the waker's CAS acquired the previous poll
 // end's release and then the waker queued the task itself (after a wake
 // during a poll, the poller's re-queuing CAS acquires the waker's CAS).
+// A new task is claimed in advance by its spawner: generation 0 and no
+// waker yet. A yield during the first poll that made no waker would leave
+// the task queued in generation 0 as well, so that yield moves the
+// generation on: "generation 0 and RUNNING, in a run queue" then means
+// never polled (help_awaited relies on it).
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
@@ -51,6 +64,8 @@
 #include "../runtime/failure_sink.hpp"
 #include "header_pool.hpp"
 
+#include <cstdio>
+#include <cstdlib>
 #include <new>
 #include <ostream>
 
@@ -109,10 +124,16 @@ task_extras& extras_for(task_header* task) {
   return *e;
 }
 
-void retain(task_header* task) noexcept { task->refs.fetch_add(1, std::memory_order_relaxed); }
-
 namespace {
-/// release()'s rarely needed part, out of line: a name, task-local
+[[noreturn, gnu::noinline, gnu::cold]] void too_many_references(task_header* task) noexcept {
+  std::fprintf(stderr,
+               "warden: task#%llu has 2^27 - 1 wakers, join handles and abort handles at once; the reference count "
+               "would overflow (a leak of wakers or abort handles?)\n",
+               static_cast<unsigned long long>(task->id));
+  std::abort();
+}
+
+/// free_task's rarely needed part, out of line: a name, task-local
 /// bindings or a panic record to free.
 [[gnu::noinline]] void free_rare_parts(task_header* task) noexcept {
   task_extras* e = task->extras.exchange(nullptr, std::memory_order_relaxed);
@@ -123,16 +144,30 @@ namespace {
   }
   delete e;
 }
-}  // namespace
 
-void release(task_header* task) noexcept {
-  // acq_rel: the thread that frees must see every other owner's last use.
-  if (task->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+/// After the last reference went: destroys what is left and returns the
+/// header to the pool.
+void free_task(task_header* task) noexcept {
   if (task->root) std::exchange(task->root, {}).destroy();
   drop_result(task);
   if (task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
     free_rare_parts(task);
   free_header(task);
+}
+}  // namespace
+
+void retain(task_header* task) noexcept {
+  using h = task_header;
+  // relaxed: the caller already holds a reference, which keeps the header.
+  const std::uint64_t s = task->state.fetch_add(h::REF_ONE, std::memory_order_relaxed);
+  if (h::refs_of(s) == h::refs_of(h::REF_MASK) - 1) [[unlikely]]
+    too_many_references(task);
+}
+
+void release(task_header* task) noexcept {
+  using h = task_header;
+  // acq_rel: the thread that frees must see every other owner's last use.
+  if (h::refs_of(task->state.fetch_sub(h::REF_ONE, std::memory_order_acq_rel)) == 1) free_task(task);
 }
 
 void wake(task_header* task, std::uint32_t generation) noexcept {
@@ -219,6 +254,7 @@ namespace {
 
 void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
+  task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
   std::exception_ptr error;
   if (task->root) {
     // Move the outcome out of the frame, then destroy the frame: the task's
@@ -238,11 +274,27 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   }
   if ((outcome & h::PANICKED) != 0) [[unlikely]]
     record_panic(task, std::move(error));
+  // Something to drop or report if no join handle wants the outcome.
+  const bool leftovers = task->result != nullptr || (outcome & h::PANICKED) != 0;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  // acq_rel: release publishes the result (in the frame) to the join side;
-  // acquire pairs with the JOIN_WAITER publication of `join_waker`.
-  while (!task->state.compare_exchange_weak(s, (s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE | outcome,
-                                            std::memory_order_acq_rel, std::memory_order_relaxed)) {
+  bool fast = false;
+  // acq_rel: release publishes the result to the join side and, when the
+  // lifecycle reference goes too, our last use of the header to whoever
+  // frees it; acquire pairs with the JOIN_WAITER publication of
+  // `join_waker` and, if we free, with the other owners' releases.
+  for (;;) {
+    // Fast: nothing left to do on the header after the CAS, so the
+    // lifecycle reference goes with it, and we touch the header again only
+    // if that was the last reference.
+    fast = (s & h::JOIN_WAITER) == 0 && ((s & h::JOIN_INTEREST) != 0 || !leftovers);
+    const std::uint64_t next =
+        ((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE | outcome) - (fast ? h::REF_ONE : 0);
+    if (task->state.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_relaxed)) break;
+  }
+  if (fast) {
+    if (h::refs_of(s) == 1) free_task(task);
+    scheduler->on_complete();
+    return;
   }
   if ((s & h::JOIN_WAITER) != 0) std::move(task->join_waker).wake();
   if ((s & h::JOIN_INTEREST) == 0) {
@@ -251,7 +303,7 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
       if (task_panic* panic = panic_of(task)) panic->sink->report(task, panic->error);
     drop_result(task);
   }
-  task->scheduler->on_complete(task);
+  scheduler->on_complete();
   release(task);  // the lifecycle reference
 }
 
@@ -306,9 +358,11 @@ void poll_task(task_header* task) noexcept {
     // generation moves on now and NOTIFIED is dropped (it was for a
     // suspension that is over). Then the next poll starts with no waker of
     // its generation in existence and needs no RMW. A pure yield loop makes
-    // no waker: no RMW on either side. relaxed: the queue hand-off orders
+    // no waker: no RMW on either side (but the first poll's yield moves off
+    // generation 0, which marks a never-polled task: see "Claimed in
+    // advance"). relaxed: the queue hand-off orders
     // the frame; the state carries no data here.
-    if (tl_context.wakers_made != wakers_before) {
+    if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) {
       while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
                                                 std::memory_order_relaxed)) {
       }
@@ -375,16 +429,29 @@ void clear_join_waker(task_header* task) noexcept {
   // Complete: the completer took the waker.
 }
 
-void drop_join_interest(task_header* task) noexcept {
+void release_join_interest(task_header* task) noexcept {
   using h = task_header;
+  // acquire: if COMPLETE, the outcome the completer published (`result`).
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
+  // One CAS for interest and reference, unless the task completed with an
+  // outcome left to drop or report (not complete: the completer will see no
+  // interest and drop it). acq_rel: as for the fetch_and below, and as in
+  // release() for the reference.
+  while ((s & h::COMPLETE) == 0 || (task->result == nullptr && (s & h::PANICKED) == 0)) {
+    if (task->state.compare_exchange_weak(s, (s & ~h::JOIN_INTEREST) - h::REF_ONE, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+      if (h::refs_of(s) == 1) free_task(task);
+      return;
+    }
+  }
   // acq_rel: pairs with the completer's transition (it sees no interest and
   // cleans up, or we see COMPLETE and the outcome it published).
-  const std::uint64_t s = task->state.fetch_and(~h::JOIN_INTEREST, std::memory_order_acq_rel);
-  if ((s & h::COMPLETE) == 0) return;  // the completer will see no interest and clean up
-  // Already complete and the outcome never taken: it is ours to drop.
+  s = task->state.fetch_and(~h::JOIN_INTEREST, std::memory_order_acq_rel);
+  // Complete and the outcome never taken: it is ours to drop.
   if ((s & h::PANICKED) != 0)
     if (task_panic* panic = panic_of(task); panic != nullptr && panic->error) panic->sink->report(task, panic->error);
   drop_result(task);
+  release(task);
 }
 
 void waker::wake_by_ref() const noexcept {
@@ -526,11 +593,12 @@ task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{ta
 
 void join_handle_base::release_handle() noexcept {
   detail::task_header* task = std::exchange(task_, nullptr);
-  if (!consumed_) {
-    if (abort_on_drop_) detail::abort(task);
-    detail::drop_join_interest(task);
+  if (consumed_) {
+    detail::release(task);
+    return;
   }
-  detail::release(task);
+  if (abort_on_drop_) detail::abort(task);
+  detail::release_join_interest(task);
 }
 
 void join_handle_base::abort() const noexcept {

@@ -9,11 +9,15 @@
 //   destroys the frame, never the header.
 //
 // # References
-// `refs` counts owners of the header: the runtime holds one from spawn until
-// the task completes (the "lifecycle" reference; whichever queue or worker
-// holds the task uses it), and every join handle, abort handle and waker
-// holds one. The last release destroys a frame still attached and returns
-// the header to the pool.
+// The REFS field of the state word counts owners of the header: the runtime
+// holds one from spawn until the task completes (the "lifecycle" reference;
+// whichever queue or worker holds the task uses it), and every join handle,
+// abort handle and waker holds one. The last release destroys a frame still
+// attached and returns the header to the pool. Living in the state word, the
+// lifecycle reference goes in the same CAS that publishes COMPLETE, and a
+// dropped join handle clears JOIN_INTEREST and its reference in one RMW:
+// after such an RMW the thread must not touch the header again unless it
+// dropped the last reference (then it frees it).
 //
 // # The state word (`state`)
 //   RUNNING        a worker is resuming the task right now (exclusive
@@ -27,6 +31,8 @@
 //   JOIN_INTEREST  a join handle still wants the result
 //   JOIN_WAITER    `join_waker` holds the waker of whoever awaits the handle
 //   PANICKED / CANCELLED: the outcome, set together with COMPLETE
+//   REFS           bits 9-35: the reference count (see above)
+//   generation     bits 36-63: counts polls (see GENERATION_SHIFT)
 // At most one of RUNNING / SCHEDULED / COMPLETE is set, and only the thread
 // that moved the task into RUNNING (a worker), or the one it handed the task
 // to through a run queue, resumes or destroys the frame. A woken task goes
@@ -36,7 +42,8 @@
 // generation). Ownership passes through the queue to the worker that pops
 // it, everybody else treats it as running, and no waker of its generation
 // exists until its next poll makes one; so that poll starts with no RMW
-// ("Claimed in advance" in task_header.cpp).
+// ("Claimed in advance" in task_header.cpp). A new task is claimed in advance
+// too: spawn queues it RUNNING in generation 0, before any waker exists.
 //
 // # Who touches which field when
 // * `resume_point` is written by the task's own thread while RUNNING (the
@@ -66,7 +73,7 @@
 // header's first half-line (state, queue link, resume point, root) never
 // straddles a line. Everything a plain task does not need lives in
 // `extras`; the root promise is derived from `root` (result_ops::promise);
-// `refs` sits in the tail padding of `join_waker`.
+// the reference count shares the state word.
 #pragma once
 
 #include <atomic>
@@ -98,9 +105,10 @@ enum class schedule_hint : std::uint8_t {
 class task_scheduler {
  public:
   virtual void schedule(task_header* task, schedule_hint hint) noexcept = 0;
-  /// Called once per task after its outcome is final (frame finished or
-  /// destroyed), before the lifecycle reference is released.
-  virtual void on_complete(task_header* task) noexcept = 0;
+  /// Called once per task, by the thread that completed it, after its
+  /// outcome was published. The task is not named: by then its header may
+  /// be freed already (its lifecycle reference went with COMPLETE).
+  virtual void on_complete() noexcept = 0;
   /// Where this scheduler's unhandled failures (R17) go.
   virtual failure_sink* failures() noexcept = 0;
   /// Blocks the calling thread (not a task) until `task` completes, running
@@ -157,8 +165,7 @@ class waker {
   std::uintptr_t bits_ = 0;
   std::uint32_t generation_ = 0;  // tasks only: see task_header::GENERATION_SHIFT
   // sizeof(waker) is 16 but only 12 bytes hold data; a [[no_unique_address]]
-  // waker lets the next member use the other 4 (task_header::refs,
-  // wait_node::status).
+  // waker lets the next member use the other 4 (wait_node::status).
 };
 
 /// How to move a finished root frame's value out of its promise, so the
@@ -200,12 +207,20 @@ struct alignas(32) task_header {
   static constexpr std::uint64_t JOIN_WAITER = 1ull << 6;
   static constexpr std::uint64_t PANICKED = 1ull << 7;
   static constexpr std::uint64_t CANCELLED = 1ull << 8;
-  // The upper 32 bits count polls: the *generation* of the current
-  // suspension. A waker remembers the generation it was made in and wakes
-  // only if the task has not been polled since, so a wake left over from an
-  // earlier suspension (the losing side of a race between two events) can
-  // never resume the task at a later, unrelated await.
-  static constexpr int GENERATION_SHIFT = 32;
+  // Bits 9-35 count references (see "References" at the top): up to 2^27 - 1
+  // owners at once; retain() aborts the process with a message beyond that.
+  static constexpr int REF_SHIFT = 9;
+  static constexpr std::uint64_t REF_ONE = 1ull << REF_SHIFT;
+  static constexpr std::uint64_t REF_MASK = ((1ull << 27) - 1) << REF_SHIFT;
+  static constexpr std::uint32_t refs_of(std::uint64_t state) noexcept {
+    return static_cast<std::uint32_t>((state & REF_MASK) >> REF_SHIFT);
+  }
+  // The upper 28 bits count polls (modulo 2^28): the *generation* of the
+  // current suspension. A waker remembers the generation it was made in and
+  // wakes only if the task has not been polled since, so a wake left over
+  // from an earlier suspension (the losing side of a race between two
+  // events) can never resume the task at a later, unrelated await.
+  static constexpr int GENERATION_SHIFT = 36;
   static constexpr std::uint64_t GENERATION_ONE = 1ull << GENERATION_SHIFT;
   static constexpr std::uint32_t generation_of(std::uint64_t state) noexcept {
     return static_cast<std::uint32_t>(state >> GENERATION_SHIFT);
@@ -218,8 +233,7 @@ struct alignas(32) task_header {
   std::coroutine_handle<> resume_point;
   std::coroutine_handle<> root;
   task_scheduler* scheduler = nullptr;
-  [[no_unique_address]] waker join_waker;
-  std::atomic<std::uint32_t> refs{0};  // in join_waker's tail padding
+  waker join_waker;
   std::uint64_t id = 0;
   const result_ops* results = nullptr;  // set at spawn
   void* result = nullptr;               // the value (inline or boxed) once complete, until taken
@@ -260,9 +274,10 @@ void abort(task_header* task) noexcept;
 /// instead of resuming it (shutdown marks every task before queuing any, so
 /// no task resumes because another one's cancellation woke it).
 void request_abort(task_header* task) noexcept;
-/// Drops the join interest. Reports the failure as unhandled if the task
-/// already panicked and its result was never taken.
-void drop_join_interest(task_header* task) noexcept;
+/// Drops the join interest and the join handle's reference, in one RMW when
+/// it can. Reports the failure as unhandled if the task already panicked and
+/// its result was never taken, and drops a result nobody took.
+void release_join_interest(task_header* task) noexcept;
 /// Registers `w` to be woken at completion. False (and `w` untouched) if the
 /// task is already complete. Throws usage_error if a waiter is registered.
 bool set_join_waker(task_header* task, waker& w);
