@@ -144,15 +144,41 @@ class local_queue {
     }
   }
 
-  /// Owner only: whether `task` is among the `depth` most recently pushed
-  /// entries. A hint (a thief may take it right after); pop_back decides.
-  [[nodiscard]] bool near_back(const task_header* task, std::uint32_t depth) const noexcept {
+  /// Owner only: claims up to `n` of the most recently pushed entries with
+  /// one CAS, newest first into `out`, always leaving the oldest entry for
+  /// the front (so thieves never race the owner for the same slot here; a
+  /// queue of one is pop_back's job). Returns how many it got (0 when fewer
+  /// than two are queued). The tail is lowered first and the epoch bumped by
+  /// the CAS, as in pop_back; a consumer that moved the front meanwhile
+  /// makes the CAS fail, and the owner decides again with the new front.
+  std::size_t pop_back_batch(task_header** out, std::uint32_t n) noexcept {
+    const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
+    std::uint64_t word = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint32_t avail = tail - front(word);
+      if (avail < 2 || avail > kCapacity) {  // (a stale front read above the lowered tail: empty enough)
+        tail_.store(tail, std::memory_order_relaxed);
+        return 0;
+      }
+      const std::uint32_t take = avail - 1 < n ? avail - 1 : n;
+      tail_.store(tail - take, std::memory_order_relaxed);  // published by the CAS below
+      if (head_.compare_exchange_weak(word, word + kEpochOne, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        for (std::uint32_t i = 0; i < take; ++i) out[i] = slots_[(tail - 1 - i) & kMask].load(std::memory_order_relaxed);
+        return take;
+      }
+    }
+  }
+
+  /// Owner only: how far from the end `task` sits (1: the most recently
+  /// pushed entry), looking at most `window` entries deep; 0 if not there.
+  /// A hint (a thief may take it right after); pop_back decides.
+  [[nodiscard]] std::uint32_t depth_from_back(const task_header* task, std::uint32_t window) const noexcept {
     const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     std::uint32_t n = tail - front(head_.load(std::memory_order_relaxed));
-    if (n > depth) n = depth;
+    if (n > window) n = window;
     for (std::uint32_t i = 1; i <= n; ++i)
-      if (slots_[(tail - i) & kMask].load(std::memory_order_relaxed) == task) return true;
-    return false;
+      if (slots_[(tail - i) & kMask].load(std::memory_order_relaxed) == task) return i;
+    return 0;
   }
 
   /// Thief: moves about half of this queue into `into` (owned by the

@@ -124,6 +124,11 @@ std::ptrdiff_t idle_state::pick_sleeper() noexcept {
   return static_cast<std::ptrdiff_t>(index);
 }
 
+bool idle_state::all_busy() const noexcept {
+  const std::uint32_t s = state_.load(std::memory_order_relaxed);
+  return (s & kSearchMask) == 0 && (s >> kUnparkedShift) == workers_;
+}
+
 bool idle_state::should_notify() noexcept {
   const std::uint32_t s = load_after_barrier(state_);
   return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;
@@ -366,19 +371,39 @@ bool never_started(std::uint64_t s) noexcept {
 bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
   // Current-thread mode keeps spawn order exactly (tests on the paused clock
   // rely on it); see "Awaiting a task that has not started".
-  if (!threaded_ || w.help_depth >= kMaxHelpDepth || !w.queue.near_back(child, kHelpWindow)) return false;
+  if (!threaded_ || w.help_depth >= kMaxHelpDepth) return false;
+  const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow);
+  if (depth == 0) return false;
   ++w.help_depth;
-  for (std::uint32_t popped = 0; popped < kHelpWindow; ++popped) {
-    if (w.stop_helping) break;
+  // Tasks taken from the end of the queue, newest first, not run yet: the
+  // whole stretch down to the child in one CAS while every worker is busy
+  // (nobody would steal them), else one at a time.
+  std::array<task_header*, kHelpWindow> claimed;
+  std::size_t next = 0;
+  std::size_t count = 0;
+  for (std::uint32_t ran = 0; ran < kHelpWindow; ++ran) {
     const std::uint64_t s = child->state.load(std::memory_order_acquire);
-    if ((s & task_header::COMPLETE) != 0 || !never_started(s)) break;
-    task_header* t = w.queue.pop_back();
-    if (t == nullptr) break;
-    // Ours now: only a poll changes its generation or its SCHEDULED bit.
-    if (!never_started(t->state.load(std::memory_order_relaxed))) {
-      w.queue.push(t);  // back where it was (pop_back made the room)
-      break;
+    if (w.stop_helping || (s & task_header::COMPLETE) != 0 || !never_started(s)) break;
+    if (next != count && !idle_.all_busy()) {
+      give_back(w, claimed.data() + next, count - next);  // a worker wants work: let it steal them
+      next = count = 0;
     }
+    if (next == count) {
+      next = 0;
+      // Down to where the child was (the tasks run meanwhile may have
+      // queued more), and no more than the window allows.
+      const std::uint32_t want = std::min(depth > ran ? depth - ran : 1, kHelpWindow - ran);
+      count = want > 1 && idle_.all_busy() ? w.queue.pop_back_batch(claimed.data(), want) : 0;
+      if (count == 0) {
+        claimed[0] = w.queue.pop_back();
+        if (claimed[0] == nullptr) break;
+        count = 1;
+      }
+    }
+    task_header* t = claimed[next];
+    // Ours now: only a poll changes its generation or its RUNNING bit.
+    if (!never_started(t->state.load(std::memory_order_relaxed))) break;  // given back below
+    ++next;
     if (--w.picks_to_check == 0) [[unlikely]] {
       w.picks_to_check = kGlobalQueueInterval;
       time_.fire_due();
@@ -386,8 +411,15 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
     }
     poll_task(t);
   }
+  if (next != count) give_back(w, claimed.data() + next, count - next);
   --w.help_depth;
   return child->is_complete();
+}
+
+void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n) noexcept {
+  // `tasks` is newest first: push the oldest first, so the end of the queue
+  // looks as it did (bar what ran meanwhile).
+  for (std::size_t i = n; i-- > 0;) push_local(w, tasks[i]);
 }
 
 bool help_awaited(task_header* child) noexcept {

@@ -186,6 +186,8 @@ class idle_state {
   std::ptrdiff_t pick_sleeper() noexcept;
   /// Reads the state after a store-load barrier (see "Idling" above).
   [[nodiscard]] bool should_notify() noexcept;
+  /// A hint (relaxed read): no worker is searching for work or asleep.
+  [[nodiscard]] bool all_busy() const noexcept;
 
  private:
   static constexpr std::uint32_t kUnparkedShift = 16;
@@ -254,6 +256,9 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// `child` is complete afterwards. See "Awaiting a task that has not
   /// started" above.
   bool help_awaited(worker& w, task_header* child) noexcept;
+  /// Pushes tasks help_awaited took from the end of the queue but did not
+  /// run back onto it (newest first in `tasks`).
+  void give_back(worker& w, task_header* const* tasks, std::size_t n) noexcept;
 
   task_header* spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options, bool blocking);
   void shutdown(std::chrono::nanoseconds grace);

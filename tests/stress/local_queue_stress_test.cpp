@@ -1,6 +1,7 @@
 // The worker run queue (src/runtime/local_queue.hpp) on its own: the owner
-// pushes, pops from the front and takes back from the end (pop_back) while
-// thieves steal halves; every pushed entry must come out exactly once.
+// pushes, pops from the front and takes back from the end (pop_back, and
+// pop_back_batch, whose entries it sometimes pushes back) while thieves
+// steal halves; every pushed entry must come out exactly once.
 #include "../../src/runtime/local_queue.hpp"
 
 #include <gtest/gtest.h>
@@ -51,18 +52,22 @@ TEST_P(local_queue_stress, every_entry_is_taken_exactly_once) {
       threads.emplace_back([&, k] {
         auto mine = std::make_unique<local_queue>();
         std::minstd_rand rng(static_cast<std::uint32_t>(seed + round * 31 + k));
-        for (;;) {
+        // After the owner is done, a bounded number of rounds: an entry the
+        // queue lost (or a queue stuck non-empty) fails the count below
+        // instead of hanging the test.
+        for (int after_done = 0; after_done < 100000;) {
           const bool finished = owner_done.load(std::memory_order_acquire);
           if (task_header* t = queue->steal_into(*mine, 1 + rng() % 2)) take(t);
           while (task_header* t = mine->pop()) take(t);
           if (finished && (queue->looks_empty() || consumed.load() >= kEntries)) break;
+          if (finished) ++after_done;
         }
       });
     }
     std::mt19937_64 rng(seed + round);
     int next = 0;
     while (next < kEntries) {
-      const auto op = rng() % 8;
+      const auto op = rng() % 10;
       if (op < 2) {
         // One entry pushed and taken back at once: pop_back races the
         // thieves for the last entry.
@@ -74,12 +79,27 @@ TEST_P(local_queue_stress, every_entry_is_taken_exactly_once) {
         if (task_header* t = queue->pop_back()) take(t);
       } else if (op < 7) {
         if (task_header* t = queue->pop()) take(t);
-      } else {
+      } else if (op < 8) {
         // A burst, then take back from the end: the shape of a parent
         // spawning children and awaiting one.
         for (int i = 0; i < 3 && next < kEntries; ++i)
           if (queue->push(&entries[next])) ++next;
         if (task_header* t = queue->pop_back()) take(t);
+      } else if (op < 9) {
+        // A burst taken back from the end in one claim (help_awaited's
+        // batch); part of it is pushed back, as when helping stops early.
+        for (int i = 0; i < 6 && next < kEntries; ++i)
+          if (queue->push(&entries[next])) ++next;
+        task_header* batch[8];
+        const std::size_t n = queue->pop_back_batch(batch, 1 + static_cast<std::uint32_t>(rng() % 8));
+        const std::size_t keep = n != 0 ? rng() % (n + 1) : 0;
+        for (std::size_t i = 0; i < keep; ++i) take(batch[i]);
+        for (std::size_t i = n; i-- > keep;)
+          if (!queue->push(batch[i])) take(batch[i]);
+      } else {
+        task_header* batch[8];
+        const std::size_t n = queue->pop_back_batch(batch, 8);
+        for (std::size_t i = 0; i < n; ++i) take(batch[i]);
       }
     }
     for (std::uint64_t i = 0; i < local_queue::kCapacity; ++i)
