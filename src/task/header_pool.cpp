@@ -145,11 +145,15 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
       std::uint64_t s = h->state.load(std::memory_order_relaxed);
       // acquire on success: the fields were published by spawn's release
       // store of the state (with the first references).
-      while (task_header::refs_of(s) != 0 &&
-             !h->state.compare_exchange_weak(s, s + task_header::REF_ONE, std::memory_order_acquire,
-                                             std::memory_order_relaxed)) {
+      // Complete tasks are skipped: release() counts on nobody but an owner
+      // taking a reference to one (its last owner frees it without an RMW).
+      const auto visit = [](std::uint64_t word) {
+        return task_header::refs_of(word) != 0 && (word & task_header::COMPLETE) == 0;
+      };
+      while (visit(s) && !h->state.compare_exchange_weak(s, s + task_header::REF_ONE, std::memory_order_acquire,
+                                                         std::memory_order_relaxed)) {
       }
-      if (task_header::refs_of(s) == 0) continue;
+      if (!visit(s)) continue;
       fn(context, h);
       release(h);
     }

@@ -24,8 +24,9 @@ void free_header(task_header* header) noexcept;
 /// A fresh task id, unique in the process.
 std::uint64_t next_task_id() noexcept;
 
-/// Calls `fn(context, header)` for every header that has references, holding
-/// one more reference during the call.
+/// Calls `fn(context, header)` for every task that has references and is not
+/// complete yet, holding one more reference during the call (never one on a
+/// complete task: see release()).
 void for_each_live_header(void (*fn)(void* context, task_header* header), void* context);
 
 }  // namespace warden::detail

@@ -166,6 +166,15 @@ void retain(task_header* task) noexcept {
 
 void release(task_header* task) noexcept {
   using h = task_header;
+  // The last owner of a complete task frees it without an RMW: only an owner
+  // can make another reference (a clone), and pool sweeps skip complete
+  // tasks, so nobody can come back. acquire: the other owners' releases
+  // (RMWs on this word) happen before our free.
+  const std::uint64_t s = task->state.load(std::memory_order_acquire);
+  if ((s & h::COMPLETE) != 0 && h::refs_of(s) == 1) {
+    free_task(task);
+    return;
+  }
   // acq_rel: the thread that frees must see every other owner's last use.
   if (h::refs_of(task->state.fetch_sub(h::REF_ONE, std::memory_order_acq_rel)) == 1) free_task(task);
 }

@@ -17,7 +17,10 @@
 // lifecycle reference goes in the same CAS that publishes COMPLETE, and a
 // dropped join handle clears JOIN_INTEREST and its reference in one RMW:
 // after such an RMW the thread must not touch the header again unless it
-// dropped the last reference (then it frees it).
+// dropped the last reference (then it frees it). Only an owner may make a
+// new reference (clone a waker, make an abort handle), except the pool
+// sweeps of shutdown, which never take one on a complete task; so the last
+// owner of a complete task, seeing itself alone, frees it with no RMW.
 //
 // # The state word (`state`)
 //   RUNNING        a worker is resuming the task right now (exclusive
