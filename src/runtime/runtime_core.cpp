@@ -124,6 +124,11 @@ std::ptrdiff_t idle_state::pick_sleeper() noexcept {
   return static_cast<std::ptrdiff_t>(index);
 }
 
+bool idle_state::should_notify_unfenced() const noexcept {
+  const std::uint32_t s = state_.load(std::memory_order_relaxed);
+  return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;
+}
+
 bool idle_state::all_busy() const noexcept {
   const std::uint32_t s = state_.load(std::memory_order_relaxed);
   return (s & kSearchMask) == 0 && (s >> kUnparkedShift) == workers_;
@@ -269,7 +274,13 @@ inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hi
       if (previous == nullptr) return;  // the worker runs it next; nobody else needs waking
       task = previous;
     }
-    if (!push_local(*w, task)) return;
+    bool was_empty = false;
+    if (w->queue.push(task, was_empty)) [[likely]] {
+      // Our own queue: no barrier (see "Idling without lost wakeups").
+      if (was_empty && idle_.should_notify_unfenced()) notify_parked();
+      return;
+    }
+    overflow(*w, task);
   } else {
     inject_.push(task);
   }

@@ -73,6 +73,17 @@
 // scheduler sees the sleeper and unparks it (Dekker). Parked workers use no
 // CPU.
 //
+// The exception is a worker pushing onto its own queue (a spawn or a wake
+// from one of its tasks): it reads the idle state with no barrier, so in a
+// narrow race it misses a worker that is just going to sleep. That costs
+// parallelism, never progress: the pushing worker runs the task itself once
+// its current poll ends (it never parks with its own queue non-empty), and
+// its next push into an empty queue sees the sleeper. The barrier (a full
+// fence, as costly as a locked instruction) was a fifth of a chain of
+// spawns, where every spawn finds the queue empty. Pushes onto the
+// injection queue, from outside the workers or on overflow, keep it: nobody
+// else is bound to run those.
+//
 // # Spinning before parking
 // Parking and unparking cost a futex call and a context switch each, far
 // more than a short task. So the searching worker (there is at most one per
@@ -186,6 +197,9 @@ class idle_state {
   std::ptrdiff_t pick_sleeper() noexcept;
   /// Reads the state after a store-load barrier (see "Idling" above).
   [[nodiscard]] bool should_notify() noexcept;
+  /// should_notify without the barrier: a hint, for a worker that pushed
+  /// onto its own queue (see "Idling" above).
+  [[nodiscard]] bool should_notify_unfenced() const noexcept;
   /// A hint (relaxed read): no worker is searching for work or asleep.
   [[nodiscard]] bool all_busy() const noexcept;
 
