@@ -22,6 +22,9 @@ struct thread_context {
   // compares it before and after a resume: see "poll end, yield" in
   // task_header.cpp.
   std::uint32_t wakers_made = 0;
+  // The task help_awaited is polling for the join handle it awaits on this
+  // thread (the handle is idle meanwhile: see "complete" in task_header.cpp).
+  task_header* awaited_here = nullptr;
 };
 
 extern constinit thread_local thread_context tl_context;

@@ -420,7 +420,9 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
       time_.fire_due();
       if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
     }
+    task_header* const outer = std::exchange(tl_context.awaited_here, t == child ? child : nullptr);
     poll_task(t);
+    tl_context.awaited_here = outer;
   }
   if (next != count) give_back(w, claimed.data() + next, count - next);
   --w.help_depth;

@@ -1,5 +1,8 @@
 #include "header_pool.hpp"
 
+#include "../detail/asymmetric_fence.hpp"
+#include "../detail/sanitizers.hpp"
+
 #include <array>
 #include <mutex>
 #include <new>
@@ -18,8 +21,29 @@ struct pool {
   std::vector<task_header*> chunks;  // each kChunkSize headers; never freed
   std::mutex free_mutex;
   std::vector<task_header*> free;
+  // Headers freed while a sweep ran, reused only once no sweep runs (under
+  // free_mutex; see "Sweeps" at for_each_live_header).
+  std::vector<task_header*> deferred;
   std::atomic<std::uint64_t> next_id_block{1};
 };
+
+// Sweeps running now (see for_each_live_header).
+constinit std::atomic<std::uint32_t> g_sweeps{0};
+
+/// The freeing side of the sweep handshake: true if a sweep may be running,
+/// after the caller stored the header's dead state.
+inline bool sweep_may_run() noexcept {
+  if constexpr (WARDEN_TSAN) {
+    // TSan models neither fence: an RMW orders us against the sweep's.
+    return g_sweeps.fetch_add(0, std::memory_order_acq_rel) != 0;
+  } else {
+    if (heavy_fence_available())
+      light_fence();
+    else
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    return g_sweeps.load(std::memory_order_relaxed) != 0;
+  }
+}
 
 pool& global_pool() {
   // Leaked on purpose: handles may be released during static destruction.
@@ -106,7 +130,20 @@ task_header* allocate_header() {
   return c.items[--c.count];
 }
 
+namespace {
+/// free_header's slow path: a sweep may be looking at `header`.
+[[gnu::noinline]] bool defer_free(task_header* header) noexcept {
+  pool& p = global_pool();
+  std::lock_guard lock(p.free_mutex);
+  if (g_sweeps.load(std::memory_order_relaxed) == 0) return false;  // it ended (it drains under this lock)
+  p.deferred.push_back(header);
+  return true;
+}
+}  // namespace
+
 void free_header(task_header* header) noexcept {
+  if (sweep_may_run()) [[unlikely]]
+    if (defer_free(header)) return;
   // release() has destroyed the frame, the result and the extras (panic
   // record, locals) and cleared `extras`, which must read as empty for the
   // next task. Every other field is written by spawn before the header is
@@ -132,8 +169,27 @@ std::uint64_t next_task_id() noexcept {
   return c.next_id++;
 }
 
+// # Sweeps
+// A sweep visits headers without taking references (the state word's
+// reference count is changed without an RMW on some paths: see release()
+// and complete() in task_header.cpp). What keeps a visited header from
+// being reused under the sweep is a Dekker handshake on `g_sweeps`: the
+// sweep counts itself in, then a barrier, then reads each state word; a
+// thread freeing a header stores its dead state (no references), then a
+// barrier, then reads `g_sweeps`, and if a sweep may run it parks the header
+// on `deferred` instead of the pool. So either the sweep sees the header
+// dead and skips it, or the freeing thread sees the sweep and keeps the
+// header out of reuse until the last sweep ends (which moves `deferred` to
+// the free list). Where the kernel offers it (asymmetric_fence.hpp) the
+// freeing side's barrier is a compiler barrier and the sweep pays for both.
+// A header reused before the sweep began is simply a live task to visit.
 void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
   pool& p = global_pool();
+  g_sweeps.fetch_add(1, std::memory_order_seq_cst);
+  if (!WARDEN_TSAN && heavy_fence_available())
+    heavy_fence();
+  else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
   std::vector<task_header*> chunks;
   {
     std::lock_guard lock(p.chunks_mutex);
@@ -142,21 +198,19 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
   for (task_header* chunk : chunks) {
     for (std::size_t i = 0; i < kChunkSize; ++i) {
       task_header* h = &chunk[i];
-      std::uint64_t s = h->state.load(std::memory_order_relaxed);
-      // acquire on success: the fields were published by spawn's release
-      // store of the state (with the first references).
-      // Complete tasks are skipped: release() counts on nobody but an owner
-      // taking a reference to one (its last owner frees it without an RMW).
-      const auto visit = [](std::uint64_t word) {
-        return task_header::refs_of(word) != 0 && (word & task_header::COMPLETE) == 0;
-      };
-      while (visit(s) && !h->state.compare_exchange_weak(s, s + task_header::REF_ONE, std::memory_order_acquire,
-                                                         std::memory_order_relaxed)) {
-      }
-      if (!visit(s)) continue;
+      // acquire: the fields spawn wrote before its release store of the
+      // state. Complete tasks are skipped: there is nothing left to do to
+      // them.
+      const std::uint64_t s = h->state.load(std::memory_order_acquire);
+      if (task_header::refs_of(s) == 0 || (s & task_header::COMPLETE) != 0) continue;
       fn(context, h);
-      release(h);
     }
+  }
+  std::vector<task_header*> reusable;
+  {
+    std::lock_guard lock(p.free_mutex);
+    if (g_sweeps.fetch_sub(1, std::memory_order_acq_rel) == 1) reusable.swap(p.deferred);
+    for (task_header* h : reusable) p.free.push_back(h);
   }
 }
 

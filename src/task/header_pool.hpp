@@ -25,8 +25,9 @@ void free_header(task_header* header) noexcept;
 std::uint64_t next_task_id() noexcept;
 
 /// Calls `fn(context, header)` for every task that has references and is not
-/// complete yet, holding one more reference during the call (never one on a
-/// complete task: see release()).
+/// complete yet. It takes no reference; a header freed during the sweep is
+/// not reused until the sweep ends, so `header` stays valid through the call
+/// (see "Sweeps" in header_pool.cpp).
 void for_each_live_header(void (*fn)(void* context, task_header* header), void* context);
 
 }  // namespace warden::detail

@@ -31,6 +31,14 @@
 //                     and, in the same CAS, minus the lifecycle reference
 //                     unless the completer still has work on the header
 //                     (a join waiter to wake, an outcome nobody will take)
+//   complete, alone:  the same by a plain store (release) when no other
+//                     owner is left, or the only other one is the join
+//                     handle this thread awaits the task through
+//                     (help_awaited). Nobody else can change the word then
+//                     but a shutdown sweep's abort, which completion makes
+//                     moot, so the store loses nothing that matters (an
+//                     unowned_waker is used only while its task cannot
+//                     complete: see its contract).
 //   handle dropped:   minus JOIN_INTEREST and one reference, one RMW (a
 //                     CAS), unless the task completed with an outcome left
 //                     to drop or report (then two RMWs)
@@ -152,6 +160,9 @@ void free_task(task_header* task) noexcept {
   drop_result(task);
   if (task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
     free_rare_parts(task);
+  // Dead (no references) for pool sweeps, whichever path got here: see
+  // "Sweeps" in header_pool.cpp. relaxed: free_header's barrier orders it.
+  task->state.store(task_header::COMPLETE, std::memory_order_relaxed);
   free_header(task);
 }
 }  // namespace
@@ -261,6 +272,19 @@ namespace {
     sink->report(task, error);  // no memory to keep it for the handle: report it now
 }
 
+/// Whether the completer of `task` (state `s`) is the only one who can
+/// still change its state word in a way that matters: it holds the only
+/// reference (no join handle, waker or abort handle is left), or the only
+/// other one is the join handle that this very thread is awaiting the task
+/// through (help_awaited polls the task from inside that await, so the
+/// handle is idle until we return).
+bool completes_alone(const task_header* task, std::uint64_t s) noexcept {
+  using h = task_header;
+  if (h::refs_of(s) == 1) return true;
+  return h::refs_of(s) == 2 && (s & (h::JOIN_INTEREST | h::JOIN_WAITER)) == h::JOIN_INTEREST &&
+         task == tl_context.awaited_here;
+}
+
 void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
   task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
@@ -285,7 +309,23 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
     record_panic(task, std::move(error));
   // Something to drop or report if no join handle wants the outcome.
   const bool leftovers = task->result != nullptr || (outcome & h::PANICKED) != 0;
-  std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  // acquire: the other owners' releases (we may free), and the join waker.
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
+  if (completes_alone(task, s)) {
+    // No RMW: nobody else can change the word now except a shutdown
+    // sweep's abort, moot once we complete (see "complete, alone" at the
+    // top). release: the outcome, for a join handle on this thread and for
+    // sweeps.
+    task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE | outcome) - h::REF_ONE,
+                      std::memory_order_release);
+    if ((s & h::JOIN_INTEREST) == 0) {
+      if ((outcome & h::PANICKED) != 0)
+        if (task_panic* panic = panic_of(task)) panic->sink->report(task, panic->error);
+      free_task(task);  // the lifecycle reference was the only one
+    }
+    scheduler->on_complete();
+    return;
+  }
   bool fast = false;
   // acq_rel: release publishes the result to the join side and, when the
   // lifecycle reference goes too, our last use of the header to whoever

@@ -307,7 +307,10 @@ waker suspend_current(std::coroutine_handle<> awaiting);
 /// suspensions. It saves the two reference-count RMWs of a `waker` (retain
 /// when made, release when dropped), so only a structure that can guarantee
 /// the task's header outlives every wake() may keep one, and it must say
-/// how where it does (see the receiver's waker in mpsc_state.hpp).
+/// how where it does (see the receiver's waker in mpsc_state.hpp). Stronger
+/// still, a wake() through one must end before the task can complete (its
+/// completion may then change the state word with a plain store: see
+/// "complete, alone" in task_header.cpp).
 struct unowned_waker {
   task_header* task = nullptr;
   std::uint32_t generation = 0;
