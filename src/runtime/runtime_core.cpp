@@ -292,7 +292,16 @@ bool runtime_core::has_work_anywhere() const noexcept {
   return false;
 }
 
-task_header* runtime_core::next_task(worker& w) noexcept {
+inline task_header* runtime_core::next_task(worker& w) noexcept {
+  if (w.picks_to_check > 1 && w.lifo == nullptr && w.claimed_next != w.claimed_end) [[likely]] {
+    --w.picks_to_check;
+    w.lifo_streak = 0;
+    return w.claimed[w.claimed_next++];
+  }
+  return next_task_slow(w);
+}
+
+task_header* runtime_core::next_task_slow(worker& w) noexcept {
   if (--w.picks_to_check == 0) [[unlikely]] {
     w.picks_to_check = kGlobalQueueInterval;
     if (task_header* t = periodic_check()) return t;
@@ -391,7 +400,7 @@ bool help_awaited(task_header* child) noexcept {
   return w->core->help_awaited(*w, child);
 }
 
-void runtime_core::poll(worker& w, task_header* task) noexcept {
+inline void runtime_core::poll(worker& w, task_header* task) noexcept {
   w.stop_helping = false;
   if (w.searching) {
     w.searching = false;
@@ -399,7 +408,9 @@ void runtime_core::poll(worker& w, task_header* task) noexcept {
     // "Spinning" in the header for why the check after the stop is enough).
     if (idle_.stop_searching() && has_work_anywhere()) notify_parked();
   }
-  poll_task(task);
+  // A yielded task goes to the back of this worker's queue, where
+  // schedule() would put it (the task is this runtime's: see enqueue).
+  if (poll_task_yielded(task) && push_local(w, task)) notify_parked();
 }
 
 template <class Done>
