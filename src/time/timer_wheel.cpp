@@ -77,7 +77,7 @@ void timer_wheel::advance(std::uint64_t now, timer_list& due) noexcept {
       --size_;
       if (node->deadline <= now) {
         // In the due list now: a disarm must unlink it from there.
-        node->status = timer_node::state::firing;
+        node->status.store(timer_node::state::firing, std::memory_order_relaxed);
         due.push_back(node);  // relinks prev / next
       } else
         insert(node);  // cascades to a lower level
