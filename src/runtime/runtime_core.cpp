@@ -388,7 +388,7 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
       time_.fire_due();
       if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
     }
-    poll_task(t);
+    if (poll_task_yielded(t) && push_local(w, t)) notify_parked();  // as in poll()
   }
   --w.help_depth;
   return child->is_complete();
