@@ -265,6 +265,17 @@ inline bool runtime_core::push_local(worker& w, task_header* task) noexcept {
   return overflow(w, task);
 }
 
+inline void runtime_core::push_own(worker& w, task_header* task) noexcept {
+  bool was_empty = false;
+  if (w.queue.push(task, was_empty)) [[likely]] {
+    // Our own queue: no barrier (see "Idling without lost wakeups").
+    if (was_empty && idle_.should_notify_unfenced()) notify_parked();
+    return;
+  }
+  overflow(w, task);
+  notify_parked();
+}
+
 void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept { enqueue(own_worker(), task, hint); }
 
 inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hint) noexcept {
@@ -274,16 +285,10 @@ inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hi
       if (previous == nullptr) return;  // the worker runs it next; nobody else needs waking
       task = previous;
     }
-    bool was_empty = false;
-    if (w->queue.push(task, was_empty)) [[likely]] {
-      // Our own queue: no barrier (see "Idling without lost wakeups").
-      if (was_empty && idle_.should_notify_unfenced()) notify_parked();
-      return;
-    }
-    overflow(*w, task);
-  } else {
-    inject_.push(task);
+    push_own(*w, task);
+    return;
   }
+  inject_.push(task);
   notify_parked();
 }
 
@@ -310,7 +315,16 @@ bool runtime_core::has_work_anywhere() const noexcept {
   return false;
 }
 
-task_header* runtime_core::next_task(worker& w) noexcept {
+inline task_header* runtime_core::next_task(worker& w) noexcept {
+  if (w.picks_to_check > 1 && w.lifo == nullptr && w.claimed_next != w.claimed_end) [[likely]] {
+    --w.picks_to_check;
+    w.lifo_streak = 0;
+    return w.claimed[w.claimed_next++];
+  }
+  return next_task_slow(w);
+}
+
+task_header* runtime_core::next_task_slow(worker& w) noexcept {
   if (--w.picks_to_check == 0) [[unlikely]] {
     w.picks_to_check = kGlobalQueueInterval;
     if (task_header* t = periodic_check()) return t;
@@ -421,8 +435,9 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
       if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
     }
     task_header* const outer = std::exchange(tl_context.awaited_here, t == child ? child : nullptr);
-    poll_task(t);
+    const bool yielded = poll_task_yielded(t);
     tl_context.awaited_here = outer;
+    if (yielded) push_own(w, t);  // as in poll()
   }
   if (next != count) give_back(w, claimed.data() + next, count - next);
   --w.help_depth;
@@ -441,7 +456,7 @@ bool help_awaited(task_header* child) noexcept {
   return w->core->help_awaited(*w, child);
 }
 
-void runtime_core::poll(worker& w, task_header* task) noexcept {
+inline void runtime_core::poll(worker& w, task_header* task) noexcept {
   w.stop_helping = false;
   if (w.searching) {
     w.searching = false;
@@ -449,7 +464,9 @@ void runtime_core::poll(worker& w, task_header* task) noexcept {
     // "Spinning" in the header for why the check after the stop is enough).
     if (idle_.stop_searching() && has_work_anywhere()) notify_parked();
   }
-  poll_task(task);
+  // A yielded task goes to the back of this worker's queue, where
+  // schedule() would put it (the task is this runtime's: see enqueue).
+  if (poll_task_yielded(task)) push_own(w, task);
 }
 
 template <class Done>

@@ -13,7 +13,9 @@
 // On a worker of this runtime: a woken task to the LIFO slot (the previous
 // occupant moves to the back of the local queue), a new or yielded task to
 // the back of the local queue (a yielded one still RUNNING: see
-// task_header.hpp). Anywhere else: the injection queue. Then, if
+// task_header.hpp; a worker queues the tasks that yield in its own polls
+// itself, poll_task_yielded, without the call to schedule). Anywhere else:
+// the injection queue. Then, if
 // nobody is searching and somebody sleeps, one sleeper is woken to search.
 //
 // A push onto a local queue that already held work skips that check (and
@@ -303,7 +305,10 @@ class runtime_core final : public task_scheduler, public timer_host {
   void run_loop(worker& w, Done&& done, const std::chrono::steady_clock::time_point* deadline);
   template <class Done>
   bool drive(Done&& done, const std::chrono::steady_clock::time_point* deadline);
+  /// The common case inline (a claimed task, no periodic check due, an
+  /// empty LIFO slot), else next_task_slow.
   task_header* next_task(worker& w) noexcept;
+  [[gnu::noinline]] task_header* next_task_slow(worker& w) noexcept;
   /// Steals or takes injected work as the searching worker; nullptr if
   /// there is none or another worker searches. `min_victim_tasks`: see
   /// "Spinning" above.
@@ -318,6 +323,9 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// considered: the queue was empty before, or its overflow went to the
   /// injection queue (see "Where a runnable task goes").
   bool push_local(worker& w, task_header* task) noexcept;
+  /// Queues `task` on `w`, the calling worker's own queue, and wakes a
+  /// sleeper if the queue was empty (read without a barrier) or overflowed.
+  void push_own(worker& w, task_header* task) noexcept;
   /// push_local's slow path, out of line so the fast path stays small.
   [[gnu::noinline]] bool overflow(worker& w, task_header* task) noexcept;
   [[gnu::noinline]] void notify_parked() noexcept;

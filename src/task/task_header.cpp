@@ -363,7 +363,7 @@ void cancel_now(task_header* task) noexcept {
 
 }  // namespace
 
-void poll_task(task_header* task) noexcept {
+bool poll_task_yielded(task_header* task) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
   if ((s & h::RUNNING) == 0) {
@@ -387,14 +387,14 @@ void poll_task(task_header* task) noexcept {
     cancel_now(task);
     tl_context.task = outer;
     tl_context.yield_requested = outer_yield;
-    return;
+    return false;
   }
   task->resume_point.resume();
   const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
   if (task->root.done()) {
     complete(task, root_promise(task).failed() ? h::PANICKED : std::uint64_t{0});
     tl_context.task = outer;
-    return;
+    return false;
   }
   s = task->state.load(std::memory_order_relaxed);
   if (yielded) {
@@ -417,12 +417,10 @@ void poll_task(task_header* task) noexcept {
       }
     }
     // An abort that came before this check:
-    if ((s & h::ABORT) != 0)
-      cancel_now(task);
-    else
-      task->scheduler->schedule(task, schedule_hint::yield);
+    const bool aborted = (s & h::ABORT) != 0;
+    if (aborted) cancel_now(task);
     tl_context.task = outer;
-    return;
+    return !aborted;  // else the caller queues it
   }
   for (;;) {
     if ((s & h::ABORT) != 0) {
@@ -446,6 +444,11 @@ void poll_task(task_header* task) noexcept {
       break;
   }
   tl_context.task = outer;
+  return false;
+}
+
+void poll_task(task_header* task) noexcept {
+  if (poll_task_yielded(task)) task->scheduler->schedule(task, schedule_hint::yield);
 }
 
 bool set_join_waker(task_header* task, waker& w) {

@@ -53,9 +53,11 @@ bool time_driver::arm(timer_node& node, steady::time_point deadline) {
     const std::uint64_t earliest_before = next_tick_.load(std::memory_order_relaxed);
     node.deadline = tick;
     node.driver = this;
-    node.status = timer_node::state::armed;
+    node.status.store(timer_node::state::armed, std::memory_order_relaxed);
     wheel_.insert(&node);
-    publish_next();
+    // A timer not before the cached next expiration leaves it unchanged: the
+    // wheel files a later deadline in the same or a later slot.
+    if (tick < earliest_before) publish_next();
     if (driver_ >= 0) {
       if (tick < driver_tick_) wake = driver_;  // the driver sleeps too long now
     } else if (next_tick_.load(std::memory_order_relaxed) < earliest_before) {
@@ -75,16 +77,20 @@ bool time_driver::arm(timer_node& node, steady::time_point deadline) {
 }
 
 void time_driver::disarm(timer_node& node) noexcept {
+  // Fired (the common end of a sleep): the driver took the waker and touches
+  // the node no more (acquire: pairs with the release in fire_until). No lock.
+  if (node.status.load(std::memory_order_acquire) == timer_node::state::fired) return;
   waker dropped;
   {
     std::lock_guard lock(mutex_);
-    if (node.status == timer_node::state::armed) {
+    const timer_node::state status = node.status.load(std::memory_order_relaxed);
+    if (status == timer_node::state::armed) {
       wheel_.remove(&node);
       publish_next();
-    } else if (node.status == timer_node::state::firing) {
+    } else if (status == timer_node::state::firing) {
       firing_.remove(&node);
     }
-    node.status = timer_node::state::idle;
+    node.status.store(timer_node::state::idle, std::memory_order_relaxed);
     dropped = std::move(node.wake);
   }
 }
@@ -116,8 +122,9 @@ void time_driver::fire_until(std::uint64_t tick) {
     while (taken < batch_size) {
       timer_node* node = firing_.pop_front();
       if (node == nullptr) break;
-      node->status = timer_node::state::fired;
       batch[taken++] = std::move(node->wake);
+      // release, and the last touch of the node: see disarm.
+      node->status.store(timer_node::state::fired, std::memory_order_release);
     }
     lock.unlock();
     for (std::size_t i = 0; i < taken; ++i) batch[i].wake();

@@ -75,9 +75,11 @@ void timer_wheel::advance(std::uint64_t now, timer_list& due) noexcept {
       timer_node* following = node->next;
       node->prev = node->next = nullptr;
       --size_;
-      if (node->deadline <= now)
+      if (node->deadline <= now) {
+        // In the due list now: a disarm must unlink it from there.
+        node->status.store(timer_node::state::firing, std::memory_order_relaxed);
         due.push_back(node);  // relinks prev / next
-      else
+      } else
         insert(node);  // cascades to a lower level
       node = following;
     }

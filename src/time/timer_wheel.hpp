@@ -46,7 +46,8 @@ class timer_wheel {
   /// earliest deadline; exact at level 0), or nullopt when empty.
   [[nodiscard]] std::optional<std::uint64_t> next_expiration() const noexcept;
   /// Moves time to `now`, appending every timer with deadline <= now to `due`
-  /// (taken out of the wheel, in no particular order). Allocates nothing.
+  /// (taken out of the wheel, marked `firing`, in no particular order).
+  /// Allocates nothing.
   void advance(std::uint64_t now, timer_list& due) noexcept;
 
   [[nodiscard]] std::uint64_t elapsed() const noexcept { return elapsed_; }

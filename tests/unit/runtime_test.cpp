@@ -469,6 +469,35 @@ TEST_P(single_driver_test, yield_now_runs_every_ready_task_before_the_yielder_re
   EXPECT_EQ(rt.block_on(parent()), 3);  // none before the yield, all three after it
 }
 
+// A yield goes behind every task already queued, also when a thousand are
+// (more than a worker's queue held before it grew to 1024, when the excess
+// went to the injection queue and the yielders there waited behind those
+// cycling through the local queue): tasks yielding in a loop run in rounds,
+// each task once per round, in spawn order every round.
+TEST_P(single_driver_test, a_thousand_yielding_tasks_run_in_rounds_each_once_per_round_in_spawn_order) {
+  constexpr int kTasks = 1000;
+  constexpr int kRounds = 3;
+  std::vector<int> order;  // appended to only by the one thread that runs tasks
+  order.reserve(kTasks * kRounds);
+  auto yielder = [&order](int id) -> task<> {
+    for (int round = 0; round < kRounds; ++round) {
+      order.push_back(id);
+      co_await warden::yield_now{};
+    }
+  };
+  auto spawner = [&]() -> task<std::vector<join_handle<void>>> {
+    std::vector<join_handle<void>> handles;
+    for (int id = 0; id < kTasks; ++id) handles.push_back(warden::spawn(yielder(id)));
+    co_return handles;
+  };
+  std::vector<join_handle<void>> handles = rt.block_on(spawner());
+  for (auto& h : handles) h.join();
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(kTasks * kRounds));
+  for (int round = 0; round < kRounds; ++round)
+    for (int id = 0; id < kTasks; ++id)
+      ASSERT_EQ(order[static_cast<std::size_t>(round * kTasks + id)], id) << "round " << round;
+}
+
 INSTANTIATE_TEST_SUITE_P(one_thread, single_driver_test, ::testing::Values<std::size_t>(0, 1),
                          warden::testkit::worker_name);
 

@@ -293,6 +293,11 @@ void drop_result(task_header* task) noexcept;
 /// Runs one poll of a SCHEDULED task on the calling thread: resumes it (or
 /// destroys it if aborted), then completes, parks or re-queues it.
 void poll_task(task_header* task) noexcept;
+/// poll_task, except that a task that awaited yield_now is not re-queued:
+/// true then, and the caller queues it (at the back, as schedule_hint::yield
+/// would), still RUNNING. For a worker polling a task of its own runtime,
+/// which knows where the task goes without asking the scheduler.
+[[nodiscard]] bool poll_task_yielded(task_header* task) noexcept;
 
 /// The task the calling thread is running now (nullptr outside tasks).
 task_header* current_task() noexcept;

@@ -6,11 +6,16 @@
 // waker inside, in the driver's list of due timers), `fired` once its waker
 // was taken to be woken, `idle` otherwise. All fields are guarded by the
 // time driver's lock; the owner disarms the node in its destructor, which is
-// also the cancellation path.
+// also the cancellation path. One exception: `status` is also read without
+// the lock, by disarm, which skips the lock for a node it sees `fired`. The
+// driver stores `fired` (release) as its last touch of the node, after
+// taking its waker, so an owner that loads `fired` (acquire) owns the whole
+// node again; any other value sends disarm to the locked path.
 #pragma once
 
 #include <warden/detail/task_header.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -26,7 +31,7 @@ struct timer_node {
   timer_node* next = nullptr;
   std::uint8_t level = 0;
   std::uint8_t slot = 0;
-  state status = state::idle;
+  std::atomic<state> status{state::idle};
   // Set by sleep_for with a positive duration: the deadline is known to be
   // ahead, so await_ready need not read the clock. Owned by the awaiter.
   bool deadline_ahead = false;
