@@ -34,8 +34,9 @@
 //
 // # Memory
 // A bounded channel allocates its ring of `capacity` slots once, when it is
-// created; sending and receiving allocate nothing. An unbounded channel
-// starts with 16 slots and doubles its ring when it is full.
+// created (capacity 1 keeps its slot inside the channel's shared state);
+// sending and receiving allocate nothing. An unbounded channel starts with
+// 16 slots and doubles its ring when it is full.
 //
 // # Cost
 // A bounded channel takes no lock to send or receive: a send takes a free
