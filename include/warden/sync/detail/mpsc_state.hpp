@@ -629,9 +629,9 @@ struct mpsc_state {
   /// kSlotClaimed), or else leaves it empty and, if that made the channel
   /// closed and drained, wakes a parked receiver.
   void free_one_slot() noexcept {
-    std::uint64_t word = permits.load(std::memory_order_relaxed);
-    for (;;) {
-      if ((word & kSendersParked) == 0) {
+    do {
+      std::uint64_t word = permits.load(std::memory_order_relaxed);
+      while ((word & kSendersParked) == 0) {
         const bool drained = (word & (kClosed | kReceiverParked)) == (kClosed | kReceiverParked);
         const std::uint64_t emptied = word & ~(kSlotMask | (drained ? kReceiverParked : 0));
         // release: our read of the value comes before the next claimant's
@@ -640,31 +640,33 @@ struct mpsc_state {
           if (drained) wake_taken_receiver();
           return;
         }
-        continue;
       }
-      waker next;
-      {
-        std::lock_guard lock(mutex);
-        if (wait_node* node = parked_senders.pop_front()) {
-          node->amount = 1;
-          next = std::move(node->wake);
-          // The slot stays occupied, claimed by the woken sender; the flag
-          // goes with the last parked sender (under `mutex`, as always).
-          const std::uint64_t keep = parked_senders.empty() ? ~kSendersParked : ~std::uint64_t{0};
-          word = permits.load(std::memory_order_relaxed);
-          // release: our read of the value comes before the woken sender's
-          // write (the wake hands it on as well).
-          while (!permits.compare_exchange_weak(word, ((word & ~kSlotMask) | kSlotClaimed) & keep,
-                                                std::memory_order_release, std::memory_order_relaxed)) {
-          }
+    } while (!hand_slot_to_parked_sender());  // false: the list emptied meanwhile (the flag with it)
+  }
+
+  /// free_one_slot with senders parked (out of line: the common path stays
+  /// a few instructions). False if none is parked any more.
+  [[gnu::noinline]] bool hand_slot_to_parked_sender() noexcept {
+    waker next;
+    {
+      std::lock_guard lock(mutex);
+      if (wait_node* node = parked_senders.pop_front()) {
+        node->amount = 1;
+        next = std::move(node->wake);
+        // The slot stays occupied, claimed by the woken sender; the flag
+        // goes with the last parked sender (under `mutex`, as always).
+        const std::uint64_t keep = parked_senders.empty() ? ~kSendersParked : ~std::uint64_t{0};
+        std::uint64_t word = permits.load(std::memory_order_relaxed);
+        // release: our read of the value comes before the woken sender's
+        // write (the wake hands it on as well).
+        while (!permits.compare_exchange_weak(word, ((word & ~kSlotMask) | kSlotClaimed) & keep,
+                                              std::memory_order_release, std::memory_order_relaxed)) {
         }
       }
-      if (next) {
-        next.wake();
-        return;
-      }
-      word = permits.load(std::memory_order_relaxed);  // the list emptied meanwhile
     }
+    if (!next) return false;
+    next.wake();
+    return true;
   }
 
   /// Receiver, capacity 1: a value readable now?
