@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -242,6 +243,129 @@ task<void> mpsc_tight_round(std::uint64_t seed, std::atomic<int>* live) {
 
 TEST_P(channel_stress, mpsc_lock_free_paths_keep_order_and_lose_nothing_under_tight_races) {
   run_rounds(mpsc_tight_round, 10000);
+}
+
+// Capacity 1 has its own protocol (one word: slot, permit and the receiver's
+// park flag; see mpsc_state.hpp), raced here: producers mixing send and
+// try_send with few yields, a consumer mixing recv and try_recv that is
+// aborted and restarted wherever it is (parked, just handed a value,
+// running), producers aborted while waiting or holding a slot handed to
+// them, and a close or the receiver's destruction racing all of it. Each
+// producer's values arrive in its order; every value is received, given
+// back or (sender aborted, receiver destroyed) destroyed, never twice; at
+// most the one value in the slot goes with a destroyed receiver; nothing
+// leaks.
+task<void> one_slot_producer(warden::mpsc_sender<token> tx, int first_id, int count, ledger* book,
+                             std::atomic<int>* live, std::uint64_t seed) {
+  warden::mpsc_sender<token> mine = std::move(tx);
+  std::mt19937_64 rng(seed);
+  for (int id = first_id; id < first_id + count; ++id) {
+    bool sent = false;
+    if (rng() % 3 == 0) {
+      auto now = mine.try_send(token(id, *live));
+      if (now) {
+        sent = true;
+      } else if (now.error().is_full()) {
+        auto op = mine.send(std::move(now.error().value));
+        sent = (co_await op).has_value();
+      }
+    } else {
+      auto op = mine.send(token(id, *live));
+      sent = (co_await op).has_value();
+    }
+    book->add(sent ? book->sent : book->returned, id);
+    if (rng() % 4 == 0) co_await warden::yield_now{};
+  }
+}
+
+task<void> one_slot_consumer(warden::mpsc_receiver<token>* rx, ledger* book, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (;;) {
+    if (rng() % 3 == 0) {
+      auto v = rx->try_recv();
+      if (v) {
+        book->add(book->received, v->id());
+        continue;
+      }
+      if (v.error() == warden::try_recv_error::closed) co_return;
+      co_await warden::yield_now{};
+    } else {
+      std::optional<token> v = co_await rx->recv();
+      if (!v) co_return;
+      book->add(book->received, v->id());
+    }
+  }
+}
+
+task<void> mpsc_one_slot_round(std::uint64_t seed, std::atomic<int>* live) {
+  std::mt19937_64 rng(seed);
+  const int producers = 1 + static_cast<int>(rng() % 4);
+  const int per_producer = 1 + static_cast<int>(rng() % 40);
+  const int ending = static_cast<int>(rng() % 4);  // 1: closes race the sends, 2: the receiver is destroyed
+  ledger book;
+  auto [tx, rx] = warden::mpsc<token>(1);
+  auto receiver = std::make_unique<warden::mpsc_receiver<token>>(std::move(rx));
+  auto consumer = warden::spawn(one_slot_consumer(receiver.get(), &book, rng()));
+  std::vector<join_handle<void>> senders;
+  for (int p = 0; p < producers; ++p)
+    senders.push_back(warden::spawn(one_slot_producer(tx, p * 1000, per_producer, &book, live, rng())));
+  tx = {};
+  for (int step = static_cast<int>(rng() % 8); step > 0; --step) {
+    co_await wander(rng, 2);
+    switch (rng() % 6) {
+      case 0:
+      case 1:  // abort a producer: waiting, holding a handed slot, running or done
+        senders[rng() % senders.size()].abort();
+        break;
+      case 2:
+      case 3:  // abort the consumer wherever it is and start a new one
+        consumer.abort();
+        (void)co_await consumer.result();
+        consumer = warden::spawn(one_slot_consumer(receiver.get(), &book, rng()));
+        break;
+      case 4:
+        if (ending == 1) receiver->close();
+        break;
+      default:
+        break;
+    }
+  }
+  if (ending == 2) {
+    consumer.abort();
+    (void)co_await consumer.result();
+    receiver.reset();  // closes; a value in the slot goes with it
+  }
+  for (auto& s : senders) (void)co_await s.result();
+  if (ending != 2) {
+    auto last = co_await consumer.result();
+    EXPECT_TRUE(last.has_value());
+    EXPECT_EQ(receiver->waiting_senders(), 0u);
+    EXPECT_EQ(receiver->try_recv().error(), warden::try_recv_error::closed);
+  }
+
+  std::lock_guard lock(book.mutex);
+  std::vector<int> last(static_cast<std::size_t>(producers), -1);
+  for (int id : book.received) {
+    EXPECT_GT(id, last[static_cast<std::size_t>(id / 1000)]) << "a producer's values arrived out of order";
+    last[static_cast<std::size_t>(id / 1000)] = id;
+  }
+  const std::vector<int> sent = sorted(book.sent);
+  const std::vector<int> received = sorted(book.received);
+  EXPECT_FALSE(has_duplicates(received)) << "a value was received twice";
+  EXPECT_TRUE(std::includes(sent.begin(), sent.end(), received.begin(), received.end()))
+      << "a value received was never sent";
+  if (ending == 2) {
+    EXPECT_LE(sent.size(), received.size() + 1) << "more than the slot's value went with the receiver";
+  } else {
+    EXPECT_EQ(received, sent) << "a value sent was lost";
+  }
+  std::vector<int> everything = sent;
+  everything.insert(everything.end(), book.returned.begin(), book.returned.end());
+  EXPECT_FALSE(has_duplicates(sorted(std::move(everything)))) << "a value was both delivered and returned";
+}
+
+TEST_P(channel_stress, mpsc_capacity_one_slot_word_loses_and_duplicates_nothing_under_races) {
+  run_rounds(mpsc_one_slot_round, 10000);
 }
 
 // ---- broadcast --------------------------------------------------------------------

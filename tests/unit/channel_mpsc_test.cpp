@@ -430,6 +430,220 @@ TEST_P(mpsc_test, a_receiver_woken_then_aborted_leaves_the_value_queued) {
   });
 }
 
+// ---- capacity 1: the slot word ---------------------------------------------
+// Capacity 1 has its own lock-free protocol (one word: slot, permit and the
+// receiver's park flag; see mpsc_state.hpp). Its edges, each pinned here.
+
+// P6: a send into a parked receiver hands the value over; a second value
+// waits for the slot (capacity 1 holds one value, also while it is being
+// handed over).
+TEST_P(mpsc_test, capacity_one_holds_one_value_also_while_handing_it_to_a_parked_receiver) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    auto second = tx.try_send(2);
+    if (current_thread_mode()) {  // the receiver has not run: the slot is still taken
+      EXPECT_FALSE(second.has_value());
+      EXPECT_EQ(rx.size(), 1u);
+    }
+    EXPECT_EQ(co_await receiver, 1);
+    if (second) {
+      EXPECT_EQ(co_await rx.recv(), 2);
+    }
+    EXPECT_EQ(rx.size(), 0u);
+    EXPECT_TRUE(tx.try_send(3).has_value());
+    EXPECT_EQ(rx.try_recv(), 3);
+  });
+}
+
+// P6: close while a sender waits: it gets its value back, the queued value
+// is still received, then closed.
+TEST_P(mpsc_test, capacity_one_close_while_a_sender_waits_gives_it_the_value_back) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<tracked>(1);
+    EXPECT_TRUE(tx.try_send(tracked(1, live)).has_value());
+    auto parked = warden::spawn(
+        [](mpsc_sender<tracked> tx, std::atomic<int>* live) -> task<int> {
+          auto r = co_await tx.send(tracked(2, *live));
+          co_return r ? 0 : r.error().id();
+        },
+        tx, &live);
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    rx.close();
+    EXPECT_EQ(co_await parked, 2);
+    auto first = co_await rx.recv();
+    EXPECT_EQ(first ? first->id() : -1, 1);
+    EXPECT_FALSE(co_await rx.recv());
+    EXPECT_TRUE(tx.try_send(tracked(3, live)).error().is_closed());
+  });
+  EXPECT_EQ(live.load(), 0);
+}
+
+// P6: a waiting sender handed the slot, but closed out before it ran, fails
+// with its value back; the receiver parked meanwhile on the promised slot is
+// woken with closed.
+TEST_P(mpsc_test, capacity_one_a_sender_handed_the_slot_then_closed_out_returns_its_value) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    EXPECT_TRUE(tx.try_send(1).has_value());
+    auto parked = warden::spawn(send_or_return(tx, 2));
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    EXPECT_EQ(rx.try_recv(), 1);  // hands the slot to `parked` and wakes it
+    rx.close();
+    auto second = co_await rx.recv();  // current-thread mode: parks on the promised slot
+    auto returned = co_await parked;
+    if (current_thread_mode()) {
+      EXPECT_EQ(returned, 2);
+    }
+    // Exactly one of them has the value.
+    EXPECT_EQ(second.has_value(), !returned.has_value());
+    if (second) {
+      EXPECT_EQ(*second, 2);
+    }
+    EXPECT_EQ(co_await rx.recv(), std::nullopt);
+  });
+}
+
+// P6: a sender handed the slot but aborted before it ran sends nothing and
+// frees the slot; a receiver that parked on the promised slot meanwhile is
+// woken with closed once the channel is closed and drained.
+TEST_P(mpsc_test, capacity_one_an_aborted_sender_handed_the_slot_frees_it) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<tracked>(1);
+    EXPECT_TRUE(tx.try_send(tracked(1, live)).has_value());
+    auto parked = warden::spawn(send_tracked(tx, 2, &live));
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    auto first = co_await rx.recv();  // hands the slot to `parked`
+    EXPECT_EQ(first ? first->id() : -1, 1);
+    first.reset();
+    rx.close();
+    parked.abort();
+    auto next = co_await rx.recv();  // current-thread mode: parks until the abort frees the slot
+    auto r = co_await parked.result();
+    if (current_thread_mode()) {
+      EXPECT_FALSE(r.has_value());
+      EXPECT_FALSE(next.has_value());
+    }
+    if (next) {
+      EXPECT_EQ(next->id(), 2);
+      next.reset();
+      EXPECT_FALSE(co_await rx.recv());
+    }
+    EXPECT_EQ(live.load(), 0);
+  });
+  EXPECT_EQ(live.load(), 0);
+}
+
+// P6: a cancelled send keeps nothing: a sender aborted while waiting leaves
+// the slot to the next sender, in order.
+TEST_P(mpsc_test, capacity_one_an_aborted_waiting_sender_keeps_nothing_and_the_next_goes_on) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<tracked>(1);
+    EXPECT_TRUE(tx.try_send(tracked(1, live)).has_value());
+    auto aborted = warden::spawn(send_tracked(tx, 2, &live));
+    co_await until([&] { return rx.waiting_senders() == 1; });
+    auto next = warden::spawn(send_tracked(tx, 3, &live));
+    co_await until([&] { return rx.waiting_senders() == 2; });
+    aborted.abort();
+    (void)co_await aborted.result();
+    EXPECT_EQ(live.load(), 2);  // 1 queued, 3 waiting; 2 destroyed with its frame
+    std::vector<int> got;
+    for (int i = 0; i < 2; ++i) {
+      auto v = co_await rx.recv();
+      got.push_back(v ? v->id() : -1);
+    }
+    EXPECT_EQ(got, (std::vector<int>{1, 3}));
+    co_await next;
+    EXPECT_EQ(rx.waiting_senders(), 0u);
+  });
+  EXPECT_EQ(live.load(), 0);
+}
+
+// P6: a cancelled recv loses nothing: a receiver handed the value directly
+// (it was parked) but aborted before it ran leaves it in the slot.
+TEST_P(mpsc_test, capacity_one_a_receiver_handed_a_value_then_aborted_leaves_it_in_the_slot) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    EXPECT_TRUE(tx.try_send(9).has_value());  // hands 9 over and wakes the receiver
+    receiver.abort();                         // current-thread mode: before it ran
+    auto r = co_await receiver.result();
+    std::vector<int> got;
+    if (r.has_value() && *r) got.push_back(**r);
+    if (auto v = rx.try_recv()) got.push_back(*v);
+    EXPECT_EQ(got, std::vector<int>{9});
+    if (current_thread_mode()) {
+      EXPECT_FALSE(r.has_value());
+    }
+    // The receiver parks and is handed values again.
+    auto again = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    EXPECT_TRUE((co_await tx.send(10)).has_value());
+    EXPECT_EQ(co_await again, 10);
+  });
+}
+
+// P6: a receiver aborted while parked on an empty slot loses nothing and
+// leaves no waker behind: the next value goes to the next recv.
+TEST_P(mpsc_test, capacity_one_an_aborted_parked_receiver_leaves_no_waker_behind) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    receiver.abort();
+    (void)co_await receiver.result();
+    EXPECT_FALSE(tx.receiver_waiting());
+    EXPECT_TRUE(tx.try_send(5).has_value());
+    EXPECT_EQ(co_await rx.recv(), 5);
+    rx.close();
+    EXPECT_EQ(co_await rx.recv(), std::nullopt);
+  });
+}
+
+// P6: dropping the receiver with a value in the slot destroys the value;
+// a value handed to an aborted recv is destroyed the same way.
+TEST_P(mpsc_test, capacity_one_dropping_the_receiver_destroys_the_value_in_the_slot) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<tracked>(1);
+    EXPECT_TRUE(tx.try_send(tracked(1, live)).has_value());
+    { mpsc_receiver<tracked> gone = std::move(rx); }
+    EXPECT_EQ(live.load(), 0);
+    {
+      auto r = tx.try_send(tracked(2, live));
+      EXPECT_TRUE(!r.has_value() && r.error().is_closed());
+    }
+
+    auto [tx2, rx2] = warden::mpsc<tracked>(1);
+    auto receiver = warden::spawn(
+        [](mpsc_receiver<tracked>* rx) -> task<int> {
+          auto v = co_await rx->recv();
+          co_return v ? v->id() : -1;
+        },
+        &rx2);
+    co_await until([&] { return tx2.receiver_waiting(); });
+    EXPECT_TRUE(tx2.try_send(tracked(3, live)).has_value());
+    receiver.abort();
+    (void)co_await receiver.result();
+    { mpsc_receiver<tracked> gone = std::move(rx2); }
+    EXPECT_EQ(live.load(), 0);
+  });
+  EXPECT_EQ(live.load(), 0);
+}
+
+// P6: the last sender leaving wakes a receiver parked on an empty slot.
+TEST_P(mpsc_test, capacity_one_the_last_sender_leaving_wakes_a_parked_receiver_with_closed) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<int>(1);
+    auto receiver = warden::spawn(receive_one(&rx));
+    co_await until([&] { return tx.receiver_waiting(); });
+    tx = {};
+    EXPECT_EQ(co_await receiver, std::nullopt);
+  });
+}
+
 // ---- values and the GCC 12 co_await pitfall ---------------------------------
 
 // The natural calls are safe: a temporary, a moved local, a converted

@@ -34,14 +34,18 @@
 //
 // # Memory
 // A bounded channel allocates its ring of `capacity` slots once, when it is
-// created; sending and receiving allocate nothing. An unbounded channel
-// starts with 16 slots and doubles its ring when it is full.
+// created (capacity 1 keeps its slot inside the channel's shared state);
+// sending and receiving allocate nothing. An unbounded channel starts with
+// 16 slots and doubles its ring when it is full.
 //
 // # Cost
 // A bounded channel takes no lock to send or receive: a send takes a free
 // slot with one CAS and publishes its value in the ring; a receive takes
 // it back. Only a sender that must wait (channel full) takes the channel's
 // lock to park. An unbounded channel guards its growing ring with a lock.
+// Capacity 1 has its own layout: one word is the slot's state, the permit
+// and the receiver's park flag, so a send into a waiting receiver is one
+// CAS, and taking the value another.
 //
 // # Requirements and threading
 // `T` must be nothrow-move-constructible. Senders are copyable: each copy
@@ -216,21 +220,20 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
     const detail::unowned_waker self = detail::suspend_current_unowned(awaiting);
-    // No second look before parking: await_ready just looked, and the look
-    // after parking (the park handshake) sees whatever came since.
+    // No second look before parking: await_ready just looked, and parking
+    // (the park handshake, or capacity 1's parking CAS) sees whatever came
+    // since.
     // A second recv while one waits (misuse; caught when the first one
     // already parked).
     if (state_->receiver_parked.load(std::memory_order_relaxed))
       detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
     state_->receiver_parked.store(true, std::memory_order_relaxed);
-    state_->park_receiver(self);
-    parked_ = true;
-    // A value (or the close) that came before our waker was visible.
-    if ((state_->ready() || state_->closed_and_drained()) && state_->unpark_receiver()) {
-      parked_ = false;
+    if (!state_->park_receiver_unless_ready(self)) {
+      // A value (or the close) came before our waker was visible.
       state_->receiver_parked.store(false, std::memory_order_relaxed);
       return !try_take();
     }
+    parked_ = true;
     return true;
   }
 
@@ -240,8 +243,11 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // push wakes us once its value is in, but the oldest position may
       // belong to a sender that claimed it just before and is still moving
       // its value in (a few instructions, no waiting): then we wait for it.
+      // Capacity 1 first waits for the waker to be done with our header
+      // (which also makes a handed value readable).
       parked_ = false;
       state_->receiver_parked.store(false, std::memory_order_relaxed);
+      state_->receiver_resumed();
       for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
     return std::move(value_);

@@ -1,7 +1,8 @@
 // Internal: the shared state of one mpsc channel — a counting semaphore of
 // free slots (the *permits*), the queue of values, the parked senders and
-// the receiver's waker. Sending and receiving take no lock unless a sender
-// has to park; see mpsc_state below.
+// the receiver's waker; for capacity 1, one word that is at once the slot's
+// state, the permit and the receiver's park flag. Sending and receiving take
+// no lock unless a sender has to park; see mpsc_state below.
 #pragma once
 
 #include <warden/detail/task_header.hpp>
@@ -62,16 +63,8 @@ class slot_ring {
   /// Producer holding a permit: appends `value`.
   void push(T&& value) noexcept {
     // relaxed: the claim only picks the position; the slot's sequence orders
-    // the data. With one slot, one permit: the holder is the only producer
-    // (the previous one's store happens-before our permit, through the
-    // receiver's pop and permit release), so a plain load and store do.
-    std::uint64_t pos;
-    if (capacity_ == 1) {
-      pos = tail_.load(std::memory_order_relaxed);
-      tail_.store(pos + 1, std::memory_order_relaxed);
-    } else {
-      pos = tail_.fetch_add(1, std::memory_order_relaxed);
-    }
+    // the data.
+    const std::uint64_t pos = tail_.fetch_add(1, std::memory_order_relaxed);
     slot& s = slots_[index(pos)];
     // acquire: pairs with the consumer's release when it emptied the slot on
     // the previous lap. The permit we hold means that lap's value was taken
@@ -110,8 +103,7 @@ class slot_ring {
   }
 
  private:
-  /// The slot of a position (no division for power-of-two capacities, as
-  /// the common 1 is).
+  /// The slot of a position (no division for power-of-two capacities).
   [[nodiscard]] std::size_t index(std::uint64_t pos) const noexcept {
     return mask_ != 0 || capacity_ == 1 ? static_cast<std::size_t>(pos & mask_)
                                         : static_cast<std::size_t>(pos % capacity_);
@@ -128,6 +120,16 @@ class slot_ring {
   const std::uint64_t mask_;            // capacity - 1 for a power of two, else 0
   std::atomic<std::uint64_t> tail_{0};  // next position to claim (producers)
   std::atomic<std::uint64_t> head_{0};  // oldest position (written by the consumer only)
+};
+
+/// The value of a channel of capacity 1: storage for one `T`. Whether it
+/// holds one is told by the channel's slot word (see mpsc_state, "Capacity
+/// 1"), which also orders the writes and reads of the value.
+template <class T>
+struct one_slot {
+  static_assert(std::is_nothrow_move_constructible_v<T>);
+  T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
+  alignas(T) unsigned char storage[sizeof(T)];
 };
 
 /// The values of an unbounded channel: a growing ring under its own small
@@ -206,6 +208,7 @@ class locked_ring {
 /// close.
 ///
 /// # The receiver's waker
+/// (Capacity 1 keeps the park flag in its slot word instead: see below.)
 /// `receiver_state` is kIdle, kParked (the receiver stored its waker in
 /// `receiver_waker` and may be suspended) or kTaking (a waker is waking
 /// it). Only the receiver moves kIdle -> kParked, after writing the waker;
@@ -233,6 +236,50 @@ class locked_ring {
 /// A published value may sit behind a position whose sender claimed it
 /// first and is still moving its value in; the woken receiver waits for
 /// that one (see mpsc_recv_awaiter::await_resume).
+///
+/// # Capacity 1: the slot word
+/// A channel of capacity 1 has no ring and no permit count: `permits` is the
+/// *slot word*, with kClosed and kSendersParked as above and
+///   the slot (kSlotMask)
+///     kSlotEmpty     no value, none on its way: the permit is free
+///     kSlotClaimed   a sender holds the slot (the permit) and is moving its
+///                    value in, or a parked sender was handed it
+///     kSlotHanding   a sender claimed the slot from a parked receiver and
+///                    took its waker: the value is readable once
+///                    `receiver_state` is back to kIdle
+///     kSlotFull      the value is readable
+///   kReceiverParked  the receiver's waker is in `receiver_waker`
+/// Every change is a CAS on this one word, so the slot, the permit, the
+/// close and the receiver's park are always seen together:
+///   send     kSlotEmpty -> kSlotClaimed, or -> kSlotHanding taking
+///            kReceiverParked away (the sender then wakes the receiver);
+///            then the value goes in, and from kSlotClaimed a second CAS
+///            -> kSlotFull publishes it, taking kReceiverParked away if the
+///            receiver parked meanwhile. Nothing in kSlotClaimed is
+///            readable, so a receiver never waits for a sender still
+///            writing; it parks and the publishing CAS wakes it.
+///   recv     kSlotFull / kSlotHanding: takes the value, then one CAS back
+///            to kSlotEmpty, or (senders parked) hands the slot to the first
+///            of them as kSlotClaimed, under `mutex`. Else, unless closed
+///            and empty, one CAS adds kReceiverParked.
+///   close    adds kClosed; if the slot is empty (closed and drained) it
+///            takes kReceiverParked away and wakes the receiver.
+///   a claim given back unused (the channel closed before the woken sender
+///            ran, or it was aborted): as recv's CAS back, and if that made
+///            the channel closed and drained it wakes a parked receiver.
+/// A parked sender waits only while the slot is occupied, so a sender that
+/// finds it empty may claim it (no barging).
+///
+/// Whoever takes kReceiverParked away owns the waker: it wakes the receiver
+/// and then stores kIdle into `receiver_state`, which the receiver set to
+/// kParked before its parking CAS (which releases it). Until that store the
+/// waker may still touch the receiving task's header, so the receiver waits
+/// for kIdle after a wake (await_resume) and before an aborted recv's frame
+/// goes (unpark_receiver_or_wait); a receiver that takes kReceiverParked
+/// back itself stores kIdle. So `receiver_state` is kIdle whenever no recv
+/// is parked, and the kIdle store also publishes a kSlotHanding value.
+/// A ping-pong message costs three locked operations on this word (claim,
+/// park, take) where the ring's permits cost five.
 template <class T>
 struct mpsc_state {
   static constexpr std::uint64_t kClosed = 1;
@@ -240,11 +287,19 @@ struct mpsc_state {
   static constexpr std::uint64_t kOnePermit = 4;
   static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
   static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
+  // Capacity 1 (see "Capacity 1: the slot word").
+  static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotHanding = 8, kSlotFull = 12, kSlotMask = 12;
+  static constexpr std::uint64_t kReceiverParked = 16;
 
   /// `capacity` 0 means unbounded.
   explicit mpsc_state(std::size_t capacity)
-      : bounded(capacity != 0), all_permits(static_cast<std::uint64_t>(capacity) * kOnePermit), permits(all_permits) {
-    if (bounded)
+      : bounded(capacity != 0),
+        single(capacity == 1),
+        all_permits(single ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit),
+        permits(all_permits) {
+    if (single)
+      std::construct_at(&queue.one);
+    else if (bounded)
       std::construct_at(&queue.fixed, capacity);
     else
       std::construct_at(&queue.growing);
@@ -252,10 +307,15 @@ struct mpsc_state {
   mpsc_state(const mpsc_state&) = delete;
   mpsc_state& operator=(const mpsc_state&) = delete;
   ~mpsc_state() {
-    if (bounded)
+    if (single) {
+      // relaxed: the last owner's release of the state orders everything.
+      const std::uint64_t slot = permits.load(std::memory_order_relaxed) & kSlotMask;
+      if (slot == kSlotFull || slot == kSlotHanding) std::destroy_at(queue.one.value());
+    } else if (bounded) {
       std::destroy_at(&queue.fixed);
-    else
+    } else {
       std::destroy_at(&queue.growing);
+    }
   }
 
   enum class acquired : std::uint8_t { permit, full, closed };
@@ -277,6 +337,21 @@ struct mpsc_state {
   /// (the caller then parks). Closed wins.
   acquired acquire_or_mark_parked() noexcept {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
+    if (single) {
+      for (;;) {
+        if ((word & kClosed) != 0) return acquired::closed;
+        if ((word & kSlotMask) == kSlotEmpty) {
+          // Claimed leaving kReceiverParked: publish_one wakes the receiver.
+          // acquire: as in send_one.
+          if (permits.compare_exchange_weak(word, word | kSlotClaimed, std::memory_order_acquire,
+                                            std::memory_order_relaxed))
+            return acquired::permit;
+        } else if ((word & kSendersParked) != 0 ||
+                   permits.compare_exchange_weak(word, word | kSendersParked, std::memory_order_relaxed)) {
+          return acquired::full;
+        }
+      }
+    }
     for (;;) {
       if ((word & kClosed) != 0) return acquired::closed;
       if (word >= kOnePermit) {
@@ -301,6 +376,7 @@ struct mpsc_state {
   /// to the count. Then, if the channel is closed and this made it drained,
   /// wakes the receiver.
   void release_permit() noexcept {
+    if (single) return free_one_slot();
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
       if ((word & kSendersParked) == 0) {
@@ -334,11 +410,24 @@ struct mpsc_state {
   /// receiver if nothing is on its way.
   void close() noexcept {
     std::uint64_t before = 0;
-    // seq_cst: against the receiver's park handshake (closed_and_drained).
-    if (bounded)
+    bool took_receiver = false;
+    if (single) {
+      before = permits.load(std::memory_order_relaxed);
+      std::uint64_t closed;
+      do {
+        if ((before & kClosed) != 0) return;
+        closed = before | kClosed;
+        // Empty: closed and drained, so the parked receiver is ours to wake.
+        took_receiver = (before & (kSlotMask | kReceiverParked)) == kReceiverParked;
+        if (took_receiver) closed &= ~kReceiverParked;
+        // acquire: the receiver's waker, if we take it.
+      } while (!permits.compare_exchange_weak(before, closed, std::memory_order_acq_rel, std::memory_order_relaxed));
+    } else if (bounded) {
+      // seq_cst: against the receiver's park handshake (closed_and_drained).
       before = permits.fetch_or(kClosed, std::memory_order_seq_cst);
-    else
+    } else {
       queue.growing.between_pushes([&] { before = permits.fetch_or(kClosed, std::memory_order_seq_cst); });
+    }
     if ((before & kClosed) != 0) return;
     if ((before & kSendersParked) != 0) {
       std::unique_lock lock(mutex);
@@ -350,12 +439,20 @@ struct mpsc_state {
         return true;
       });
     }
-    if (closed_and_drained()) wake_receiver();
+    if (single) {
+      if (took_receiver) wake_taken_receiver();
+    } else if (closed_and_drained()) {
+      wake_receiver();
+    }
   }
 
   [[nodiscard]] bool is_closed() const noexcept { return (permits.load(std::memory_order_acquire) & kClosed) != 0; }
   /// Closed, and every permit is back: no value is queued or on its way.
   [[nodiscard]] bool closed_and_drained() const noexcept {
+    if (single) {
+      // acquire: as in ready_one (a value taken, a claim given back).
+      return (permits.load(std::memory_order_acquire) & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty);
+    }
     if (!bounded) return (permits.load(std::memory_order_seq_cst) & kClosed) != 0 && !queue.growing.ready();
     return (permits.load(std::memory_order_seq_cst) & ~kSendersParked) == (all_permits | kClosed);
   }
@@ -364,6 +461,7 @@ struct mpsc_state {
   /// from), `full` (bounded only) or `closed` (`value` untouched). Throws
   /// std::bad_alloc if an unbounded ring cannot grow.
   acquired send_now(T& value) {
+    if (single) return send_one(value);
     if (!bounded) {
       if (!queue.growing.push_unless(std::move(value), [this] { return is_closed(); })) return acquired::closed;
       wake_receiver();
@@ -376,20 +474,53 @@ struct mpsc_state {
 
   /// Bounded, sender holding a permit: queues `value`, wakes the receiver.
   void push(T&& value) noexcept {
+    if (single) {
+      std::construct_at(queue.one.value(), std::move(value));
+      publish_one();
+      return;
+    }
     queue.fixed.push(std::move(value));
     wake_receiver();
   }
 
   // ---- receiver side (one receiver operation at a time) ----
-  [[nodiscard]] bool ready() const noexcept { return bounded ? queue.fixed.ready() : queue.growing.ready(); }
+  [[nodiscard]] bool ready() const noexcept {
+    if (single) return ready_one();
+    return bounded ? queue.fixed.ready() : queue.growing.ready();
+  }
   /// Takes the oldest value and gives its permit back. Precondition: ready().
   T pop() noexcept {
+    if (single) {
+      T value = std::move(*queue.one.value());
+      std::destroy_at(queue.one.value());
+      free_one_slot();
+      return value;
+    }
     if (!bounded) return queue.growing.pop();
     T value = queue.fixed.pop();
     release_permit();
     return value;
   }
-  [[nodiscard]] std::size_t size() const noexcept { return bounded ? queue.fixed.size() : queue.growing.size(); }
+  [[nodiscard]] std::size_t size() const noexcept {
+    if (single) return (permits.load(std::memory_order_relaxed) & kSlotMask) != kSlotEmpty ? 1 : 0;
+    return bounded ? queue.fixed.size() : queue.growing.size();
+  }
+
+  /// Receiver: parks with `self` as its waker, unless a value is readable
+  /// or the channel is closed and drained (false then: nothing parked).
+  /// True: a waker will wake the receiver, after a value is readable or
+  /// once closed and drained.
+  bool park_receiver_unless_ready(unowned_waker self) noexcept {
+    if (single) return park_one(self);
+    park_receiver(self);
+    // A value (or the close) that came before our waker was visible.
+    return !((ready() || closed_and_drained()) && unpark_receiver());
+  }
+
+  /// Receiver, resumed after parking: waits until its waker is done with it.
+  void receiver_resumed() noexcept {
+    if (single) wait_until_receiver_idle();
+  }
 
   /// Wakes the receiver if it is parked (see the top of this struct).
   void wake_receiver() noexcept {
@@ -429,8 +560,142 @@ struct mpsc_state {
   /// waits until the waker that took it is done with the task's header (it
   /// is a few instructions away from kIdle: see the top of this struct).
   void unpark_receiver_or_wait() noexcept {
+    if (single) {
+      std::uint64_t word = permits.load(std::memory_order_relaxed);
+      while ((word & kReceiverParked) != 0) {
+        // relaxed: nothing to publish; the waker is ours again.
+        if (permits.compare_exchange_weak(word, word & ~kReceiverParked, std::memory_order_relaxed,
+                                          std::memory_order_relaxed)) {
+          receiver_state.store(kIdle, std::memory_order_relaxed);
+          return;
+        }
+      }
+      wait_until_receiver_idle();
+      return;
+    }
     if (unpark_receiver()) return;
     for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) == kTaking;) spin_pause(round);
+  }
+
+  // ---- capacity 1 (see "Capacity 1: the slot word") ----
+
+  /// send_now for capacity 1: claims the empty slot (and the parked
+  /// receiver's waker with it), moves `value` in, makes it readable.
+  acquired send_one(T& value) noexcept {
+    std::uint64_t word = permits.load(std::memory_order_relaxed);
+    std::uint64_t claimed;
+    do {
+      if ((word & kClosed) != 0) return acquired::closed;
+      if ((word & kSlotMask) != kSlotEmpty) return acquired::full;  // also while senders are parked
+      claimed = (word & kReceiverParked) != 0 ? (word & ~kReceiverParked) | kSlotHanding : word | kSlotClaimed;
+      // acquire: the receiver read the last value before it emptied the slot
+      // (release), and wrote its waker before parking (release).
+    } while (!permits.compare_exchange_weak(word, claimed, std::memory_order_acquire, std::memory_order_relaxed));
+    std::construct_at(queue.one.value(), std::move(value));
+    if ((word & kReceiverParked) != 0)
+      wake_taken_receiver();  // its kIdle store makes the value readable
+    else
+      publish_one();
+    return acquired::permit;
+  }
+
+  /// Sender holding kSlotClaimed, its value moved in: makes it readable and
+  /// wakes the receiver if it parked meanwhile.
+  void publish_one() noexcept {
+    std::uint64_t word = permits.load(std::memory_order_relaxed);
+    // release: the value; acquire: the waker of a receiver that parked.
+    while (!permits.compare_exchange_weak(word, (word & ~(kSlotMask | kReceiverParked)) | kSlotFull,
+                                          std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    }
+    if ((word & kReceiverParked) != 0) wake_taken_receiver();
+  }
+
+  /// Whoever took kReceiverParked away: wakes the receiver, then lets it
+  /// go on.
+  void wake_taken_receiver() noexcept {
+    receiver_waker.wake();
+    // release: our last use of the receiver's header (and of the waker), and
+    // a kSlotHanding value, come before the receiver sees kIdle.
+    receiver_state.store(kIdle, std::memory_order_release);
+  }
+
+  void wait_until_receiver_idle() const noexcept {
+    // acquire: pairs with wake_taken_receiver's release.
+    for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) != kIdle;) spin_pause(round);
+  }
+
+  /// Empties the slot (the receiver took the value, or a claim is given back
+  /// unused): hands it to the first parked sender (woken holding it as
+  /// kSlotClaimed), or else leaves it empty and, if that made the channel
+  /// closed and drained, wakes a parked receiver.
+  void free_one_slot() noexcept {
+    do {
+      std::uint64_t word = permits.load(std::memory_order_relaxed);
+      while ((word & kSendersParked) == 0) {
+        const bool drained = (word & (kClosed | kReceiverParked)) == (kClosed | kReceiverParked);
+        const std::uint64_t emptied = word & ~(kSlotMask | (drained ? kReceiverParked : 0));
+        // release: our read of the value comes before the next claimant's
+        // write; acquire: the receiver's waker, if we take it.
+        if (permits.compare_exchange_weak(word, emptied, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+          if (drained) wake_taken_receiver();
+          return;
+        }
+      }
+    } while (!hand_slot_to_parked_sender());  // false: the list emptied meanwhile (the flag with it)
+  }
+
+  /// free_one_slot with senders parked (out of line: the common path stays
+  /// a few instructions). False if none is parked any more.
+  [[gnu::noinline]] bool hand_slot_to_parked_sender() noexcept {
+    waker next;
+    {
+      std::lock_guard lock(mutex);
+      if (wait_node* node = parked_senders.pop_front()) {
+        node->amount = 1;
+        next = std::move(node->wake);
+        // The slot stays occupied, claimed by the woken sender; the flag
+        // goes with the last parked sender (under `mutex`, as always).
+        const std::uint64_t keep = parked_senders.empty() ? ~kSendersParked : ~std::uint64_t{0};
+        std::uint64_t word = permits.load(std::memory_order_relaxed);
+        // release: our read of the value comes before the woken sender's
+        // write (the wake hands it on as well).
+        while (!permits.compare_exchange_weak(word, ((word & ~kSlotMask) | kSlotClaimed) & keep,
+                                              std::memory_order_release, std::memory_order_relaxed)) {
+        }
+      }
+    }
+    if (!next) return false;
+    next.wake();
+    return true;
+  }
+
+  /// Receiver, capacity 1: a value readable now?
+  [[nodiscard]] bool ready_one() const noexcept {
+    // acquire: a kSlotFull value (publish_one's release).
+    const std::uint64_t slot = permits.load(std::memory_order_acquire) & kSlotMask;
+    // A kSlotHanding value is readable once its sender stored kIdle (and
+    // always is when the receiver asks outside a parked recv).
+    return slot == kSlotFull || (slot == kSlotHanding && receiver_state.load(std::memory_order_acquire) == kIdle);
+  }
+
+  /// park_receiver_unless_ready for capacity 1: one CAS.
+  bool park_one(unowned_waker self) noexcept {
+    // No earlier waker is busy (receiver_state is kIdle: see the top).
+    receiver_waker = self;
+    receiver_state.store(kParked, std::memory_order_relaxed);  // released by the CAS
+    std::uint64_t word = permits.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint64_t slot = word & kSlotMask;
+      if (slot == kSlotFull || slot == kSlotHanding || (slot == kSlotEmpty && (word & kClosed) != 0)) {
+        receiver_state.store(kIdle, std::memory_order_relaxed);
+        return false;
+      }
+      // Empty or being written: park. release: the waker and kParked, for
+      // whoever takes kReceiverParked away.
+      if (permits.compare_exchange_weak(word, word | kReceiverParked, std::memory_order_release,
+                                        std::memory_order_relaxed))
+        return true;
+    }
   }
 
   union values {
@@ -438,11 +703,13 @@ struct mpsc_state {
     ~values() {}
     slot_ring<T> fixed;
     locked_ring<T> growing;
+    one_slot<T> one;
   };
 
   const bool bounded;
+  const bool single;  // capacity 1: `queue.one` and the slot word
   const std::uint64_t all_permits;
-  std::atomic<std::uint64_t> permits;
+  std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
   values queue;
   std::atomic<std::uint8_t> receiver_state{kIdle};
   // A recv is waiting (for receiver_waiting and to catch a second recv).
