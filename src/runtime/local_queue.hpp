@@ -172,7 +172,8 @@ class local_queue {
       const std::uint32_t take = avail - 1 < n ? avail - 1 : n;
       tail_.store(tail - take, std::memory_order_relaxed);  // published by the CAS below
       if (head_.compare_exchange_weak(word, word + kEpochOne, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        for (std::uint32_t i = 0; i < take; ++i) out[i] = slots_[(tail - 1 - i) & kMask].load(std::memory_order_relaxed);
+        for (std::uint32_t i = 0; i < take; ++i)
+          out[i] = slots_[(tail - 1 - i) & kMask].load(std::memory_order_relaxed);
         return take;
       }
     }
