@@ -23,24 +23,14 @@ namespace {
 
 using warden::task;
 using warden::testkit::live_counter;
+using warden::testkit::random_spin;
 using warden::testkit::seed_trace;
+using warden::testkit::spin;
 using warden::testkit::stress_iterations;
 using warden::testkit::stress_seed;
 using warden::testkit::test_event;
 
 using warden::testkit::hang_guard;
-
-/// Busy-waits `n` steps: puts an action at a random moment.
-void spin(std::uint32_t n) {
-  for (std::uint32_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
-}
-
-/// A random spin length, log-uniform up to ~100,000 steps (tens of µs), so
-/// that actions land before, during and after a worker's poll.
-std::uint32_t random_spin(std::mt19937_64& rng) {
-  const auto bits = static_cast<unsigned>(rng() % 18);
-  return static_cast<std::uint32_t>(rng() & ((std::uint64_t{1} << bits) - 1));
-}
 
 /// Polls `done` (yielding the thread) until it holds; the hang guard catches
 /// a condition that never comes.
@@ -104,8 +94,8 @@ struct race_plan {
     p.set_before_abort = rng() % 2 == 0;
     p.abort_yields = static_cast<int>(rng() % 3);
     p.set_yields = static_cast<int>(rng() % 3);
-    p.abort_spin = random_spin(rng);
-    p.set_spin = random_spin(rng);
+    p.abort_spin = random_spin(rng, 17);
+    p.set_spin = random_spin(rng, 17);
     return p;
   }
 };
@@ -315,8 +305,8 @@ TEST(abort_race, wake_racing_abort_gives_exactly_one_outcome) {
         round.event = std::make_unique<test_event>();
         round.finished_before = p.finished.load();
         round.handle = rt.spawn(completing_body(&p, finish_point::after_event, round.event.get(), r));
-        round.spin[0] = random_spin(rng);
-        round.spin[1] = random_spin(rng);
+        round.spin[0] = random_spin(rng, 17);
+        round.spin[1] = random_spin(rng, 17);
         wait_until([&] { return round.event->waiters() == 1; });  // parked
       },
       [&](int actor, int) {
@@ -395,7 +385,7 @@ TEST(abort_race, concurrent_aborts_of_one_task_are_idempotent) {
         round.handle = rt.spawn(yield_then_return(&p, yields, &never, r));
         for (int k = 0; k < kActors; ++k) {
           round.aborters[k] = round.handle.get_abort_handle();
-          round.spin[k] = random_spin(rng);
+          round.spin[k] = random_spin(rng, 17);
         }
       },
       [&](int actor, int) {

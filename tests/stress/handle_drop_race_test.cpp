@@ -21,7 +21,9 @@ namespace {
 using warden::task;
 using warden::testkit::hang_guard;
 using warden::testkit::quiet_options;
+using warden::testkit::random_spin;
 using warden::testkit::seed_trace;
+using warden::testkit::spin;
 using warden::testkit::stress_iterations;
 using warden::testkit::stress_seed;
 using warden::testkit::test_event;
@@ -38,15 +40,6 @@ struct counted {
     if (destroyed != nullptr) destroyed->fetch_add(1, std::memory_order_release);
   }
 };
-
-void spin(std::uint32_t n) {
-  for (std::uint32_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
-}
-
-std::uint32_t random_spin(std::mt19937_64& rng) {
-  const auto bits = static_cast<unsigned>(rng() % 14);
-  return static_cast<std::uint32_t>(rng() & ((std::uint64_t{1} << bits) - 1));
-}
 
 task<counted> make_counted(std::atomic<int>* destroyed, test_event* go, bool wait) {
   if (wait) co_await go->wait();
@@ -73,8 +66,8 @@ TEST_P(handle_drop_race, an_untaken_result_is_destroyed_once_whoever_drops_last)
     const bool wait = (rng() & 1) != 0;
     auto handle = rt.spawn(make_counted(&destroyed, &go, wait));
     auto abort_handle = handle.get_abort_handle();
-    const std::uint32_t drop_spin = random_spin(rng);
-    const std::uint32_t abort_spin = random_spin(rng);
+    const std::uint32_t drop_spin = random_spin(rng, 13);
+    const std::uint32_t abort_spin = random_spin(rng, 13);
     std::thread dropper([&, h = std::move(handle)]() mutable {
       spin(drop_spin);
       h = {};  // drops interest and reference while the task may be completing
@@ -108,7 +101,7 @@ TEST_P(handle_drop_race, an_untaken_panic_is_reported_once_whoever_drops_last) {
     test_event go;
     const bool wait = (rng() & 1) != 0;
     auto handle = rt.spawn(panic_after(&go, wait));
-    const std::uint32_t drop_spin = random_spin(rng);
+    const std::uint32_t drop_spin = random_spin(rng, 13);
     std::thread dropper([&, h = std::move(handle)]() mutable {
       spin(drop_spin);
       h.detach();
@@ -134,7 +127,7 @@ TEST_P(handle_drop_race, a_taken_result_is_not_destroyed_again_by_the_last_owner
     test_event go;
     auto handle = rt.spawn(make_counted(&destroyed, &go, (rng() & 1) != 0));
     auto abort_handle = handle.get_abort_handle();
-    const std::uint32_t abort_spin = random_spin(rng);
+    const std::uint32_t abort_spin = random_spin(rng, 13);
     std::thread releaser([&, a = std::move(abort_handle)]() mutable {
       spin(abort_spin);
       a = {};

@@ -29,23 +29,13 @@
 namespace {
 
 using warden::task;
+using warden::testkit::random_spin;
 using warden::testkit::seed_trace;
+using warden::testkit::spin;
 using warden::testkit::stress_iterations;
 using warden::testkit::stress_seed;
 
 using warden::testkit::hang_guard;
-
-/// Busy-waits `n` steps: puts an action at a random moment.
-void spin(std::uint32_t n) {
-  for (std::uint32_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
-}
-
-/// A random spin length, log-uniform up to ~65,000 steps, so that actions
-/// land before, during and after the tasks' polls.
-std::uint32_t random_spin(std::mt19937_64& rng) {
-  const auto bits = static_cast<unsigned>(rng() % 17);
-  return static_cast<std::uint32_t>(rng() & ((std::uint64_t{1} << bits) - 1));
-}
 
 /// Joins `h` from this (plain) thread; true if the task ran to its end,
 /// false if it was cancelled.
@@ -65,7 +55,7 @@ using action = std::function<void()>;
 void run_shuffled(std::vector<action>& actions, std::mt19937_64& rng) {
   std::shuffle(actions.begin(), actions.end(), rng);
   for (auto& a : actions) {
-    spin(random_spin(rng));
+    spin(random_spin(rng, 16));
     a();
   }
 }
@@ -79,7 +69,7 @@ void maybe_abort_the_rest(std::vector<warden::join_handle<void>>& handles, std::
   for (auto& h : handles) order.push_back(&h);
   std::shuffle(order.begin(), order.end(), rng);
   for (auto* h : order) {
-    spin(random_spin(rng) / 16);
+    spin(random_spin(rng, 16) / 16);
     h->abort();
   }
 }
@@ -262,7 +252,7 @@ TEST_F(sync_abort_stress, one_notification_is_consumed_or_stored_exactly_once) {
     // a random order, with more hand-offs racing).
     std::shuffle(handles.begin(), handles.end(), rng_);
     for (auto& h : handles) {
-      spin(random_spin(rng_));
+      spin(random_spin(rng_, 16));
       h.abort();
     }
     for (auto& h : handles) (void)joined_normally(h);

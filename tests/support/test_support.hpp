@@ -46,6 +46,18 @@ inline constexpr bool kAsan = false;
 
 /// Iterations for stress tests: `release` in optimised builds, fewer under
 /// the sanitizers (which are 5-20x slower).
+/// Busy-waits `n` steps: puts an action of a stress test at a random moment.
+inline void spin(std::uint32_t n) {
+  for (std::uint32_t i = 0; i < n; ++i) asm volatile("" ::: "memory");
+}
+
+/// A random spin length for spin(), log-uniform below 2^`max_bits` steps, so
+/// that racing actions land before, during and after a worker's poll.
+inline std::uint32_t random_spin(std::mt19937_64& rng, unsigned max_bits) {
+  const auto bits = static_cast<unsigned>(rng() % (max_bits + 1));
+  return static_cast<std::uint32_t>(rng() & ((std::uint64_t{1} << bits) - 1));
+}
+
 inline int stress_iterations(int release) {
   if (const char* env = std::getenv("WARDEN_STRESS_ITERATIONS")) return std::atoi(env);
   if (kTsan) return release / 20;
