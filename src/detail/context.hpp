@@ -6,6 +6,7 @@
 
 #include <warden/detail/task_header.hpp>
 
+#include <atomic>
 #include <cstdint>
 
 namespace warden::detail {
@@ -25,6 +26,16 @@ struct thread_context {
   // The task help_awaited is polling for the join handle it awaits on this
   // thread (the handle is idle meanwhile: see "complete" in task_header.cpp).
   task_header* awaited_here = nullptr;
+  // A park the polled task deferred to the end of its poll (defer_park);
+  // empty outside that window.
+  deferred_park pending_park;
+  // Set on the threads of a runtime that lets its workers change the state
+  // word of its tasks with plain stores where only a shutdown sweep could
+  // race ("Solo" in task_header.cpp): that runtime, its flag saying a sweep
+  // is coming, and this thread's flag saying it is inside such a change.
+  const task_scheduler* solo_scheduler = nullptr;
+  const std::atomic<bool>* solo_blocked = nullptr;
+  std::atomic<std::uint8_t>* solo_inside = nullptr;
 };
 
 extern constinit thread_local thread_context tl_context;

@@ -400,6 +400,9 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
   const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow);
   if (depth == 0) return false;
   ++w.help_depth;
+  // A park the awaiting task deferred earlier in its poll (a combinator's
+  // other branch) is not for the tasks polled here.
+  const deferred_park outer_park = std::exchange(tl_context.pending_park, deferred_park{});
   // Tasks taken from the end of the queue, newest first, not run yet: the
   // whole stretch down to the child in one CAS while every worker is busy
   // (nobody would steal them), else one at a time.
@@ -440,6 +443,7 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
     if (yielded) push_own(w, t);  // as in poll()
   }
   if (next != count) give_back(w, claimed.data() + next, count - next);
+  tl_context.pending_park = outer_park;
   --w.help_depth;
   return child->is_complete();
 }
@@ -528,8 +532,38 @@ void runtime_core::run_loop(worker& w, Done&& done, const clock::time_point* dea
   if (std::exchange(w.searching, false)) idle_.stop_searching();
 }
 
+thread_context runtime_core::worker_context(worker& w) noexcept {
+  thread_context c;
+  c.core = this;
+  c.on_worker = &w;
+  if (solo_enabled_) {
+    c.solo_scheduler = this;
+    c.solo_blocked = &solo_blocked_;
+    c.solo_inside = &w.solo_inside;
+  }
+  return c;
+}
+
+void runtime_core::block_solo() noexcept {
+  // The sweep's side of the solo section (see "Solo" in task_header.cpp):
+  // after this, no worker changes a task's state word without an RMW.
+  if constexpr (WARDEN_TSAN) {
+    solo_blocked_.store(true, std::memory_order_seq_cst);
+  } else {
+    solo_blocked_.store(true, std::memory_order_relaxed);
+    heavy_fence();
+  }
+  for (auto& w : workers_) {
+    // acquire: the plain stores of a section we waited for.
+    // A section is a few instructions long, unless its thread was
+    // preempted inside it.
+    while (w->solo_inside.load(WARDEN_TSAN ? std::memory_order_seq_cst : std::memory_order_acquire) != 0)
+      std::this_thread::yield();
+  }
+}
+
 void runtime_core::run_worker(worker& w) {
-  context_scope scope(thread_context{this, &w, nullptr});
+  context_scope scope(worker_context(w));
   run_loop(
       w, [this] { return stopping_.load(std::memory_order_acquire); }, nullptr);
 }
@@ -543,7 +577,7 @@ bool runtime_core::drive(Done&& done, const clock::time_point* deadline) {
       driving_ = true;
       lock.unlock();
       {
-        context_scope scope(thread_context{this, workers_[0].get(), nullptr});
+        context_scope scope(worker_context(*workers_[0]));
         run_loop(*workers_[0], done, deadline);
       }
       lock.lock();
@@ -617,7 +651,9 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
       std::vector<leaked_task> leaked;
     } s{this, {}};
     // Mark every task first, then queue the idle ones: a task woken by
-    // another's cancellation is then destroyed, never resumed.
+    // another's cancellation is then destroyed, never resumed. The marks
+    // are RMWs, which a worker's plain store could undo: block those first.
+    if (solo_enabled_) block_solo();
     for_each_live_header(
         [](void* ctx, task_header* h) {
           auto& sw = *static_cast<sweep*>(ctx);
@@ -631,6 +667,7 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
           if (static_cast<sweep*>(ctx)->self->owns(h)) abort(h);
         },
         &s);
+    if (solo_enabled_) solo_blocked_.store(false, std::memory_order_release);
     if (!s.leaked.empty() && !reported) {
       reported = true;
       try {
@@ -691,7 +728,9 @@ void blocking_pool::reap(std::unique_lock<std::mutex>& lock) {
 }
 
 void blocking_pool::run(std::list<std::thread>::iterator self) {
-  context_scope scope(thread_context{&core_, nullptr, nullptr});
+  thread_context blocking;
+  blocking.core = &core_;
+  context_scope scope(blocking);
   std::unique_lock lock(mutex_);  // also waits until `*self` is assigned
   for (;;) {
     if (head_ != nullptr) {

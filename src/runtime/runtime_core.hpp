@@ -132,7 +132,9 @@
 #include <warden/runtime.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
+#include "../detail/context.hpp"
 #include "../detail/parker.hpp"
+#include "../detail/sanitizers.hpp"
 #include "../time/time_driver.hpp"
 #include "failure_sink.hpp"
 #include "inject_queue.hpp"
@@ -177,6 +179,10 @@ struct worker {
   std::uint64_t rng = 0x9E3779B97F4A7C15ull;
   /// This worker's shard of the live-task count (see "Live tasks" above).
   alignas(64) std::atomic<std::int64_t> live{0};
+  /// Inside a solo section ("Solo" in task_header.cpp): set and cleared by
+  /// the worker's thread, read by shutdown's sweeps. Next to `live`: both
+  /// are this worker's own line.
+  std::atomic<std::uint8_t> solo_inside{0};
 };
 
 /// Sleeping workers and the number of searching ones.
@@ -301,6 +307,12 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// task of a closed runtime ends.
   void task_gone(std::atomic<std::int64_t>& shard) noexcept;
   void run_worker(worker& w);
+  /// The thread context of a thread running `w`'s loop (a worker, or the
+  /// current-thread driver): with solo sections when enabled.
+  thread_context worker_context(worker& w) noexcept;
+  /// Shutdown, before its sweeps: waits until no worker is inside a solo
+  /// section and none enters one until `solo_blocked_` is cleared.
+  void block_solo() noexcept;
   template <class Done>
   void run_loop(worker& w, Done&& done, const std::chrono::steady_clock::time_point* deadline);
   template <class Done>
@@ -345,6 +357,12 @@ class runtime_core final : public task_scheduler, public timer_host {
   time_driver time_;
   cancellation_token root_;  // cancelled when shutdown starts
   std::atomic<bool> closed_{false};
+  // Solo sections ("Solo" in task_header.cpp): on where the workers' side
+  // of the handshake can be a compiler barrier (and under TSan, which
+  // checks the protocol with seq_cst on both sides); set while shutdown's
+  // sweeps run.
+  const bool solo_enabled_ = WARDEN_TSAN || heavy_fence_available();
+  std::atomic<bool> solo_blocked_{false};
   /// Worker shards use plain stores and the asymmetric fence (see "Live tasks").
   const bool light_live_ = heavy_fence_available();
   alignas(64) std::atomic<std::int64_t> outside_live_{0};  // shard of non-worker threads

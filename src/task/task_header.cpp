@@ -62,13 +62,43 @@
 // the task queued in generation 0 as well, so that yield moves the
 // generation on: "generation 0 and RUNNING, in a run queue" then means
 // never polled (help_awaited relies on it).
+//
+// Solo: a task that no one but the runtime owns (one reference, the
+// lifecycle one) and that parks through defer_park has exactly one waker for
+// that suspension, an unowned_waker, published by the park's commit after
+// the task went idle. Its state word then has one possible writer at a
+// time: the poller until the commit, the waker after it. The only other
+// writers of an idle or running task's word need a reference (join and
+// abort handles, wakers: retain/release, JOIN_ bits, abort), except a
+// shutdown sweep's aborts. So on a worker of the task's runtime, inside a
+// *solo section* that keeps that runtime's sweeps out, the poll end and the
+// wake are plain stores:
+//   poll end, solo:   RUNNING -> idle|SOLO, then the park's commit; if the
+//                     commit finds the awaited thing already there (nothing
+//                     published), -> RUNNING, new generation, re-queued
+//   wake, solo:       idle|SOLO -> RUNNING, new generation, queued
+// Everywhere else (another thread, a sweep coming, more than one
+// reference, another waker made in the poll) the poller commits the park
+// while the task is still RUNNING and both transitions are the usual RMWs;
+// a wake by RMW clears SOLO. SOLO means nothing unless the task is idle.
+// The section is a Dekker handshake between the worker's `solo_inside`
+// flag and the runtime's `solo_blocked` flag: the worker sets its flag, then
+// (barrier) reads the runtime's and backs out if a sweep is coming; a sweep
+// sets the runtime's flag, then (barrier) waits until no worker's flag is
+// set. Where the kernel offers it (asymmetric_fence.hpp) the worker's
+// barrier is a compiler barrier and the sweep pays with a heavy fence; under
+// TSan both sides are seq_cst. The frame reaches the next poller through
+// the park's commit (release) and the waker's taking of it (acquire), then
+// the queue.
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
 #include <warden/detail/task_locals.hpp>
 
+#include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
+#include "../detail/sanitizers.hpp"
 #include "../runtime/failure_sink.hpp"
 #include "header_pool.hpp"
 
@@ -116,6 +146,15 @@ unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting) {
   return {self, task_header::generation_of(self->state.load(std::memory_order_relaxed))};
 }
 
+bool defer_park(std::coroutine_handle<> awaiting, deferred_park park) {
+  task_header* self = tl_context.task;
+  if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
+  if (tl_context.pending_park.commit != nullptr) return false;
+  self->resume_point = awaiting;
+  tl_context.pending_park = park;
+  return true;
+}
+
 std::string_view task_name(const task_header* task) noexcept {
   // acquire: pairs with the release store in extras_for (the record may be
   // created by the task's thread while another thread asks for the name).
@@ -135,7 +174,7 @@ task_extras& extras_for(task_header* task) {
 namespace {
 [[noreturn, gnu::noinline, gnu::cold]] void too_many_references(task_header* task) noexcept {
   std::fprintf(stderr,
-               "warden: task#%llu has 2^27 - 1 wakers, join handles and abort handles at once; the reference count "
+               "warden: task#%llu has 2^26 - 1 wakers, join handles and abort handles at once; the reference count "
                "would overflow (a leak of wakers or abort handles?)\n",
                static_cast<unsigned long long>(task->id));
   std::abort();
@@ -151,6 +190,32 @@ namespace {
     delete panic;
   }
   delete e;
+}
+
+/// Enters this thread's solo section for `task` (see "Solo" at the top):
+/// true if the thread may now change the task's state word with plain
+/// stores where only a sweep could race, until solo_leave(); false (not
+/// entered) off the workers of the task's runtime, or when a sweep comes.
+inline bool solo_enter(const task_header* task) noexcept {
+  thread_context& c = tl_context;
+  if (c.solo_scheduler != task->scheduler) return false;  // null off the workers
+  if constexpr (WARDEN_TSAN) {
+    // TSan models neither fence: seq_cst on both sides orders them.
+    c.solo_inside->store(1, std::memory_order_seq_cst);
+    if (!c.solo_blocked->load(std::memory_order_seq_cst)) return true;
+  } else {
+    c.solo_inside->store(1, std::memory_order_relaxed);
+    light_fence();  // the runtime enables solo only where heavy_fence works
+    if (!c.solo_blocked->load(std::memory_order_relaxed)) return true;
+  }
+  c.solo_inside->store(0, std::memory_order_relaxed);
+  return false;
+}
+
+inline void solo_leave() noexcept {
+  // release: a sweep that saw us inside waits for this store, then reads
+  // the state words we wrote.
+  tl_context.solo_inside->store(0, std::memory_order_release);
 }
 
 /// After the last reference went: destroys what is left and returns the
@@ -193,6 +258,21 @@ void release(task_header* task) noexcept {
 void wake(task_header* task, std::uint32_t generation) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_acquire);
+  if ((s & h::SOLO) != 0 && solo_enter(task)) {
+    // Wake, solo (see the top of this file): we hold the one waker of this
+    // suspension and no sweep runs, so nobody else writes the word now.
+    s = task->state.load(std::memory_order_relaxed);
+    if ((s & (h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED)) == h::SOLO &&
+        h::generation_of(s) == generation) {
+      // relaxed: the frame reached us through the park's commit; the queue
+      // passes it on.
+      task->state.store(((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING, std::memory_order_relaxed);
+      solo_leave();
+      task->scheduler->schedule(task, schedule_hint::wake);
+      return;
+    }
+    solo_leave();
+  }
   for (;;) {
     if (h::generation_of(s) != generation) return;  // stale: polled since this waker was made
     if ((s & (h::COMPLETE | h::SCHEDULED | h::NOTIFIED)) != 0) return;
@@ -205,8 +285,8 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
     // Claimed in advance for the next poll (see the top of this file).
     // acquire: the frame as the last poll left it (its release), passed on
     // to the poller by the queue.
-    if (task->state.compare_exchange_weak(s, (s + h::GENERATION_ONE) | h::RUNNING, std::memory_order_acq_rel,
-                                          std::memory_order_acquire)) {
+    if (task->state.compare_exchange_weak(s, ((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING,
+                                          std::memory_order_acq_rel, std::memory_order_acquire)) {
       task->scheduler->schedule(task, schedule_hint::wake);
       return;
     }
@@ -231,8 +311,8 @@ void abort(task_header* task) noexcept {
     if ((s & h::RUNNING) != 0)
       next |= h::NOTIFIED;
     else if ((s & h::SCHEDULED) == 0)
-      next |= h::SCHEDULED;  // idle: queue it so a worker destroys the frame
-    if (next == s) return;   // already aborted and queued (or being polled)
+      next = (next & ~h::SOLO) | h::SCHEDULED;  // idle: queue it so a worker destroys the frame
+    if (next == s) return;                      // already aborted and queued (or being polled)
     if (task->state.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
       if ((s & (h::RUNNING | h::SCHEDULED)) == 0) task->scheduler->schedule(task, schedule_hint::spawn);
       return;
@@ -361,6 +441,33 @@ void cancel_now(task_header* task) noexcept {
   complete(task, task_header::CANCELLED);
 }
 
+/// Poll end, solo (see the top of this file): parks the task with plain
+/// stores and commits `park`. False (nothing done) unless this thread may
+/// and the task is alone: no reference but the lifecycle one, nothing
+/// woke or aborted it during the poll.
+bool solo_park(task_header* task, deferred_park park) noexcept {
+  using h = task_header;
+  if (!solo_enter(task)) return false;
+  const std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  if (h::refs_of(s) != 1 || (s & (h::NOTIFIED | h::ABORT)) != 0) {
+    solo_leave();
+    return false;
+  }
+  // release: the frame, for whoever polls the task next (the commit's
+  // release passes it on to the waker).
+  task->state.store((s & ~h::RUNNING) | h::SOLO, std::memory_order_release);
+  if (park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)})) {
+    solo_leave();  // the task may already run elsewhere: not touched again
+    return true;
+  }
+  // Nothing published: still ours alone. Claimed in advance for the poll
+  // that finds what it awaited (a new generation, as after any poll).
+  task->state.store(s + h::GENERATION_ONE, std::memory_order_relaxed);
+  solo_leave();
+  task->scheduler->schedule(task, schedule_hint::yield);
+  return true;
+}
+
 }  // namespace
 
 bool poll_task_yielded(task_header* task) noexcept {
@@ -396,7 +503,20 @@ bool poll_task_yielded(task_header* task) noexcept {
     tl_context.task = outer;
     return false;
   }
+  // A park deferred to now (defer_park): solo if this poll made no other
+  // waker, else committed below while the task is still RUNNING.
+  const deferred_park park = std::exchange(tl_context.pending_park, deferred_park{});
+  if (park.commit != nullptr && tl_context.wakers_made == wakers_before && solo_park(task, park)) {
+    tl_context.task = outer;
+    return false;
+  }
   s = task->state.load(std::memory_order_relaxed);
+  bool again = false;  // the deferred park found its value: poll the task again
+  if (park.commit != nullptr && (s & h::ABORT) == 0) {
+    // relaxed: the generation cannot change while the task runs.
+    again = !park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)});
+    s = task->state.load(std::memory_order_relaxed);
+  }
   if (yielded) {
     // yield_now: back to the queue *still RUNNING*. To wakers and aborters
     // the task looks like it is running: an abort sets ABORT (and NOTIFIED)
@@ -427,7 +547,7 @@ bool poll_task_yielded(task_header* task) noexcept {
       cancel_now(task);  // cancelled at its suspension point
       break;
     }
-    if ((s & h::NOTIFIED) != 0) {
+    if ((s & h::NOTIFIED) != 0 || again) {
       // Re-queued claimed in advance: the new generation makes this poll's
       // wakers stale. acquire: what the waker wrote before its wake (e.g. a
       // node it handed us under its lock) happens-before our queue push,

@@ -34,7 +34,12 @@
 //   JOIN_INTEREST  a join handle still wants the result
 //   JOIN_WAITER    `join_waker` holds the waker of whoever awaits the handle
 //   PANICKED / CANCELLED: the outcome, set together with COMPLETE
-//   REFS           bits 9-35: the reference count (see above)
+//   SOLO           idle, and the one waker of this suspension is an
+//                  unowned_waker published after the task went idle; no
+//                  reference but the lifecycle one: a worker of the task's
+//                  runtime may wake it with a plain store ("Solo" in
+//                  task_header.cpp)
+//   REFS           bits 10-35: the reference count (see above)
 //   generation     bits 36-63: counts polls (see GENERATION_SHIFT)
 // At most one of RUNNING / SCHEDULED / COMPLETE is set, and only the thread
 // that moved the task into RUNNING (a worker), or the one it handed the task
@@ -210,11 +215,12 @@ struct alignas(32) task_header {
   static constexpr std::uint64_t JOIN_WAITER = 1ull << 6;
   static constexpr std::uint64_t PANICKED = 1ull << 7;
   static constexpr std::uint64_t CANCELLED = 1ull << 8;
-  // Bits 9-35 count references (see "References" at the top): up to 2^27 - 1
+  static constexpr std::uint64_t SOLO = 1ull << 9;
+  // Bits 10-35 count references (see "References" at the top): up to 2^26 - 1
   // owners at once; retain() aborts the process with a message beyond that.
-  static constexpr int REF_SHIFT = 9;
+  static constexpr int REF_SHIFT = 10;
   static constexpr std::uint64_t REF_ONE = 1ull << REF_SHIFT;
-  static constexpr std::uint64_t REF_MASK = ((1ull << 27) - 1) << REF_SHIFT;
+  static constexpr std::uint64_t REF_MASK = ((1ull << 26) - 1) << REF_SHIFT;
   static constexpr std::uint32_t refs_of(std::uint64_t state) noexcept {
     return static_cast<std::uint32_t>((state & REF_MASK) >> REF_SHIFT);
   }
@@ -324,6 +330,30 @@ struct unowned_waker {
 
 /// suspend_current for an unowned_waker (same contract otherwise).
 unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting);
+
+/// A park whose publication waits for the end of the poll: `commit` makes
+/// `self` visible to the waking side (one atomic operation on the
+/// awaiter's own structure) and returns true, or returns false, publishing
+/// nothing, if what the awaiter waits for is already there (the task is
+/// then polled again, resuming at the same point). `commit` runs on the
+/// polling thread after the awaiting coroutine suspended, at most once, and
+/// not at all if the task is aborted at that suspension (the awaiter's
+/// destructor then finds nothing published).
+struct deferred_park {
+  bool (*commit)(void* awaiter, unowned_waker self) noexcept = nullptr;
+  void* awaiter = nullptr;
+};
+
+/// For an awaiter whose only waker is an unowned_waker that one atomic
+/// operation publishes (the receiver of a capacity-1 channel): records
+/// `awaiting` as the resume point and hands `park` to the poller, which
+/// commits it when the poll ends, after the task is idle; then the task's
+/// state word needs no RMW at the poll end, nor at the wake (see "Solo" in
+/// task_header.cpp). Call it last in await_suspend and then suspend. False
+/// (nothing recorded) if a park is already deferred in this poll: park now
+/// with suspend_current_unowned instead. Throws usage_error outside a
+/// warden task.
+bool defer_park(std::coroutine_handle<> awaiting, deferred_park park);
 
 /// Blocks the calling (non-worker) thread until `task` completes.
 void block_until_complete(task_header* task);

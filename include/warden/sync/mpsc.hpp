@@ -219,6 +219,20 @@ class [[nodiscard]] mpsc_recv_awaiter {
   bool await_ready() { return try_take(); }
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
+    if (state_->single) {
+      // Capacity 1 parks with one CAS on the slot word: deferred to the end
+      // of the poll, after the task is idle, so that neither the poll end
+      // nor the wake needs an RMW on the task (see defer_park). If a value
+      // came meanwhile the commit fails and the task is polled again, into
+      // await_resume.
+      if (state_->receiver_parked.load(std::memory_order_relaxed))
+        detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
+      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, this})) {
+        state_->receiver_parked.store(true, std::memory_order_relaxed);
+        parked_ = true;
+        return true;
+      }
+    }
     const detail::unowned_waker self = detail::suspend_current_unowned(awaiting);
     // No second look before parking: await_ready just looked, and parking
     // (the park handshake, or capacity 1's parking CAS) sees whatever came
@@ -256,6 +270,11 @@ class [[nodiscard]] mpsc_recv_awaiter {
  private:
   friend class mpsc_receiver<T>;
   explicit mpsc_recv_awaiter(detail::mpsc_state<T>* state) noexcept : state_(state) {}
+
+  /// The deferred park of capacity 1 (see await_suspend).
+  static bool commit_park(void* self, detail::unowned_waker waker) noexcept {
+    return static_cast<mpsc_recv_awaiter*>(self)->state_->park_one(waker);
+  }
 
   /// Takes the oldest value, or sees closed-and-drained.
   bool try_take() {

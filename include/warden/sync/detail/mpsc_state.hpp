@@ -280,6 +280,15 @@ class locked_ring {
 /// is parked, and the kIdle store also publishes a kSlotHanding value.
 /// A ping-pong message costs three locked operations on this word (claim,
 /// park, take) where the ring's permits cost five.
+///
+/// The receiver's park (park_one) is deferred to the end of its poll
+/// (detail::defer_park, from mpsc_recv_awaiter::await_suspend): the poller
+/// commits it after the task went idle, so a detached receiver (no other
+/// owner of its task) parks and is woken with plain stores on its task's
+/// state word ("Solo" in task_header.cpp) and a message costs no locked
+/// operation on the task at all. A commit that finds the slot readable (or
+/// closed and drained) publishes nothing and the receiver is polled again,
+/// straight into await_resume.
 template <class T>
 struct mpsc_state {
   static constexpr std::uint64_t kClosed = 1;
