@@ -355,7 +355,9 @@ task<void> mpsc_one_slot_round(std::uint64_t seed, std::atomic<int>* live) {
   EXPECT_TRUE(std::includes(sent.begin(), sent.end(), received.begin(), received.end()))
       << "a value received was never sent";
   if (ending == 2) {
-    EXPECT_LE(sent.size(), received.size() + 1) << "more than the slot's value went with the receiver";
+    // The slot's value and one handed to a recv that was aborted before it
+    // ran (see "Hand-off" in mpsc_state.hpp).
+    EXPECT_LE(sent.size(), received.size() + 2) << "more than the slot's and a handed value went with the receiver";
   } else {
     EXPECT_EQ(received, sent) << "a value sent was lost";
   }

@@ -437,25 +437,57 @@ TEST_P(mpsc_test, a_receiver_woken_then_aborted_leaves_the_value_queued) {
 // P6: a send into a parked receiver hands the value over; a second value
 // waits for the slot (capacity 1 holds one value, also while it is being
 // handed over).
-TEST_P(mpsc_test, capacity_one_holds_one_value_also_while_handing_it_to_a_parked_receiver) {
+TEST_P(mpsc_test, capacity_one_hands_a_value_to_a_parked_receiver_without_taking_the_slot) {
   run([&]() -> task<void> {
     auto [tx, rx] = warden::mpsc<int>(1);
     auto receiver = warden::spawn(receive_one(&rx));
     co_await until([&] { return tx.receiver_waiting(); });
-    EXPECT_TRUE(tx.try_send(1).has_value());
-    auto second = tx.try_send(2);
-    if (current_thread_mode()) {  // the receiver has not run: the slot is still taken
-      EXPECT_FALSE(second.has_value());
-      EXPECT_EQ(rx.size(), 1u);
+    EXPECT_TRUE(tx.try_send(1).has_value());  // handed to the waiting receiver
+    EXPECT_TRUE(tx.try_send(2).has_value());  // the slot is still free
+    auto third = tx.try_send(3);
+    if (current_thread_mode()) {  // the receiver has not run: 1 handed, 2 in the slot
+      EXPECT_FALSE(third.has_value());
+      EXPECT_EQ(rx.size(), 2u);
     }
     EXPECT_EQ(co_await receiver, 1);
-    if (second) {
-      EXPECT_EQ(co_await rx.recv(), 2);
+    EXPECT_EQ(co_await rx.recv(), 2);
+    if (third) {
+      EXPECT_EQ(co_await rx.recv(), 3);
     }
     EXPECT_EQ(rx.size(), 0u);
-    EXPECT_TRUE(tx.try_send(3).has_value());
-    EXPECT_EQ(rx.try_recv(), 3);
+    EXPECT_TRUE(tx.try_send(4).has_value());
+    EXPECT_EQ(rx.try_recv(), 4);
   });
+}
+
+// P6: a value handed to a parked recv whose task is aborted before it runs
+// is not lost: the next recv gets it, before the one in the slot.
+TEST_P(mpsc_test, capacity_one_value_handed_to_an_aborted_receiver_goes_to_the_next_recv) {
+  run([&]() -> task<void> {
+    auto [tx, rx] = warden::mpsc<tracked>(1);
+    auto receiver = warden::spawn(
+        [](warden::mpsc_receiver<tracked>* rx) -> task<int> {
+          auto v = co_await rx->recv();
+          co_return v ? v->id() : -1;
+        },
+        &rx);
+    co_await until([&] { return tx.receiver_waiting(); });
+    EXPECT_TRUE(tx.try_send(tracked(1, live)).has_value());
+    receiver.abort();  // in current-thread mode it has not run yet: the value stays handed
+    auto outcome = co_await receiver.result();
+    if (!outcome) {
+      EXPECT_TRUE(outcome.error().is_cancelled());
+      EXPECT_TRUE(tx.try_send(tracked(2, live)).has_value());
+      auto first = co_await rx.recv();
+      EXPECT_EQ(first ? first->id() : -1, 1);
+      auto second = co_await rx.recv();
+      EXPECT_EQ(second ? second->id() : -1, 2);
+    } else {
+      EXPECT_EQ(*outcome, 1);  // it ran before the abort
+    }
+    EXPECT_EQ(rx.size(), 0u);
+  });
+  EXPECT_EQ(live.load(), 0);
 }
 
 // P6: close while a sender waits: it gets its value back, the queued value

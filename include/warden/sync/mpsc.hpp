@@ -4,7 +4,9 @@
 // A channel carries values of `T` from any number of senders to one
 // receiver, in the order they were sent. A bounded channel holds at most
 // `capacity` values: `send` waits while it is full (back-pressure). An
-// unbounded one never makes a sender wait.
+// unbounded one never makes a sender wait. (Capacity 1 hands a value sent
+// while the receiver waits straight to it: that value takes no place in the
+// channel, so the next send may fill the slot before the receiver runs.)
 //
 //   auto [tx, rx] = warden::mpsc<std::string>(16);
 //   warden::spawn([](warden::mpsc_sender<std::string> tx) -> warden::task<void> {
@@ -45,7 +47,7 @@
 // lock to park. An unbounded channel guards its growing ring with a lock.
 // Capacity 1 has its own layout: one word is the slot's state, the permit
 // and the receiver's park flag, so a send into a waiting receiver is one
-// CAS, and taking the value another.
+// CAS, and the receiver takes the handed value with none.
 //
 // # Requirements and threading
 // `T` must be nothrow-move-constructible. Senders are copyable: each copy

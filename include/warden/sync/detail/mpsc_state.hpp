@@ -244,24 +244,22 @@ class locked_ring {
 ///     kSlotEmpty     no value, none on its way: the permit is free
 ///     kSlotClaimed   a sender holds the slot (the permit) and is moving its
 ///                    value in, or a parked sender was handed it
-///     kSlotHanding   a sender claimed the slot from a parked receiver and
-///                    took its waker: the value is readable once
-///                    `receiver_state` is back to kIdle
 ///     kSlotFull      the value is readable
 ///   kReceiverParked  the receiver's waker is in `receiver_waker`
 /// Every change is a CAS on this one word, so the slot, the permit, the
 /// close and the receiver's park are always seen together:
-///   send     kSlotEmpty -> kSlotClaimed, or -> kSlotHanding taking
-///            kReceiverParked away (the sender then wakes the receiver);
-///            then the value goes in, and from kSlotClaimed a second CAS
+///   send     kSlotEmpty with kReceiverParked: takes kReceiverParked away
+///            and leaves the slot empty: the value goes straight to the
+///            parked receiver (*hand-off*, below). kSlotEmpty otherwise:
+///            -> kSlotClaimed, the value goes in, and a second CAS
 ///            -> kSlotFull publishes it, taking kReceiverParked away if the
 ///            receiver parked meanwhile. Nothing in kSlotClaimed is
 ///            readable, so a receiver never waits for a sender still
 ///            writing; it parks and the publishing CAS wakes it.
-///   recv     kSlotFull / kSlotHanding: takes the value, then one CAS back
-///            to kSlotEmpty, or (senders parked) hands the slot to the first
-///            of them as kSlotClaimed, under `mutex`. Else, unless closed
-///            and empty, one CAS adds kReceiverParked.
+///   recv     a handed value first (no CAS). kSlotFull: takes the value,
+///            then one CAS back to kSlotEmpty, or (senders parked) hands the
+///            slot to the first of them as kSlotClaimed, under `mutex`.
+///            Else, unless closed and empty, one CAS adds kReceiverParked.
 ///   close    adds kClosed; if the slot is empty (closed and drained) it
 ///            takes kReceiverParked away and wakes the receiver.
 ///   a claim given back unused (the channel closed before the woken sender
@@ -277,9 +275,20 @@ class locked_ring {
 /// for kIdle after a wake (await_resume) and before an aborted recv's frame
 /// goes (unpark_receiver_or_wait); a receiver that takes kReceiverParked
 /// back itself stores kIdle. So `receiver_state` is kIdle whenever no recv
-/// is parked, and the kIdle store also publishes a kSlotHanding value.
-/// A ping-pong message costs three locked operations on this word (claim,
-/// park, take) where the ring's permits cost five.
+/// is parked, and the kIdle store also publishes a handed value.
+///
+/// Hand-off: a sender that takes kReceiverParked from an empty slot moves
+/// its value into `queue.one.handed` (not the slot), sets `handed`, wakes
+/// the receiver and stores kIdle. The receiver waits for kIdle (it does
+/// anyway) and takes the handed value with no RMW on the slot word. Only
+/// the receiver's next park can let another hand-off in, and it takes the
+/// handed value before it parks, so one hand-off place is enough. The value
+/// went to a waiting receiver: it takes no capacity, and the slot may fill
+/// meanwhile (FIFO holds: the handed value's claim came first, and a recv
+/// takes it first). If the woken recv is aborted before it runs, the value
+/// stays handed for the next recv: nothing is lost.
+/// A ping-pong message costs two locked operations on this word (claim,
+/// park) where the ring's permits cost five.
 ///
 /// The receiver's park (park_one) is deferred to the end of its poll
 /// (detail::defer_park, from mpsc_recv_awaiter::await_suspend): the poller
@@ -297,7 +306,7 @@ struct mpsc_state {
   static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
   static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
   // Capacity 1 (see "Capacity 1: the slot word").
-  static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotHanding = 8, kSlotFull = 12, kSlotMask = 12;
+  static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
   static constexpr std::uint64_t kReceiverParked = 16;
 
   /// `capacity` 0 means unbounded.
@@ -318,8 +327,8 @@ struct mpsc_state {
   ~mpsc_state() {
     if (single) {
       // relaxed: the last owner's release of the state orders everything.
-      const std::uint64_t slot = permits.load(std::memory_order_relaxed) & kSlotMask;
-      if (slot == kSlotFull || slot == kSlotHanding) std::destroy_at(queue.one.value());
+      if ((permits.load(std::memory_order_relaxed) & kSlotMask) == kSlotFull) std::destroy_at(queue.one.slot.value());
+      if (handed.load(std::memory_order_relaxed)) std::destroy_at(queue.one.handed.value());
     } else if (bounded) {
       std::destroy_at(&queue.fixed);
     } else {
@@ -460,7 +469,8 @@ struct mpsc_state {
   [[nodiscard]] bool closed_and_drained() const noexcept {
     if (single) {
       // acquire: as in ready_one (a value taken, a claim given back).
-      return (permits.load(std::memory_order_acquire) & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty);
+      return (permits.load(std::memory_order_acquire) & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty) &&
+             !handed.load(std::memory_order_acquire);
     }
     if (!bounded) return (permits.load(std::memory_order_seq_cst) & kClosed) != 0 && !queue.growing.ready();
     return (permits.load(std::memory_order_seq_cst) & ~kSendersParked) == (all_permits | kClosed);
@@ -484,7 +494,7 @@ struct mpsc_state {
   /// Bounded, sender holding a permit: queues `value`, wakes the receiver.
   void push(T&& value) noexcept {
     if (single) {
-      std::construct_at(queue.one.value(), std::move(value));
+      std::construct_at(queue.one.slot.value(), std::move(value));
       publish_one();
       return;
     }
@@ -500,8 +510,14 @@ struct mpsc_state {
   /// Takes the oldest value and gives its permit back. Precondition: ready().
   T pop() noexcept {
     if (single) {
-      T value = std::move(*queue.one.value());
-      std::destroy_at(queue.one.value());
+      if (handed.load(std::memory_order_relaxed)) {  // ready_one looked (acquire)
+        T value = std::move(*queue.one.handed.value());
+        std::destroy_at(queue.one.handed.value());
+        handed.store(false, std::memory_order_relaxed);
+        return value;
+      }
+      T value = std::move(*queue.one.slot.value());
+      std::destroy_at(queue.one.slot.value());
       free_one_slot();
       return value;
     }
@@ -511,7 +527,9 @@ struct mpsc_state {
     return value;
   }
   [[nodiscard]] std::size_t size() const noexcept {
-    if (single) return (permits.load(std::memory_order_relaxed) & kSlotMask) != kSlotEmpty ? 1 : 0;
+    if (single)
+      return ((permits.load(std::memory_order_relaxed) & kSlotMask) != kSlotEmpty ? 1 : 0) +
+             (handed.load(std::memory_order_relaxed) ? 1 : 0);
     return bounded ? queue.fixed.size() : queue.growing.size();
   }
 
@@ -596,15 +614,20 @@ struct mpsc_state {
     do {
       if ((word & kClosed) != 0) return acquired::closed;
       if ((word & kSlotMask) != kSlotEmpty) return acquired::full;  // also while senders are parked
-      claimed = (word & kReceiverParked) != 0 ? (word & ~kReceiverParked) | kSlotHanding : word | kSlotClaimed;
+      // A parked receiver: the hand-off, the slot stays empty.
+      claimed = (word & kReceiverParked) != 0 ? word & ~kReceiverParked : word | kSlotClaimed;
       // acquire: the receiver read the last value before it emptied the slot
       // (release), and wrote its waker before parking (release).
     } while (!permits.compare_exchange_weak(word, claimed, std::memory_order_acquire, std::memory_order_relaxed));
-    std::construct_at(queue.one.value(), std::move(value));
-    if ((word & kReceiverParked) != 0)
-      wake_taken_receiver();  // its kIdle store makes the value readable
-    else
+    if ((word & kReceiverParked) != 0) {
+      // The receiver took any earlier handed value before it parked.
+      std::construct_at(queue.one.handed.value(), std::move(value));
+      handed.store(true, std::memory_order_release);  // and the kIdle store releases it again
+      wake_taken_receiver();
+    } else {
+      std::construct_at(queue.one.slot.value(), std::move(value));
       publish_one();
+    }
     return acquired::permit;
   }
 
@@ -624,7 +647,7 @@ struct mpsc_state {
   void wake_taken_receiver() noexcept {
     receiver_waker.wake();
     // release: our last use of the receiver's header (and of the waker), and
-    // a kSlotHanding value, come before the receiver sees kIdle.
+    // a handed value, come before the receiver sees kIdle.
     receiver_state.store(kIdle, std::memory_order_release);
   }
 
@@ -680,11 +703,13 @@ struct mpsc_state {
 
   /// Receiver, capacity 1: a value readable now?
   [[nodiscard]] bool ready_one() const noexcept {
+    // A handed value: every recv that can see it comes after the hand-off's
+    // kIdle store (a woken recv waits for it, an aborted one's destructor
+    // too, and only then can another recv start). acquire: pairs with that
+    // store, for a recv on another thread.
+    if (handed.load(std::memory_order_acquire)) return true;
     // acquire: a kSlotFull value (publish_one's release).
-    const std::uint64_t slot = permits.load(std::memory_order_acquire) & kSlotMask;
-    // A kSlotHanding value is readable once its sender stored kIdle (and
-    // always is when the receiver asks outside a parked recv).
-    return slot == kSlotFull || (slot == kSlotHanding && receiver_state.load(std::memory_order_acquire) == kIdle);
+    return (permits.load(std::memory_order_acquire) & kSlotMask) == kSlotFull;
   }
 
   /// park_receiver_unless_ready for capacity 1: one CAS.
@@ -695,7 +720,7 @@ struct mpsc_state {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint64_t slot = word & kSlotMask;
-      if (slot == kSlotFull || slot == kSlotHanding || (slot == kSlotEmpty && (word & kClosed) != 0)) {
+      if (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0)) {
         receiver_state.store(kIdle, std::memory_order_relaxed);
         return false;
       }
@@ -712,7 +737,10 @@ struct mpsc_state {
     ~values() {}
     slot_ring<T> fixed;
     locked_ring<T> growing;
-    one_slot<T> one;
+    struct {
+      one_slot<T> slot;    // the channel's one place
+      one_slot<T> handed;  // a value handed to a parked receiver (see "Hand-off")
+    } one;
   };
 
   const bool bounded;
@@ -724,6 +752,10 @@ struct mpsc_state {
   // A recv is waiting (for receiver_waiting and to catch a second recv).
   // Written by the receiver only, relaxed: a snapshot, no ordering.
   std::atomic<bool> receiver_parked{false};
+  // Capacity 1: `queue.one.handed` holds a value (see "Hand-off"). Set by
+  // the sender that took the parked receiver's waker, cleared by the
+  // receiver.
+  std::atomic<bool> handed{false};
   unowned_waker receiver_waker;  // see "The receiver's waker"
   std::atomic<std::size_t> senders{1};
   std::mutex mutex;  // guards parked_senders
