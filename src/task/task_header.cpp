@@ -505,7 +505,8 @@ bool poll_task_yielded(task_header* task) noexcept {
   }
   // A park deferred to now (defer_park): solo if this poll made no other
   // waker, else committed below while the task is still RUNNING.
-  const deferred_park park = std::exchange(tl_context.pending_park, deferred_park{});
+  deferred_park park;
+  if (tl_context.pending_park.commit != nullptr) park = std::exchange(tl_context.pending_park, deferred_park{});
   if (park.commit != nullptr && tl_context.wakers_made == wakers_before && solo_park(task, park)) {
     tl_context.task = outer;
     return false;
