@@ -400,9 +400,6 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
   const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow);
   if (depth == 0) return false;
   ++w.help_depth;
-  // A park the awaiting task deferred earlier in its poll (a combinator's
-  // other branch) is not for the tasks polled here.
-  const deferred_park outer_park = std::exchange(tl_context.pending_park, deferred_park{});
   // Tasks taken from the end of the queue, newest first, not run yet: the
   // whole stretch down to the child in one CAS while every worker is busy
   // (nobody would steal them), else one at a time.
@@ -443,7 +440,6 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
     if (yielded) push_own(w, t);  // as in poll()
   }
   if (next != count) give_back(w, claimed.data() + next, count - next);
-  tl_context.pending_park = outer_park;
   --w.help_depth;
   return child->is_complete();
 }

@@ -349,7 +349,9 @@ struct deferred_park {
 /// `awaiting` as the resume point and hands `park` to the poller, which
 /// commits it when the poll ends, after the task is idle; then the task's
 /// state word needs no RMW at the poll end, nor at the wake (see "Solo" in
-/// task_header.cpp). Call it last in await_suspend and then suspend. False
+/// task_header.cpp). Call it last in await_suspend and then suspend: the
+/// poll ends right after (so no nested poll, e.g. help_awaited, can start
+/// while a park is pending, and the pending park is the polled task's own). False
 /// (nothing recorded) if a park is already deferred in this poll: park now
 /// with suspend_current_unowned instead. Throws usage_error outside a
 /// warden task.
