@@ -186,7 +186,7 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops&
   task_header* t = allocate_header();
   t->root = root;
   t->resume_point = root;
-  t->results = &results;
+  t->result = const_cast<result_ops*>(&results);  // until it completes: see task_header::result
   t->scheduler = blocking ? static_cast<task_scheduler*>(&blocking_) : this;
   t->id = next_task_id();
   t->location = options.location;

@@ -82,8 +82,8 @@ namespace detail {
 
 constinit thread_local thread_context tl_context{};
 
-static_assert(sizeof(void*) != 8 || sizeof(task_header) == 96,
-              "the task header is meant to take 96 bytes (see \"Size\" in task_header.hpp)");
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 88,
+              "the task header is meant to take 88 bytes (see \"Size\" in task_header.hpp)");
 
 /// A panicked task's outcome (see task_header::panic).
 struct task_panic {
@@ -245,8 +245,9 @@ void destroy_root(task_header* task) noexcept {
 }
 
 void drop_result(task_header* task) noexcept {
+  // Complete (every caller has seen COMPLETE), so `finished_results` is set.
   if (task->result != nullptr) {  // an inline value of all-zero bits needs nothing either
-    if (task->results->destroy != nullptr) task->results->destroy(task->result);
+    if (task->finished_results->destroy != nullptr) task->finished_results->destroy(task->result);
     task->result = nullptr;
   }
   if (task_panic* panic = panic_of(task)) panic->error = nullptr;
@@ -289,15 +290,20 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
   task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
   std::exception_ptr error;
+  // The ops leave the `result` slot (which takes the value, if any) for the
+  // resume point's, unused from now on: drop_result needs them.
+  const result_ops& ops = root_results(task);
+  task->finished_results = &ops;
+  task->result = nullptr;
   if (task->root) {
     // Move the outcome out of the frame, then destroy the frame: the task's
     // parameters and captures die as soon as it finishes, not when its
     // handle is dropped.
     if ((outcome & h::PANICKED) != 0) {
-      error = root_promise(task).exception();
-    } else if (task->results->extract != nullptr) {
+      error = ops.promise(task->root).exception();
+    } else if (ops.extract != nullptr) {
       try {
-        task->results->extract(root_promise(task), task->result);
+        ops.extract(ops.promise(task->root), task->result);
       } catch (...) {
         error = std::current_exception();  // the value's move threw: a panic
         outcome |= h::PANICKED;

@@ -57,12 +57,16 @@
 //   (release) and read by the completer after its COMPLETE transition
 //   (acquire) saw JOIN_WAITER. Whoever clears JOIN_WAITER (an awaiter leaving
 //   early) or observes it in the COMPLETE transition owns the waker.
-// * `root`: the poller owns it (the promise is found through `results`). At
-//   completion the poller moves the outcome out (`result` box or `error`)
-//   and destroys the frame at once, so the task's parameters and captures
-//   die when it finishes.
-// * `result` / the panic record (in `extras`): written before COMPLETE is
-//   published; afterwards owned by the holder of JOIN_INTEREST (the join
+// * `root`: the poller owns it (the promise is found through the result_ops
+//   that `result` holds until completion). At completion the poller moves
+//   the outcome out (`result` box or `error`) and destroys the frame at
+//   once, so the task's parameters and captures die when it finishes.
+// * `result` holds the root's result_ops from spawn until completion (only
+//   the poller reads them then); the completer moves them to
+//   `finished_results` (the resume point's slot, unused from then on) and
+//   stores the value in `result`, both before COMPLETE is published.
+// * the value in `result` / the panic record (in `extras`): written before
+//   COMPLETE is published; afterwards owned by the holder of JOIN_INTEREST (the join
 //   handle), or dropped by whoever ends that interest without taking them.
 // * `extras`: set before the header is published when the task has a name
 //   or inherits task-locals; otherwise allocated by the task's own thread
@@ -72,11 +76,11 @@
 // * `queue_next` belongs to the queue that holds the task.
 //
 // # Size
-// 96 bytes (two headers per three cache lines), aligned to 32 so that a
-// header's first half-line (state, queue link, resume point, root) never
-// straddles a line. Everything a plain task does not need lives in
-// `extras`; the root promise is derived from `root` (result_ops::promise);
-// the reference count shares the state word.
+// 88 bytes, packed in the pool with no padding (a parked task's memory is
+// this plus its frame). Everything a plain task does not need lives in
+// `extras`; the result_ops share the `result` slot until completion and the
+// resume point's after it; the root promise is derived from `root`
+// (result_ops::promise); the reference count shares the state word.
 #pragma once
 
 #include <atomic>
@@ -198,8 +202,8 @@ struct task_extras {
   task_panic* panic = nullptr;
 };
 
-/// 96 bytes, aligned to 32 (see "Size" at the top of this file).
-struct alignas(32) task_header {
+/// 88 bytes (see "Size" at the top of this file).
+struct task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
   static constexpr std::uint64_t SCHEDULED = 1ull << 1;
@@ -233,13 +237,20 @@ struct alignas(32) task_header {
   // join side need.
   std::atomic<std::uint64_t> state{0};
   task_header* queue_next = nullptr;
-  std::coroutine_handle<> resume_point;
+  union {
+    // Until the task completes: where its next poll resumes it.
+    std::coroutine_handle<> resume_point{};
+    // Once complete: how to destroy a boxed value left in `result` (the
+    // ops that `result` held until then; see below).
+    const result_ops* finished_results;
+  };
   std::coroutine_handle<> root;
   task_scheduler* scheduler = nullptr;
   waker join_waker;
   std::uint64_t id = 0;
-  const result_ops* results = nullptr;  // set at spawn
-  void* result = nullptr;               // the value (inline or boxed) once complete, until taken
+  // Until the task completes: its root's result_ops (set at spawn; see
+  // root_results). Once complete: the value (inline or boxed) until taken.
+  void* result = nullptr;
   std::source_location location;
   // Name, task-locals, panic record (room for parent, tracker, registry
   // link, token); see the top of this file.
@@ -250,8 +261,15 @@ struct alignas(32) task_header {
 
 // ---- operations on a task (task_header.cpp) --------------------------------
 
+/// How to handle the value of the task's root frame; valid until the task
+/// completes (the `result` slot holds it until then).
+inline const result_ops& root_results(const task_header* task) noexcept {
+  return *static_cast<const result_ops*>(task->result);
+}
 /// The promise of the task's root frame, while it is attached.
-inline promise_base& root_promise(const task_header* task) noexcept { return task->results->promise(task->root); }
+inline promise_base& root_promise(const task_header* task) noexcept {
+  return root_results(task).promise(task->root);
+}
 /// The task's extras, allocated if it has none yet. Only the task's own
 /// thread (or the spawner, before the header is published) may call this.
 /// Throws std::bad_alloc.
