@@ -575,6 +575,11 @@ void runtime_core::wait_for(task_header* task) {
   waker w = waker::for_thread(&me);
   const bool registered = set_join_waker(task, w);
   if (!registered) return;
+  // `w` must outlive its registration, also if drive throws.
+  struct withdraw {
+    task_header* task;
+    ~withdraw() { clear_join_waker(task); }
+  } const guard{task};
   drive([task] { return task->is_complete(); }, nullptr);
 }
 
