@@ -337,7 +337,7 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   // acq_rel: release publishes the result to the join side and, when the
   // lifecycle reference goes too, our last use of the header to whoever
   // frees it; acquire pairs with the JOIN_WAITER publication of
-  // `join_waker` and, if we free, with the other owners' releases.
+  // `join_waiter` and, if we free, with the other owners' releases.
   for (;;) {
     // Fast: nothing left to do on the header after the CAS, so the
     // lifecycle reference goes with it, and we touch the header again only
