@@ -33,8 +33,10 @@ using warden::testkit::test_event;
 constexpr int kValue = 7;
 constexpr int kBatch = 4;
 
-task<int> child(test_event* go) {
+task<int> child(test_event* go, std::atomic<int>* past_event = nullptr) {
   co_await go->wait();
+  // Done with `go` (the awaiter is gone): the caller may destroy it.
+  if (past_event != nullptr) past_event->fetch_add(1, std::memory_order_release);
   co_return kValue;
 }
 
@@ -67,8 +69,12 @@ TEST(join_waker_race, joiner_aborted_while_the_task_completes) {
       progress.store(first, std::memory_order_relaxed);
       std::array<test_event, kBatch> go;
       std::array<std::atomic<bool>, kBatch> started{};
+      // A cancelled joiner drops its child's handle: count the children
+      // past their event instead, which must outlive them.
+      std::atomic<int> past_event{0};
       std::vector<warden::join_handle<int>> joiners;
-      for (int k = 0; k < kBatch; ++k) joiners.push_back(rt.spawn(joiner(rt.spawn(child(&go[k])), &started[k])));
+      for (int k = 0; k < kBatch; ++k)
+        joiners.push_back(rt.spawn(joiner(rt.spawn(child(&go[k], &past_event)), &started[k])));
       for (int k = 0; k < kBatch; ++k) {
         wait_until([&] { return started[k].load(std::memory_order_acquire); });
         const std::uint32_t set_spin = random_spin(rng, 14);
@@ -95,6 +101,7 @@ TEST(join_waker_race, joiner_aborted_while_the_task_completes) {
           ++cancels;
         }
       }
+      wait_until([&] { return past_event.load(std::memory_order_acquire) == kBatch; });
     }
     rt.shutdown(std::chrono::seconds(10));
     EXPECT_EQ(rt.alive_tasks(), 0u);
