@@ -243,7 +243,9 @@ class join_handle_base {
       throw_cannot_take();
   }
   [[nodiscard]] bool ready() const noexcept { return task_->is_complete(); }
-  bool suspend(std::coroutine_handle<> awaiting);
+  /// Registers `slot` (made here) as the join waker; the awaiter keeps it
+  /// until leave() (see set_join_waker).
+  bool suspend(std::coroutine_handle<> awaiting, detail::waker& slot);
   void leave() const noexcept;
   void block();
   /// After completion: the cancel/panic error, or nullopt-like false when the
@@ -294,7 +296,9 @@ class [[nodiscard]] join_handle : public join_handle_base {
    public:
     explicit awaiter(join_handle& handle) : handle_(&handle) { handle.check_can_take(); }
     awaiter(awaiter&& other) noexcept
-        : handle_(std::exchange(other.handle_, nullptr)), registered_(other.registered_) {}
+        : handle_(std::exchange(other.handle_, nullptr)),
+          waker_(std::move(other.waker_)),
+          registered_(other.registered_) {}
     awaiter(const awaiter&) = delete;
     awaiter& operator=(const awaiter&) = delete;
     awaiter& operator=(awaiter&&) = delete;
@@ -303,7 +307,7 @@ class [[nodiscard]] join_handle : public join_handle_base {
     }
     bool await_ready() const noexcept { return handle_->ready(); }
     bool await_suspend(std::coroutine_handle<> awaiting) {
-      registered_ = handle_->suspend(awaiting);
+      registered_ = handle_->suspend(awaiting, waker_);
       return registered_;
     }
     auto await_resume() {
@@ -315,6 +319,10 @@ class [[nodiscard]] join_handle : public join_handle_base {
 
    private:
     join_handle* handle_;
+    // The join waker, registered in the task's header while suspended (only
+    // then; an awaiter is never moved once suspended): leave() runs before
+    // it is destroyed.
+    detail::waker waker_;
     bool registered_ = false;
   };
 

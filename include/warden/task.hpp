@@ -36,8 +36,10 @@
 
 #include <coroutine>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
+#include <new>
 #include <type_traits>
 #include <utility>
 
@@ -67,8 +69,25 @@ namespace detail {
 
 struct task_access;
 
+/// Where a failing body's continuation word waits between its promise's
+/// unhandled_exception() and its final awaiter, which run back to back on
+/// the same thread (the exception takes the promise's only word meanwhile).
+/// Zero otherwise.
+inline constinit thread_local std::uintptr_t tl_failing_continuation = 0;
+
 /// What every task promise has: the awaiting coroutine to resume when the
-/// body finishes, and the exception that escaped it.
+/// body finishes, or else the exception that escaped it, in one word (a
+/// parked task's frame pays for every byte of its promise).
+///
+/// The word holds, until the body ends, the awaiting frame's address tagged
+/// with kHasContinuation (0 for a root task, which nobody awaits) and maybe
+/// kResumedInline; after an exception escaped, a std::exception_ptr, whose
+/// bits never have kHasContinuation (it points to an exception object, which
+/// is at least 8-byte aligned like a frame) and are never zero. So, once the
+/// body has ended, the word is an exception exactly when it is non-zero and
+/// kHasContinuation is clear. unhandled_exception() moves the continuation
+/// word to tl_failing_continuation for the final awaiter, which runs right
+/// after it on the same thread.
 ///
 /// Threading: a promise is touched only by the thread currently running (or
 /// destroying) its coroutine; hand-offs between threads go through the
@@ -78,6 +97,13 @@ class promise_base {
   static void* operator new(std::size_t size) { return allocate_frame(size); }
   static void operator delete(void* block, std::size_t size) noexcept { deallocate_frame(block, size); }
 
+  promise_base() noexcept { set_word(0); }
+  promise_base(const promise_base&) = delete;
+  promise_base& operator=(const promise_base&) = delete;
+  ~promise_base() {
+    if (failed()) error().~exception_ptr();
+  }
+
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
   struct final_awaiter {
@@ -85,26 +111,44 @@ class promise_base {
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) const noexcept {
       promise_base& p = self.promise();
+      std::uintptr_t w = p.word();
+      const bool failed = is_error(w);
+      if (failed) [[unlikely]]
+        w = std::exchange(tl_failing_continuation, 0);
       // Finished while the awaiter is still inside its await_suspend (the
-      // inline-resume path, see task::awaiter): return to it.
-      if (p.take_resumed_inline()) return std::noop_coroutine();
+      // inline-resume path, see task::awaiter): return to it, which sees the
+      // flag gone (an exception's word never has it).
+      if ((w & kResumedInline) != 0) {
+        if (!failed) p.set_word(w & ~kResumedInline);
+        return std::noop_coroutine();
+      }
       // Symmetric transfer back to whoever awaited us. A root task (spawned,
       // no awaiting coroutine) returns to the worker that resumed it, which
-      // then sees `done()`.
-      if (p.continuation_ == 0) return std::noop_coroutine();
-      return std::coroutine_handle<>::from_address(reinterpret_cast<void*>(p.continuation_));
+      // completes it.
+      if ((w & kHasContinuation) == 0) return std::noop_coroutine();
+      return std::coroutine_handle<>::from_address(reinterpret_cast<void*>(w & ~kTagBits));
     }
     void await_resume() const noexcept {}
   };
   final_awaiter final_suspend() const noexcept { return {}; }
 
-  void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+  void unhandled_exception() noexcept {
+    // The final awaiter, next on this thread, still needs the continuation.
+    tl_failing_continuation = word();
+    ::new (static_cast<void*>(word_)) std::exception_ptr(std::current_exception());
+    // An ABI whose exception_ptr bits could pass for a continuation would
+    // lose exceptions: stop loudly instead.
+    if (!is_error(word())) [[unlikely]]
+      std::terminate();
+  }
 
-  [[nodiscard]] bool failed() const noexcept { return exception_ != nullptr; }
-  [[nodiscard]] const std::exception_ptr& exception() const noexcept { return exception_; }
+  /// Whether the body threw; meaningful once it has ended.
+  [[nodiscard]] bool failed() const noexcept { return is_error(word()); }
+  /// The exception that escaped the body (null if none); once it has ended.
+  [[nodiscard]] std::exception_ptr exception() const noexcept { return failed() ? error() : std::exception_ptr(); }
 
   void set_continuation(std::coroutine_handle<> c) noexcept {
-    continuation_ = reinterpret_cast<std::uintptr_t>(c.address());
+    set_word(reinterpret_cast<std::uintptr_t>(c.address()) | kHasContinuation);
   }
 
   /// Inline-resume protocol for compilers that do not turn symmetric
@@ -113,26 +157,46 @@ class promise_base {
   /// awaiter returns to the awaiter instead of resuming the parent, so a loop
   /// of synchronous awaits uses constant stack. Touched only by the thread
   /// running the task (the task is RUNNING throughout). The flag is the low
-  /// bit of `continuation_` (frames are at least 8-byte aligned), so the
-  /// promise has the same 16-byte layout whichever way a translation unit
-  /// was compiled.
-  void mark_resumed_inline() noexcept { continuation_ |= kResumedInline; }
+  /// bit of the word (frames are at least 8-byte aligned), so the promise
+  /// has the same layout whichever way a translation unit was compiled.
+  void mark_resumed_inline() noexcept { set_word(word() | kResumedInline); }
   /// Clears the flag; whether it was set.
   bool take_resumed_inline() noexcept {
-    if ((continuation_ & kResumedInline) == 0) return false;
-    continuation_ &= ~kResumedInline;
+    const std::uintptr_t w = word();
+    if ((w & kResumedInline) == 0) return false;  // also when the word is an exception
+    set_word(w & ~kResumedInline);
     return true;
   }
 
  protected:
   void rethrow_if_failed() const {
-    if (exception_) std::rethrow_exception(exception_);
+    if (failed()) std::rethrow_exception(error());
   }
 
  private:
   static constexpr std::uintptr_t kResumedInline = 1;
-  std::uintptr_t continuation_ = 0;  // the awaiting frame's address (| kResumedInline)
-  std::exception_ptr exception_;
+  static constexpr std::uintptr_t kHasContinuation = 2;
+  static constexpr std::uintptr_t kTagBits = kResumedInline | kHasContinuation;
+  static_assert(sizeof(std::exception_ptr) == sizeof(std::uintptr_t) &&
+                    alignof(std::exception_ptr) <= alignof(std::uintptr_t),
+                "the promise keeps an exception_ptr in its one word");
+
+  static bool is_error(std::uintptr_t w) noexcept { return w != 0 && (w & kHasContinuation) == 0; }
+  [[nodiscard]] std::uintptr_t word() const noexcept {
+    std::uintptr_t w;
+    std::memcpy(&w, word_, sizeof(w));
+    return w;
+  }
+  void set_word(std::uintptr_t w) noexcept { std::memcpy(word_, &w, sizeof(w)); }
+  [[nodiscard]] const std::exception_ptr& error() const noexcept {
+    return *std::launder(reinterpret_cast<const std::exception_ptr*>(word_));
+  }
+  [[nodiscard]] std::exception_ptr& error() noexcept {
+    return *std::launder(reinterpret_cast<std::exception_ptr*>(word_));
+  }
+
+  // The continuation word or, once the body threw, the exception_ptr.
+  alignas(std::uintptr_t) unsigned char word_[sizeof(std::uintptr_t)];
 };
 
 template <class T>

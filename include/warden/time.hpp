@@ -100,6 +100,7 @@ class deadline_race {
   task_header* task_;
   clock::time_point deadline_;
   timer_node node_;
+  waker join_waker_;  // registered in task_'s header while joined_
   bool joined_ = false;
 };
 

@@ -200,7 +200,7 @@ class local_core {
     task_header* t = allocate_header();
     t->root = root;
     t->resume_point = root;
-    t->results = &results;
+    t->result = const_cast<result_ops*>(&results);  // until it completes: see task_header::result
     t->scheduler = query ? static_cast<task_scheduler*>(&query_) : &update_;
     t->id = next_task_id();
     t->location = options.location;

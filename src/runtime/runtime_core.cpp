@@ -186,7 +186,7 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops&
   task_header* t = allocate_header();
   t->root = root;
   t->resume_point = root;
-  t->results = &results;
+  t->result = const_cast<result_ops*>(&results);  // until it completes: see task_header::result
   t->scheduler = blocking ? static_cast<task_scheduler*>(&blocking_) : this;
   t->id = next_task_id();
   t->location = options.location;
@@ -605,6 +605,11 @@ void runtime_core::wait_for(task_header* task) {
   waker w = waker::for_thread(&me);
   const bool registered = set_join_waker(task, w);
   if (!registered) return;
+  // `w` must outlive its registration, also if drive throws.
+  struct withdraw {
+    task_header* task;
+    ~withdraw() { clear_join_waker(task); }
+  } const guard{task};
   drive([task] { return task->is_complete(); }, nullptr);
 }
 

@@ -13,7 +13,7 @@ void event::set() noexcept {
     // release: pairs with the acquire load in is_set().
     set_.store(true, std::memory_order_release);
     // One pass under the lock: exactly the tasks parked now, each once.
-    while (detail::wait_node* node = waiters_.pop_front()) {
+    while (detail::bare_wait_node* node = waiters_.pop_front()) {
       --waiter_count_;
       batch.add_locked(std::move(node->wake));
     }
@@ -32,7 +32,7 @@ std::size_t event::waiter_count() const noexcept {
   return waiter_count_;
 }
 
-bool event::park(detail::wait_node& node, std::coroutine_handle<> awaiting) {
+bool event::park(detail::bare_wait_node& node, std::coroutine_handle<> awaiting) {
   detail::waker w = detail::suspend_current(awaiting);
   std::lock_guard lock(lock_);
   // acquire (via the lock and the load): if set, the caller continues at
@@ -44,14 +44,14 @@ bool event::park(detail::wait_node& node, std::coroutine_handle<> awaiting) {
   return true;
 }
 
-void event::leave(detail::wait_node& node) noexcept {
+void event::leave(detail::bare_wait_node& node) noexcept {
   std::lock_guard lock(lock_);
-  if (node.status == detail::wait_node::state::queued) {
+  if (node.status == detail::bare_wait_node::state::queued) {
     waiters_.remove(&node);
     --waiter_count_;
   }
   // notified: set() already woke us; an event hands nothing on.
-  node.status = detail::wait_node::state::idle;
+  node.status = detail::bare_wait_node::state::idle;
 }
 
 }  // namespace warden

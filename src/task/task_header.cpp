@@ -106,14 +106,15 @@
 #include <cstdlib>
 #include <new>
 #include <ostream>
+#include <thread>
 
 namespace warden {
 namespace detail {
 
 constinit thread_local thread_context tl_context{};
 
-static_assert(sizeof(void*) != 8 || sizeof(task_header) == 96,
-              "the task header is meant to take 96 bytes (see \"Size\" in task_header.hpp)");
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 80,
+              "the task header is meant to take 80 bytes (see \"Size\" in task_header.hpp)");
 
 /// A panicked task's outcome (see task_header::panic).
 struct task_panic {
@@ -325,8 +326,9 @@ void destroy_root(task_header* task) noexcept {
 }
 
 void drop_result(task_header* task) noexcept {
+  // Complete (every caller has seen COMPLETE), so `finished_results` is set.
   if (task->result != nullptr) {  // an inline value of all-zero bits needs nothing either
-    if (task->results->destroy != nullptr) task->results->destroy(task->result);
+    if (task->finished_results->destroy != nullptr) task->finished_results->destroy(task->result);
     task->result = nullptr;
   }
   if (task_panic* panic = panic_of(task)) panic->error = nullptr;
@@ -369,15 +371,20 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
   task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
   std::exception_ptr error;
+  // The ops leave the `result` slot (which takes the value, if any) for the
+  // resume point's, unused from now on: drop_result needs them.
+  const result_ops& ops = root_results(task);
+  task->finished_results = &ops;
+  task->result = nullptr;
   if (task->root) {
     // Move the outcome out of the frame, then destroy the frame: the task's
     // parameters and captures die as soon as it finishes, not when its
     // handle is dropped.
     if ((outcome & h::PANICKED) != 0) {
-      error = root_promise(task).exception();
-    } else if (task->results->extract != nullptr) {
+      error = ops.promise(task->root).exception();
+    } else if (ops.extract != nullptr) {
       try {
-        task->results->extract(root_promise(task), task->result);
+        ops.extract(ops.promise(task->root), task->result);
       } catch (...) {
         error = std::current_exception();  // the value's move threw: a panic
         outcome |= h::PANICKED;
@@ -410,7 +417,7 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   // acq_rel: release publishes the result to the join side and, when the
   // lifecycle reference goes too, our last use of the header to whoever
   // frees it; acquire pairs with the JOIN_WAITER publication of
-  // `join_waker` and, if we free, with the other owners' releases.
+  // `join_waiter` and, if we free, with the other owners' releases.
   for (;;) {
     // Fast: nothing left to do on the header after the CAS, so the
     // lifecycle reference goes with it, and we touch the header again only
@@ -425,7 +432,16 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
     scheduler->on_complete();
     return;
   }
-  if ((s & h::JOIN_WAITER) != 0) std::move(task->join_waker).wake();
+  if ((s & h::JOIN_WAITER) != 0) {
+    // relaxed: the CAS above (acquire) saw JOIN_WAITER, set after the
+    // pointer was stored (release). The waker belongs to the awaiting side,
+    // which may destroy it once it sees null: move it out first; release:
+    // our use of it happens before that (see clear_join_waker).
+    waker* const slot = task->join_waiter.load(std::memory_order_relaxed);
+    waker w = std::move(*slot);
+    task->join_waiter.store(nullptr, std::memory_order_release);
+    w.wake();
+  }
   if ((s & h::JOIN_INTEREST) == 0) {
     // Nobody can observe the outcome any more.
     if ((outcome & h::PANICKED) != 0)
@@ -577,12 +593,14 @@ bool set_join_waker(task_header* task, waker& w) {
   std::uint64_t s = task->state.load(std::memory_order_acquire);
   if ((s & h::COMPLETE) != 0) return false;
   if ((s & h::JOIN_WAITER) != 0) throw usage_error("join_handle awaited twice at the same time");
-  task->join_waker = std::move(w);
-  // release: publishes join_waker to the completer.
+  // relaxed: published by the CAS below (release). Only the awaiting side
+  // writes the pointer while JOIN_WAITER is clear, and the completer reads
+  // it only if its COMPLETE transition saw JOIN_WAITER.
+  task->join_waiter.store(&w, std::memory_order_relaxed);
   while (
       !task->state.compare_exchange_weak(s, s | h::JOIN_WAITER, std::memory_order_acq_rel, std::memory_order_acquire)) {
     if ((s & h::COMPLETE) != 0) {
-      w = std::move(task->join_waker);
+      task->join_waiter.store(nullptr, std::memory_order_relaxed);  // the completer never saw it
       return false;
     }
   }
@@ -595,11 +613,28 @@ void clear_join_waker(task_header* task) noexcept {
   while ((s & (h::COMPLETE | h::JOIN_WAITER)) == h::JOIN_WAITER) {
     if (task->state.compare_exchange_weak(s, s & ~h::JOIN_WAITER, std::memory_order_acq_rel,
                                           std::memory_order_acquire)) {
-      task->join_waker.reset();  // we cleared the bit, so the waker is ours
+      // We cleared the bit, so the completer will not look: the waker stays
+      // ours. relaxed: nobody reads the pointer while the bit is clear.
+      task->join_waiter.store(nullptr, std::memory_order_relaxed);
       return;
     }
   }
-  // Complete: the completer took the waker.
+  if ((s & h::JOIN_WAITER) == 0) return;  // not registered (any more)
+  // Complete with our waker registered: the completer that saw JOIN_WAITER
+  // moves it out and then stores null. acquire: pairs with that store, so
+  // its use of the waker happens before the caller destroys it. The wait is
+  // for a few instructions that the completer has already started (its
+  // COMPLETE transition is done); normally (woken through the waker) the
+  // pointer is null already.
+  for (unsigned round = 0; task->join_waiter.load(std::memory_order_acquire) != nullptr;) {
+    if (++round < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 void release_join_interest(task_header* task) noexcept {
@@ -688,6 +723,7 @@ void wait_with_parker(task_header* task) {
   waker w = waker::for_thread(&parker);
   if (!set_join_waker(task, w)) return;
   while (!task->is_complete()) parker.park();
+  clear_join_waker(task);  // before `w` dies (see set_join_waker)
 }
 
 }  // namespace detail
@@ -799,15 +835,17 @@ void join_handle_base::throw_cannot_take() const {
       "value from the first await");
 }
 
-bool join_handle_base::suspend(std::coroutine_handle<> awaiting) {
+bool join_handle_base::suspend(std::coroutine_handle<> awaiting, detail::waker& slot) {
   detail::task_header* self = detail::tl_context.task;
   if (self == nullptr)
     throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
   // A child still queued and never run: run it (and what was spawned after
   // it) here instead of suspending; see runtime_core.hpp.
   if (detail::help_awaited(task_)) return false;
-  detail::waker w = detail::suspend_current(awaiting);
-  return detail::set_join_waker(task_, w);
+  slot = detail::suspend_current(awaiting);
+  if (detail::set_join_waker(task_, slot)) return true;
+  slot.reset();
+  return false;
 }
 
 void join_handle_base::leave() const noexcept {

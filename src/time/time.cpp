@@ -49,8 +49,11 @@ deadline_race::~deadline_race() {
 bool deadline_race::await_suspend(std::coroutine_handle<> awaiting) {
   time_driver& driver = driver_or_throw("timeout");
   waker for_timer = suspend_current(awaiting);
-  waker for_join = for_timer.clone();
-  if (!set_join_waker(task_, for_join)) return false;  // finished meanwhile
+  join_waker_ = for_timer.clone();
+  if (!set_join_waker(task_, join_waker_)) {
+    join_waker_.reset();
+    return false;  // finished meanwhile
+  }
   joined_ = true;
   node_.wake = std::move(for_timer);
   if (!driver.arm(node_, to_steady(deadline_))) {

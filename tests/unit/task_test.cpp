@@ -1,6 +1,7 @@
 // task<T>: laziness, results, exceptions, symmetric transfer (SEMANTICS R1, R2).
 #include "support/test_support.hpp"
 
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -97,6 +98,66 @@ TEST(task, exception_propagates_through_await) {
     co_return "no exception";
   };
   EXPECT_EQ(rt.block_on(outer()), "boom");
+}
+
+// R1: an exception thrown after the child suspended (it finishes later,
+// maybe on another worker) reaches the awaiter too: the promise's one word
+// holds the exception, the continuation waits for the final awaiter.
+TEST(task, exception_thrown_after_a_suspension_propagates_through_await) {
+  warden::runtime rt(warden::testkit::quiet_options(2));
+  auto inner = []() -> task<int> {
+    co_await warden::yield_now{};
+    throw std::runtime_error("late boom");
+    co_return 0;
+  };
+  auto middle = [&]() -> task<int> {
+    co_await warden::yield_now{};
+    co_return co_await inner();
+  };
+  auto outer = [&]() -> task<std::string> {
+    std::string seen;
+    for (int i = 0; i < 100; ++i) {
+      try {
+        co_await middle();
+        seen += "-";
+      } catch (const std::runtime_error& e) {
+        if (seen.empty()) seen = e.what();
+      }
+    }
+    co_return seen;
+  };
+  EXPECT_EQ(rt.block_on(outer()), "late boom");
+}
+
+// The exception kept in a finished child's promise (its one word) is
+// destroyed with its frame; a frame that never ran holds none.
+TEST(task, an_escaped_exception_is_destroyed_with_the_frame) {
+  static std::atomic<int> live{0};
+  struct counted_error {
+    counted_error() { ++live; }
+    counted_error(const counted_error&) { ++live; }
+    ~counted_error() { --live; }
+  };
+  warden::runtime rt(one_thread());
+  auto inner = []() -> task<int> {
+    throw counted_error{};
+    co_return 0;
+  };
+  auto outer = [&]() -> task<bool> {
+    bool caught = false;
+    try {
+      co_await inner();
+    } catch (const counted_error&) {
+      caught = true;
+    }
+    co_return caught&& live.load() == 0;
+  };
+  EXPECT_TRUE(rt.block_on(outer()));
+  EXPECT_EQ(live.load(), 0);
+  {
+    task<int> unawaited = inner();  // never started: nothing thrown
+  }
+  EXPECT_EQ(live.load(), 0);
 }
 
 TEST(task, awaiting_a_task_twice_throws_usage_error) {

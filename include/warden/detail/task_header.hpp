@@ -32,7 +32,8 @@
 //   COMPLETE       the outcome is final and the frame is finished/destroyed
 //   ABORT          abort() was requested (sticky)
 //   JOIN_INTEREST  a join handle still wants the result
-//   JOIN_WAITER    `join_waker` holds the waker of whoever awaits the handle
+//   JOIN_WAITER    `join_waiter` points to the waker of whoever awaits the
+//                  handle
 //   PANICKED / CANCELLED: the outcome, set together with COMPLETE
 //   SOLO           idle, and the one waker of this suspension is an
 //                  unowned_waker published after the task went idle; no
@@ -58,16 +59,25 @@
 //   awaiter that suspends records the handle to resume) and read by the next
 //   poller; the RUNNING -> idle transition (release) and the SCHEDULED ->
 //   RUNNING transition (acquire) order them.
-// * `join_waker` is written by the awaiting side before it sets JOIN_WAITER
-//   (release) and read by the completer after its COMPLETE transition
-//   (acquire) saw JOIN_WAITER. Whoever clears JOIN_WAITER (an awaiter leaving
-//   early) or observes it in the COMPLETE transition owns the waker.
-// * `root`: the poller owns it (the promise is found through `results`). At
-//   completion the poller moves the outcome out (`result` box or `error`)
-//   and destroys the frame at once, so the task's parameters and captures
-//   die when it finishes.
-// * `result` / the panic record (in `extras`): written before COMPLETE is
-//   published; afterwards owned by the holder of JOIN_INTEREST (the join
+// * `join_waiter` points to a waker that the awaiting side keeps (in its
+//   awaiter or on its stack); it writes the pointer before it sets
+//   JOIN_WAITER (release) and the completer reads it after its COMPLETE
+//   transition (acquire) saw JOIN_WAITER. Whoever clears JOIN_WAITER (an
+//   awaiter leaving early) keeps its waker; a completer that saw JOIN_WAITER
+//   moves the waker out and then stores null (release), and only then may
+//   the awaiting side destroy the waker: clear_join_waker waits for that
+//   store when it finds the task complete with JOIN_WAITER set (a few
+//   instructions of the completer; see set_join_waker).
+// * `root`: the poller owns it (the promise is found through the result_ops
+//   that `result` holds until completion). At completion the poller moves
+//   the outcome out (`result` box or `error`) and destroys the frame at
+//   once, so the task's parameters and captures die when it finishes.
+// * `result` holds the root's result_ops from spawn until completion (only
+//   the poller reads them then); the completer moves them to
+//   `finished_results` (the resume point's slot, unused from then on) and
+//   stores the value in `result`, both before COMPLETE is published.
+// * the value in `result` / the panic record (in `extras`): written before
+//   COMPLETE is published; afterwards owned by the holder of JOIN_INTEREST (the join
 //   handle), or dropped by whoever ends that interest without taking them.
 // * `extras`: set before the header is published when the task has a name
 //   or inherits task-locals; otherwise allocated by the task's own thread
@@ -77,11 +87,13 @@
 // * `queue_next` belongs to the queue that holds the task.
 //
 // # Size
-// 96 bytes (two headers per three cache lines), aligned to 32 so that a
-// header's first half-line (state, queue link, resume point, root) never
-// straddles a line. Everything a plain task does not need lives in
-// `extras`; the root promise is derived from `root` (result_ops::promise);
-// the reference count shares the state word.
+// 80 bytes (four headers per five cache lines), aligned to 16; the pool
+// packs them with no padding (a parked task's memory is this plus its
+// frame). Everything a plain task does not need lives in `extras`; the
+// result_ops share the `result` slot until completion and the resume
+// point's after it; the root promise is derived from `root`
+// (result_ops::promise); the join waker stays with the joiner (the header
+// keeps a pointer); the reference count shares the state word.
 #pragma once
 
 #include <atomic>
@@ -203,8 +215,8 @@ struct task_extras {
   task_panic* panic = nullptr;
 };
 
-/// 96 bytes, aligned to 32 (see "Size" at the top of this file).
-struct alignas(32) task_header {
+/// 80 bytes, aligned to 16 (see "Size" at the top of this file).
+struct alignas(16) task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
   static constexpr std::uint64_t SCHEDULED = 1ull << 1;
@@ -239,13 +251,20 @@ struct alignas(32) task_header {
   // join side need.
   std::atomic<std::uint64_t> state{0};
   task_header* queue_next = nullptr;
-  std::coroutine_handle<> resume_point;
+  union {
+    // Until the task completes: where its next poll resumes it.
+    std::coroutine_handle<> resume_point{};
+    // Once complete: how to destroy a boxed value left in `result` (the
+    // ops that `result` held until then; see below).
+    const result_ops* finished_results;
+  };
   std::coroutine_handle<> root;
   task_scheduler* scheduler = nullptr;
-  waker join_waker;
+  std::atomic<waker*> join_waiter{nullptr};
   std::uint64_t id = 0;
-  const result_ops* results = nullptr;  // set at spawn
-  void* result = nullptr;               // the value (inline or boxed) once complete, until taken
+  // Until the task completes: its root's result_ops (set at spawn; see
+  // root_results). Once complete: the value (inline or boxed) until taken.
+  void* result = nullptr;
   std::source_location location;
   // Name, task-locals, panic record (room for parent, tracker, registry
   // link, token); see the top of this file.
@@ -256,8 +275,13 @@ struct alignas(32) task_header {
 
 // ---- operations on a task (task_header.cpp) --------------------------------
 
+/// How to handle the value of the task's root frame; valid until the task
+/// completes (the `result` slot holds it until then).
+inline const result_ops& root_results(const task_header* task) noexcept {
+  return *static_cast<const result_ops*>(task->result);
+}
 /// The promise of the task's root frame, while it is attached.
-inline promise_base& root_promise(const task_header* task) noexcept { return task->results->promise(task->root); }
+inline promise_base& root_promise(const task_header* task) noexcept { return root_results(task).promise(task->root); }
 /// The task's extras, allocated if it has none yet. Only the task's own
 /// thread (or the spawner, before the header is published) may call this.
 /// Throws std::bad_alloc.
@@ -287,10 +311,15 @@ void request_abort(task_header* task) noexcept;
 /// it can. Reports the failure as unhandled if the task already panicked and
 /// its result was never taken, and drops a result nobody took.
 void release_join_interest(task_header* task) noexcept;
-/// Registers `w` to be woken at completion. False (and `w` untouched) if the
-/// task is already complete. Throws usage_error if a waiter is registered.
+/// Registers `w` to be woken at completion; `w` stays where it is (the
+/// header keeps a pointer to it). False (and `w` untouched) if the task is
+/// already complete. Throws usage_error if a waiter is registered. After
+/// true, the caller must call clear_join_waker before `w` dies, even once
+/// woken through it.
 bool set_join_waker(task_header* task, waker& w);
-/// Withdraws a registered join waker if the task has not completed yet.
+/// Withdraws a registered join waker if the task has not completed yet; if
+/// it has, waits until the completer is done with the waker (it moves it out
+/// right after its COMPLETE transition), so the caller may destroy it.
 void clear_join_waker(task_header* task) noexcept;
 /// Destroys the root frame if still attached.
 void destroy_root(task_header* task) noexcept;

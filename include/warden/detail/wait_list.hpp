@@ -25,15 +25,18 @@
 
 namespace warden::detail {
 
-struct wait_node {
+/// What every parked awaiter's node has: the list links, the waker, the
+/// state and the awaiter's own flag. `Node` is the node type itself (the
+/// links point to it).
+template <class Node>
+struct wait_links {
   enum class state : std::uint8_t { idle, queued, notified };
 
-  wait_node* prev = nullptr;
-  wait_node* next = nullptr;
-  std::uint64_t amount = 0;  // what the waiter asks for (permits), primitive-specific
+  Node* prev = nullptr;
+  Node* next = nullptr;
   // A waker is a pointer and a 32-bit generation: the two one-byte fields
-  // below sit in its tail padding, so a node takes 40 bytes of the parked
-  // frame, not 48.
+  // below sit in its tail padding, so the links take 32 bytes of the parked
+  // frame, not 40.
   [[no_unique_address]] waker wake;
   state status = state::idle;
   // The awaiter's own flag (whether it is parked and must leave when
@@ -42,35 +45,50 @@ struct wait_node {
   // under its lock, so the two never race.
   bool parked = false;
 };
+
+/// The node of primitives whose waiters ask for something (permits, a
+/// position): 40 bytes.
+struct wait_node : wait_links<wait_node> {
+  std::uint64_t amount = 0;  // what the waiter asks for (permits), primitive-specific
+};
 static_assert(sizeof(void*) != 8 || sizeof(wait_node) == 40,
+              "status and parked are meant to share the waker's padding");
+
+/// The node of primitives whose waiters ask for nothing (event): 32 bytes,
+/// so that a task parked on an event has a frame 8 bytes smaller.
+struct bare_wait_node : wait_links<bare_wait_node> {};
+static_assert(sizeof(void*) != 8 || sizeof(bare_wait_node) == 32,
               "status and parked are meant to share the waker's padding");
 
 /// The FIFO of parked awaiters: an intrusive_list that also keeps each
 /// node's `status` (see the states above).
-class wait_list {
+template <class Node>
+class basic_wait_list {
  public:
   [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
-  [[nodiscard]] wait_node* front() const noexcept { return nodes_.front(); }
+  [[nodiscard]] Node* front() const noexcept { return nodes_.front(); }
 
-  void push_back(wait_node* node) noexcept {
+  void push_back(Node* node) noexcept {
     nodes_.push_back(node);
-    node->status = wait_node::state::queued;
+    node->status = Node::state::queued;
   }
 
-  void remove(wait_node* node) noexcept {
+  void remove(Node* node) noexcept {
     nodes_.remove(node);
-    node->status = wait_node::state::idle;
+    node->status = Node::state::idle;
   }
 
   /// Unlinks the first node and marks it notified; nullptr when empty.
-  wait_node* pop_front() noexcept {
-    wait_node* node = nodes_.pop_front();
-    if (node != nullptr) node->status = wait_node::state::notified;
+  Node* pop_front() noexcept {
+    Node* node = nodes_.pop_front();
+    if (node != nullptr) node->status = Node::state::notified;
     return node;
   }
 
  private:
-  intrusive_list<wait_node> nodes_;
+  intrusive_list<Node> nodes_;
 };
+
+using wait_list = basic_wait_list<wait_node>;
 
 }  // namespace warden::detail

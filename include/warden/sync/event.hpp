@@ -70,8 +70,8 @@ class event {
   [[nodiscard]] std::size_t waiter_count() const noexcept;
 
  private:
-  bool park(detail::wait_node& node, std::coroutine_handle<> awaiting);
-  void leave(detail::wait_node& node) noexcept;
+  bool park(detail::bare_wait_node& node, std::coroutine_handle<> awaiting);
+  void leave(detail::bare_wait_node& node) noexcept;
 
   // Invariants (under lock_): every node in waiters_ is `queued` and belongs
   // to a parked wait_awaiter; waiters_ is empty whenever set_ has been true
@@ -81,7 +81,7 @@ class event {
   // is_set() and the awaiter's fast path.
   mutable std::mutex lock_;
   std::atomic<bool> set_;
-  detail::wait_list waiters_;
+  detail::basic_wait_list<detail::bare_wait_node> waiters_;
   std::size_t waiter_count_ = 0;
 };
 
@@ -110,7 +110,7 @@ class event::wait_awaiter {
 
  private:
   event* event_;
-  detail::wait_node node_;  // node_.parked: only the awaiting task's thread touches it
+  detail::bare_wait_node node_;  // node_.parked: only the awaiting task's thread touches it
 };
 
 inline event::wait_awaiter event::wait() noexcept { return wait_awaiter{*this}; }
