@@ -142,13 +142,16 @@ namespace {
 }  // namespace
 
 void free_header(task_header* header) noexcept {
+  // Deferred with its extras: a sweep may be reading the task's name.
   if (sweep_may_run()) [[unlikely]]
     if (defer_free(header)) return;
-  // release() has destroyed the frame, the result and the extras (panic
-  // record, locals) and cleared `extras`, which must read as empty for the
-  // next task. Every other field is written by spawn before the header is
+  // release() has destroyed the frame and the result; the extras (name,
+  // panic record, locals) go now, which leaves `extras` empty for the next
+  // task. Every other field is written by spawn before the header is
   // published (the state word, with its references), so it is not reset
   // here.
+  if (header->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+    free_extras(header);
   header_cache& c = tl_cache;
   if (c.dead) [[unlikely]] {
     free_to_pool(header);
@@ -210,8 +213,13 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
   {
     std::lock_guard lock(p.free_mutex);
     if (g_sweeps.fetch_sub(1, std::memory_order_acq_rel) == 1) reusable.swap(p.deferred);
-    for (task_header* h : reusable) p.free.push_back(h);
   }
+  if (reusable.empty()) return;
+  // No sweep reads them any more (a later sweep skips dead headers).
+  for (task_header* h : reusable)
+    if (h->extras.load(std::memory_order_relaxed) != nullptr) free_extras(h);
+  std::lock_guard lock(p.free_mutex);
+  for (task_header* h : reusable) p.free.push_back(h);
 }
 
 }  // namespace warden::detail

@@ -20,7 +20,11 @@ namespace warden::detail {
 /// caller initialises it and publishes it by storing the state (release).
 task_header* allocate_header();
 /// Returns a header whose last reference was released.
+/// Returns a dead header (no references, frame and result gone) to the
+/// pool, freeing its extras (free_extras) once no sweep can read them.
 void free_header(task_header* header) noexcept;
+/// Frees the header's extras record (task_header.cpp).
+void free_extras(task_header* header) noexcept;
 /// A fresh task id, unique in the process.
 std::uint64_t next_task_id() noexcept;
 

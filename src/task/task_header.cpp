@@ -181,9 +181,11 @@ namespace {
   std::abort();
 }
 
-/// free_task's rarely needed part, out of line: a name, task-local
-/// bindings or a panic record to free.
-[[gnu::noinline]] void free_rare_parts(task_header* task) noexcept {
+}  // namespace
+
+/// A name, task-local bindings or a panic record to free (out of line:
+/// rarely needed). Called by free_header when no sweep can be reading them.
+[[gnu::noinline]] void free_extras(task_header* task) noexcept {
   task_extras* e = task->extras.exchange(nullptr, std::memory_order_relaxed);
   delete e->locals;
   if (task_panic* panic = e->panic) {
@@ -192,6 +194,8 @@ namespace {
   }
   delete e;
 }
+
+namespace {
 
 /// Enters this thread's solo section for `task` (see "Solo" at the top):
 /// true if the thread may now change the task's state word with plain
@@ -224,10 +228,10 @@ inline void solo_leave() noexcept {
 void free_task(task_header* task) noexcept {
   if (task->root) std::exchange(task->root, {}).destroy();
   drop_result(task);
-  if (task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
-    free_rare_parts(task);
   // Dead (no references) for pool sweeps, whichever path got here: see
   // "Sweeps" in header_pool.cpp. relaxed: free_header's barrier orders it.
+  // The extras go with the header (free_header): a sweep that saw the task
+  // alive may still read its name.
   task->state.store(task_header::COMPLETE, std::memory_order_relaxed);
   free_header(task);
 }
