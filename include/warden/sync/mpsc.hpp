@@ -422,7 +422,9 @@ class mpsc_receiver {
   void close() { checked("mpsc_receiver::close")->close(); }
 
   /// Values queued now (a snapshot; on a bounded channel it includes sends
-  /// that are putting their value in right now).
+  /// that are putting their value in right now, and on capacity 1 a value
+  /// handed to a waiting recv that has not returned it yet, so it may read
+  /// 2 there).
   [[nodiscard]] std::size_t size() const { return checked("mpsc_receiver::size")->size(); }
 
   /// Senders parked in `send` because the channel is full (a snapshot, for
