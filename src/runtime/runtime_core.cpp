@@ -393,55 +393,105 @@ bool never_started(std::uint64_t s) noexcept {
 }
 }  // namespace
 
+static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth + 1);
+
 bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
   // Current-thread mode keeps spawn order exactly (tests on the paused clock
   // rely on it); see "Awaiting a task that has not started".
   if (!threaded_ || w.help_depth >= kMaxHelpDepth) return false;
+  if (w.stash_size != 0) [[likely]] {
+    // A worker wants work: everything stashed goes back where it can steal
+    // it (see "The stash" in the header).
+    if (!idle_.all_busy()) {
+      give_back_all_stashed(w);
+    } else {
+      // The child stashed by an earlier await of this task (or, after a
+      // give-back, of a task that polled it)? Ours: run it.
+      const std::uint32_t base = w.stash_base[w.help_depth];
+      for (std::uint32_t i = w.stash_size; i-- > base;) {
+        if (w.stash[i] != child) continue;
+        if (w.stop_helping || !never_started(child->state.load(std::memory_order_relaxed)))
+          return false;  // given back when this task's poll ends
+        for (std::uint32_t j = i + 1; j < w.stash_size; ++j) w.stash[j - 1] = w.stash[j];
+        --w.stash_size;
+        run_helped(w, child, true);
+        return child->is_complete();
+      }
+    }
+  }
   const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow);
   if (depth == 0) return false;
-  ++w.help_depth;
-  // Tasks taken from the end of the queue, newest first, not run yet: the
-  // whole stretch down to the child in one CAS while every worker is busy
-  // (nobody would steal them), else one at a time.
-  std::array<task_header*, kHelpWindow> claimed;
-  std::size_t next = 0;
-  std::size_t count = 0;
+  if (depth > 1 && !w.stop_helping && w.stash_size + depth <= worker::kStashMax && idle_.all_busy()) {
+    // Every worker is busy (nobody would steal them): claim the stretch
+    // down to the child with one CAS, run the child alone and stash its
+    // younger siblings for the awaits that follow (see "The stash").
+    task_header** const out = w.stash.data() + w.stash_size;
+    std::size_t n = w.queue.pop_back_batch(out, depth);
+    if (n + 1 == depth) {
+      // The child was the oldest entry, which pop_back_batch leaves.
+      out[n] = w.queue.pop_back();
+      if (out[n] != nullptr) ++n;
+    }
+    if (n != 0 && out[n - 1] == child && never_started(child->state.load(std::memory_order_relaxed))) {
+      w.stash_size += static_cast<std::uint32_t>(n - 1);
+      run_helped(w, child, true);
+      return child->is_complete();
+    }
+    // A thief got there first (or the child ran before): undo, and wait
+    // for the child as usual.
+    give_back(w, out, n);
+    return false;
+  }
+  // One at a time, newest first, down to the child, while somebody looks
+  // for work (so the rest stays stealable) or the stash is full.
   for (std::uint32_t ran = 0; ran < kHelpWindow; ++ran) {
     const std::uint64_t s = child->state.load(std::memory_order_acquire);
     if (w.stop_helping || (s & task_header::COMPLETE) != 0 || !never_started(s)) break;
-    if (next != count && !idle_.all_busy()) {
-      give_back(w, claimed.data() + next, count - next);  // a worker wants work: let it steal them
-      next = count = 0;
-    }
-    if (next == count) {
-      next = 0;
-      // Down to where the child was (the tasks run meanwhile may have
-      // queued more), and no more than the window allows.
-      const std::uint32_t want = std::min(depth > ran ? depth - ran : 1, kHelpWindow - ran);
-      count = want > 1 && idle_.all_busy() ? w.queue.pop_back_batch(claimed.data(), want) : 0;
-      if (count == 0) {
-        claimed[0] = w.queue.pop_back();
-        if (claimed[0] == nullptr) break;
-        count = 1;
-      }
-    }
-    task_header* t = claimed[next];
+    task_header* t = w.queue.pop_back();
+    if (t == nullptr) break;
     // Ours now: only a poll changes its generation or its RUNNING bit.
-    if (!never_started(t->state.load(std::memory_order_relaxed))) break;  // given back below
-    ++next;
-    if (--w.picks_to_check == 0) [[unlikely]] {
-      w.picks_to_check = kGlobalQueueInterval;
-      time_.fire_due();
-      if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
+    if (!never_started(t->state.load(std::memory_order_relaxed))) {
+      give_back(w, &t, 1);
+      break;
     }
-    task_header* const outer = std::exchange(tl_context.awaited_here, t == child ? child : nullptr);
-    const bool yielded = poll_task_yielded(t);
-    tl_context.awaited_here = outer;
-    if (yielded) push_own(w, t);  // as in poll()
+    run_helped(w, t, t == child);
   }
-  if (next != count) give_back(w, claimed.data() + next, count - next);
-  --w.help_depth;
   return child->is_complete();
+}
+
+inline void runtime_core::run_helped(worker& w, task_header* t, bool awaited) noexcept {
+  if (--w.picks_to_check == 0) [[unlikely]] {
+    w.picks_to_check = kGlobalQueueInterval;
+    time_.fire_due();
+    if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
+  }
+  const std::uint32_t level = ++w.help_depth;
+  w.stash_base[level] = w.stash_size;
+  task_header* const outer = std::exchange(tl_context.awaited_here, awaited ? t : nullptr);
+  const bool yielded = poll_task_yielded(t);
+  tl_context.awaited_here = outer;
+  if (yielded) push_own(w, t);  // as in poll()
+  // What `t` stashed and did not await: its poll is over.
+  if (w.stash_size > w.stash_base[level]) [[unlikely]]
+    give_back_stash(w, w.stash_base[level]);
+  --w.help_depth;
+}
+
+void runtime_core::give_back_stash(worker& w, std::uint32_t base) noexcept {
+  // Newest first in the stash: push the oldest first, so the end of the
+  // queue looks as it did (bar what ran meanwhile).
+  while (w.stash_size > base) push_own(w, w.stash[--w.stash_size]);
+}
+
+void runtime_core::give_back_all_stashed(worker& w) noexcept {
+  // Outer levels hold older (larger) work: their parts go first, nearer the
+  // front, where thieves take from.
+  for (std::uint32_t level = 0; level <= w.help_depth; ++level) {
+    const std::uint32_t end = level < w.help_depth ? w.stash_base[level + 1] : w.stash_size;
+    for (std::uint32_t i = end; i-- > w.stash_base[level];) push_own(w, w.stash[i]);
+  }
+  w.stash_size = 0;
+  for (std::uint32_t level = 0; level <= w.help_depth; ++level) w.stash_base[level] = 0;
 }
 
 void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n) noexcept {
@@ -467,6 +517,9 @@ inline void runtime_core::poll(worker& w, task_header* task) noexcept {
   // A yielded task goes to the back of this worker's queue, where
   // schedule() would put it (the task is this runtime's: see enqueue).
   if (poll_task_yielded(task)) push_own(w, task);
+  // What the task stashed and did not await: its poll is over.
+  if (w.stash_size != 0) [[unlikely]]
+    give_back_stash(w, 0);
 }
 
 template <class Done>
