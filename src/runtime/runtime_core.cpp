@@ -395,18 +395,33 @@ bool never_started(std::uint64_t s) noexcept {
 
 static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth + 1);
 
-bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
+inline bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
+  // The common case first: the child was stashed by an earlier await of
+  // this task (see "The stash" in the header), and every worker is still
+  // busy. Ours: run it, no queue operation. (Only a threaded runtime
+  // stashes.)
+  const std::uint32_t size = w.stash_size;
+  if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && w.help_depth < kMaxHelpDepth &&
+      !w.stop_helping && idle_.all_busy() && never_started(child->state.load(std::memory_order_relaxed))) [[likely]] {
+    w.stash_size = size - 1;
+    run_helped(w, child, true);
+    return child->is_complete();
+  }
+  return help_awaited_slow(w, child);
+}
+
+bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
   // Current-thread mode keeps spawn order exactly (tests on the paused clock
   // rely on it); see "Awaiting a task that has not started".
   if (!threaded_ || w.help_depth >= kMaxHelpDepth) return false;
-  if (w.stash_size != 0) [[likely]] {
+  if (w.stash_size != 0) {
     // A worker wants work: everything stashed goes back where it can steal
     // it (see "The stash" in the header).
     if (!idle_.all_busy()) {
       give_back_all_stashed(w);
     } else {
-      // The child stashed by an earlier await of this task (or, after a
-      // give-back, of a task that polled it)? Ours: run it.
+      // The child stashed by an earlier await of this task, deeper than the
+      // top (awaits out of spawn order)?
       const std::uint32_t base = w.stash_base[w.help_depth];
       for (std::uint32_t i = w.stash_size; i-- > base;) {
         if (w.stash[i] != child) continue;
@@ -426,12 +441,7 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
     // down to the child with one CAS, run the child alone and stash its
     // younger siblings for the awaits that follow (see "The stash").
     task_header** const out = w.stash.data() + w.stash_size;
-    std::size_t n = w.queue.pop_back_batch(out, depth);
-    if (n + 1 == depth) {
-      // The child was the oldest entry, which pop_back_batch leaves.
-      out[n] = w.queue.pop_back();
-      if (out[n] != nullptr) ++n;
-    }
+    const std::size_t n = w.queue.pop_back_batch(out, depth);
     if (n != 0 && out[n - 1] == child && never_started(child->state.load(std::memory_order_relaxed))) {
       w.stash_size += static_cast<std::uint32_t>(n - 1);
       run_helped(w, child, true);
@@ -459,7 +469,7 @@ bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
   return child->is_complete();
 }
 
-inline void runtime_core::run_helped(worker& w, task_header* t, bool awaited) noexcept {
+[[gnu::always_inline]] inline void runtime_core::run_helped(worker& w, task_header* t, bool awaited) noexcept {
   if (--w.picks_to_check == 0) [[unlikely]] {
     w.picks_to_check = kGlobalQueueInterval;
     time_.fire_due();

@@ -70,8 +70,7 @@
 // # The stash
 // While every worker is busy (a relaxed read of the idle state), the await
 // claims the whole stretch of the queue down to the child at once
-// (pop_back_batch, one CAS, plus pop_back when the child is the oldest
-// entry) and runs only the child. Its younger siblings go to the worker's
+// (pop_back_batch, one CAS) and runs only the child. Its younger siblings go to the worker's
 // stash, `worker::stash`: claimed, never started, hidden from thieves. When
 // the task then awaits one of them, help_awaited finds it there and runs it
 // at once (no queue operation). So for "spawn N children, await each" every
@@ -307,6 +306,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// `child` is complete afterwards. See "Awaiting a task that has not
   /// started" above.
   bool help_awaited(worker& w, task_header* child) noexcept;
+  /// help_awaited's less common cases (out of line).
+  bool help_awaited_slow(worker& w, task_header* child) noexcept;
   /// Pushes tasks help_awaited took from the end of the queue but did not
   /// run back onto it (newest first in `tasks`).
   void give_back(worker& w, task_header* const* tasks, std::size_t n) noexcept;
