@@ -176,6 +176,16 @@ runtime_core::~runtime_core() {
   sink_->release();
 }
 
+inline worker* runtime_core::own_worker() const noexcept {
+  worker* w = tl_context.on_worker;
+  return w != nullptr && w->core == this ? w : nullptr;
+}
+
+inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
+  worker* w = own_worker();
+  return w != nullptr ? w->live : outside_live_;
+}
+
 task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options,
                                  bool blocking) {
   worker* const here = own_worker();
@@ -206,23 +216,13 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops&
   return t;
 }
 
-worker* runtime_core::own_worker() const noexcept {
-  worker* w = tl_context.on_worker;
-  return w != nullptr && w->core == this ? w : nullptr;
-}
-
-std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
-  worker* w = own_worker();
-  return w != nullptr ? w->live : outside_live_;
-}
-
 std::size_t runtime_core::alive() const noexcept {
   std::int64_t sum = outside_live_.load(std::memory_order_seq_cst);
   for (const auto& w : workers_) sum += w->live.load(std::memory_order_seq_cst);
   return sum > 0 ? static_cast<std::size_t>(sum) : 0;
 }
 
-bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
+inline bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
   // Spawn's half of the close handshake ("Live tasks" in the header).
   if (light_live_ && &shard != &outside_live_) {
     // Only this thread writes its worker's shard: a plain increment, and a
@@ -238,11 +238,12 @@ bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
   return false;
 }
 
-void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
-  if (light_live_ && &shard != &outside_live_) {
+inline void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
+  if (light_live_ && &shard != &outside_live_) [[likely]] {
     shard.store(shard.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     light_fence();
-    if (!closed_.load(std::memory_order_relaxed)) return;  // shutdown's read after its heavy fence sees us
+    if (!closed_.load(std::memory_order_relaxed)) [[likely]]
+      return;  // shutdown's read after its heavy fence sees us
     // Closed: a full barrier, so that of two completions racing to zero at
     // least one sees the other's decrement (the other side being a fence or
     // a seq_cst RMW too).
@@ -251,6 +252,10 @@ void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
     shard.fetch_sub(1, std::memory_order_seq_cst);
     if (!closed_.load(std::memory_order_seq_cst)) return;
   }
+  gone_while_closed();
+}
+
+void runtime_core::gone_while_closed() noexcept {
   if (alive() != 0) return;
   std::lock_guard lock(quiescent_mutex_);
   quiescent_cv_.notify_all();
@@ -445,6 +450,10 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
     if (n != 0 && out[n - 1] == child && never_started(child->state.load(std::memory_order_relaxed))) {
       w.stash_size += static_cast<std::uint32_t>(n - 1);
       run_helped(w, child, true);
+      // Level 0 (a task poll() runs) keeps no stash across its awaits, so
+      // poll() has nothing to give back (no check per poll): the siblings
+      // go back on the queue now, and the next await claims them again.
+      if (w.help_depth == 0 && w.stash_size != 0) give_back_stash(w, 0);
       return child->is_complete();
     }
     // A thief got there first (or the child ran before): undo, and wait
@@ -527,9 +536,7 @@ inline void runtime_core::poll(worker& w, task_header* task) noexcept {
   // A yielded task goes to the back of this worker's queue, where
   // schedule() would put it (the task is this runtime's: see enqueue).
   if (poll_task_yielded(task)) push_own(w, task);
-  // What the task stashed and did not await: its poll is over.
-  if (w.stash_size != 0) [[unlikely]]
-    give_back_stash(w, 0);
+  // Nothing stashed at this level is left: see help_awaited_slow.
 }
 
 template <class Done>

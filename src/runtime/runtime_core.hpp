@@ -88,6 +88,9 @@
 // (completes, parks, yields), so a stashed task waits at most for one poll
 // of the task that stashed it, the same bound as a task in `claimed`; a
 // task that parks on something a stashed sibling would set cannot deadlock.
+// Level 0 (the task poll() runs) keeps nothing across its awaits: its
+// siblings go back on the queue right after the child ran (plain pushes;
+// the next await claims again), which spares poll() a check per task.
 // The whole stash, every level, is given back as soon as a worker searches
 // or sleeps (checked at each await that helps), outer levels first (older,
 // larger work nearer the front, where thieves take from).
@@ -344,6 +347,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// One task fewer on `shard`; wakes the shutdown waiter when the last
   /// task of a closed runtime ends.
   void task_gone(std::atomic<std::int64_t>& shard) noexcept;
+  /// task_gone's part once closed: wakes the shutdown waiter at zero.
+  [[gnu::noinline]] void gone_while_closed() noexcept;
   void run_worker(worker& w);
   template <class Done>
   void run_loop(worker& w, Done&& done, const std::chrono::steady_clock::time_point* deadline);
