@@ -400,7 +400,7 @@ bool never_started(std::uint64_t s) noexcept {
 
 static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth + 1);
 
-inline bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
+[[gnu::always_inline]] inline bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
   // The common case first: the child was stashed by an earlier await of
   // this task (see "The stash" in the header), and every worker is still
   // busy. Ours: run it, no queue operation. (Only a threaded runtime
@@ -519,7 +519,7 @@ void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n
   for (std::size_t i = n; i-- > 0;) push_local(w, tasks[i]);
 }
 
-bool help_awaited(task_header* child) noexcept {
+inline bool help_awaited(task_header* child) noexcept {
   worker* w = tl_context.on_worker;
   if (w == nullptr || child->scheduler != static_cast<task_scheduler*>(w->core)) return false;
   return w->core->help_awaited(*w, child);
@@ -872,5 +872,30 @@ cancellation_token current_root_token() {
 std::size_t runtime::worker_count() const noexcept { return core_->worker_count(); }
 std::size_t runtime::alive_tasks() const noexcept { return core_->alive(); }
 bool runtime::is_shutting_down() const noexcept { return core_->closed(); }
+
+// ---- join_handle_base::suspend ------------------------------------------------
+// Here rather than in task_header.cpp: help_awaited inlines into it, so the
+// common case (the child runs inside the await, from the stash) is one call.
+
+namespace {
+/// The waiting part, out of line.
+[[gnu::noinline]] bool wait_for_join(detail::task_header* task, std::coroutine_handle<> awaiting) {
+  detail::waker w = detail::suspend_current(awaiting);
+  return detail::set_join_waker(task, w);
+}
+[[noreturn, gnu::noinline, gnu::cold]] void throw_join_outside_task() {
+  throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
+}
+}  // namespace
+
+bool join_handle_base::suspend(std::coroutine_handle<> awaiting) {
+  if (detail::tl_context.task == nullptr) [[unlikely]]
+    throw_join_outside_task();
+  // A child still queued and never run: run it here instead of suspending
+  // (its younger siblings may run first, or wait in the worker's stash for
+  // their own awaits); see runtime_core.hpp.
+  if (detail::help_awaited(task_)) return false;
+  return wait_for_join(task_, awaiting);
+}
 
 }  // namespace warden

@@ -678,27 +678,8 @@ void join_handle_base::throw_cannot_take() const {
       "value from the first await");
 }
 
-namespace {
-/// join_handle_base::suspend's waiting part, out of line: the common case
-/// (the child ran inside the await) stays a short call.
-[[gnu::noinline]] bool wait_for_join(detail::task_header* task, std::coroutine_handle<> awaiting) {
-  detail::waker w = detail::suspend_current(awaiting);
-  return detail::set_join_waker(task, w);
-}
-[[noreturn, gnu::noinline, gnu::cold]] void throw_join_outside_task() {
-  throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
-}
-}  // namespace
-
-bool join_handle_base::suspend(std::coroutine_handle<> awaiting) {
-  if (detail::tl_context.task == nullptr) [[unlikely]]
-    throw_join_outside_task();
-  // A child still queued and never run: run it here instead of suspending
-  // (its younger siblings may run first, or wait in the worker's stash for
-  // their own awaits); see runtime_core.hpp.
-  if (detail::help_awaited(task_)) return false;
-  return wait_for_join(task_, awaiting);
-}
+// join_handle_base::suspend is in runtime_core.cpp, next to help_awaited,
+// so that the common case (the child runs inside the await) is one call.
 
 void join_handle_base::leave() const noexcept {
   if (task_ != nullptr) detail::clear_join_waker(task_);
