@@ -20,9 +20,9 @@
 // on its worker) runs that task itself, right there, instead of suspending:
 // depth first, like fork-join schedulers, so "spawn N children, then await
 // each" stays cache-warm and uses little memory. Tasks queued after it (its
-// younger siblings) run the same way first, so siblings can start newest
-// first. In current-thread mode (`worker_threads = 0`) tasks always start in
-// spawn order.
+// younger siblings) may run the same way first, or wait for their own
+// awaits, so siblings may start out of spawn order. In current-thread mode
+// (`worker_threads = 0`) tasks always start in spawn order.
 //
 // # Dropping a handle
 // Destroying a handle detaches the task: it keeps running to completion (like

@@ -41,9 +41,11 @@ struct thread_context {
 extern constinit thread_local thread_context tl_context;
 
 /// For join-handle awaiters (runtime_core.cpp): on a worker of `child`'s
-/// runtime, runs queued never-started tasks of this worker, the newest first,
-/// while `child` has not started; true if `child` is then complete (the
-/// awaiter need not suspend). False at once anywhere else.
+/// runtime, runs `child` right here if it is a never-started task of this
+/// worker (stashed, or among the newest in its queue; younger siblings may
+/// run first or be stashed: see "The stash" in runtime_core.hpp); true if
+/// `child` is then complete (the awaiter need not suspend). False at once
+/// anywhere else.
 bool help_awaited(task_header* child) noexcept;
 
 }  // namespace warden::detail

@@ -154,22 +154,27 @@ class local_queue {
   }
 
   /// Owner only: claims up to `n` of the most recently pushed entries with
-  /// one CAS, newest first into `out`, always leaving the oldest entry for
-  /// the front (so thieves never race the owner for the same slot here; a
-  /// queue of one is pop_back's job). Returns how many it got (0 when fewer
-  /// than two are queued). The tail is lowered first and the epoch bumped by
-  /// the CAS, as in pop_back; a consumer that moved the front meanwhile
-  /// makes the CAS fail, and the owner decides again with the new front.
+  /// one CAS, newest first into `out`, the last one too (a queue of one
+  /// included). Returns how many it got (0 when empty). The tail is lowered
+  /// first and the CAS bumps the epoch, as in pop_back's "more than one
+  /// left" case, and that argument does not depend on how many are left: a
+  /// consumer whose claim came first moved the front, so our CAS fails and
+  /// we decide again with the new front; a consumer that snapshotted the
+  /// head word before our CAS fails its claim (the epoch) and retries; one
+  /// that reads the new word (acquire) also reads the lowered tail, so its
+  /// range ends below what we took (empty when we took all). A consumer
+  /// reading the lowered tail with an older word sees a stale range and
+  /// re-reads (steal_into) or fails its CAS.
   std::size_t pop_back_batch(task_header** out, std::uint32_t n) noexcept {
     const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     std::uint64_t word = head_.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint32_t avail = tail - front(word);
-      if (avail < 2 || avail > kCapacity) {  // (a stale front read above the lowered tail: empty enough)
+      if (avail == 0 || avail > kCapacity) {  // (a stale front read above the lowered tail: empty)
         tail_.store(tail, std::memory_order_relaxed);
         return 0;
       }
-      const std::uint32_t take = avail - 1 < n ? avail - 1 : n;
+      const std::uint32_t take = avail < n ? avail : n;
       tail_.store(tail - take, std::memory_order_relaxed);  // published by the CAS below
       if (head_.compare_exchange_weak(word, word + kEpochOne, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         for (std::uint32_t i = 0; i < take; ++i)

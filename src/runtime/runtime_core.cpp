@@ -176,6 +176,16 @@ runtime_core::~runtime_core() {
   sink_->release();
 }
 
+inline worker* runtime_core::own_worker() const noexcept {
+  worker* w = tl_context.on_worker;
+  return w != nullptr && w->core == this ? w : nullptr;
+}
+
+inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
+  worker* w = own_worker();
+  return w != nullptr ? w->live : outside_live_;
+}
+
 task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options,
                                  bool blocking) {
   worker* const here = own_worker();
@@ -206,23 +216,13 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops&
   return t;
 }
 
-worker* runtime_core::own_worker() const noexcept {
-  worker* w = tl_context.on_worker;
-  return w != nullptr && w->core == this ? w : nullptr;
-}
-
-std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
-  worker* w = own_worker();
-  return w != nullptr ? w->live : outside_live_;
-}
-
 std::size_t runtime_core::alive() const noexcept {
   std::int64_t sum = outside_live_.load(std::memory_order_seq_cst);
   for (const auto& w : workers_) sum += w->live.load(std::memory_order_seq_cst);
   return sum > 0 ? static_cast<std::size_t>(sum) : 0;
 }
 
-bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
+inline bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
   // Spawn's half of the close handshake ("Live tasks" in the header).
   if (light_live_ && &shard != &outside_live_) {
     // Only this thread writes its worker's shard: a plain increment, and a
@@ -238,11 +238,12 @@ bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
   return false;
 }
 
-void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
-  if (light_live_ && &shard != &outside_live_) {
+inline void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
+  if (light_live_ && &shard != &outside_live_) [[likely]] {
     shard.store(shard.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     light_fence();
-    if (!closed_.load(std::memory_order_relaxed)) return;  // shutdown's read after its heavy fence sees us
+    if (!closed_.load(std::memory_order_relaxed)) [[likely]]
+      return;  // shutdown's read after its heavy fence sees us
     // Closed: a full barrier, so that of two completions racing to zero at
     // least one sees the other's decrement (the other side being a fence or
     // a seq_cst RMW too).
@@ -251,6 +252,10 @@ void runtime_core::task_gone(std::atomic<std::int64_t>& shard) noexcept {
     shard.fetch_sub(1, std::memory_order_seq_cst);
     if (!closed_.load(std::memory_order_seq_cst)) return;
   }
+  gone_while_closed();
+}
+
+void runtime_core::gone_while_closed() noexcept {
   if (alive() != 0) return;
   std::lock_guard lock(quiescent_mutex_);
   quiescent_cv_.notify_all();
@@ -393,55 +398,119 @@ bool never_started(std::uint64_t s) noexcept {
 }
 }  // namespace
 
-bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
+static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth + 1);
+
+[[gnu::always_inline]] inline bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
+  // The common case first: the child was stashed by an earlier await of
+  // this task (see "The stash" in the header), and every worker is still
+  // busy. Ours: run it, no queue operation. (Only a threaded runtime
+  // stashes.)
+  const std::uint32_t size = w.stash_size;
+  if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && w.help_depth < kMaxHelpDepth &&
+      !w.stop_helping && idle_.all_busy() && never_started(child->state.load(std::memory_order_relaxed))) [[likely]] {
+    w.stash_size = size - 1;
+    run_helped(w, child, true);
+    return child->is_complete();
+  }
+  return help_awaited_slow(w, child);
+}
+
+bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
   // Current-thread mode keeps spawn order exactly (tests on the paused clock
   // rely on it); see "Awaiting a task that has not started".
   if (!threaded_ || w.help_depth >= kMaxHelpDepth) return false;
+  if (w.stash_size != 0) {
+    // A worker wants work: everything stashed goes back where it can steal
+    // it (see "The stash" in the header).
+    if (!idle_.all_busy()) {
+      give_back_all_stashed(w);
+    } else {
+      // The child stashed by an earlier await of this task, deeper than the
+      // top (awaits out of spawn order)?
+      const std::uint32_t base = w.stash_base[w.help_depth];
+      for (std::uint32_t i = w.stash_size; i-- > base;) {
+        if (w.stash[i] != child) continue;
+        if (w.stop_helping || !never_started(child->state.load(std::memory_order_relaxed)))
+          return false;  // given back when this task's poll ends
+        for (std::uint32_t j = i + 1; j < w.stash_size; ++j) w.stash[j - 1] = w.stash[j];
+        --w.stash_size;
+        run_helped(w, child, true);
+        return child->is_complete();
+      }
+    }
+  }
   const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow);
   if (depth == 0) return false;
-  ++w.help_depth;
-  // Tasks taken from the end of the queue, newest first, not run yet: the
-  // whole stretch down to the child in one CAS while every worker is busy
-  // (nobody would steal them), else one at a time.
-  std::array<task_header*, kHelpWindow> claimed;
-  std::size_t next = 0;
-  std::size_t count = 0;
+  if (depth > 1 && !w.stop_helping && w.stash_size + depth <= worker::kStashMax && idle_.all_busy()) {
+    // Every worker is busy (nobody would steal them): claim the stretch
+    // down to the child with one CAS, run the child alone and stash its
+    // younger siblings for the awaits that follow (see "The stash").
+    task_header** const out = w.stash.data() + w.stash_size;
+    const std::size_t n = w.queue.pop_back_batch(out, depth);
+    if (n != 0 && out[n - 1] == child && never_started(child->state.load(std::memory_order_relaxed))) {
+      w.stash_size += static_cast<std::uint32_t>(n - 1);
+      run_helped(w, child, true);
+      // Level 0 (a task poll() runs) keeps no stash across its awaits, so
+      // poll() has nothing to give back (no check per poll): the siblings
+      // go back on the queue now, and the next await claims them again.
+      if (w.help_depth == 0 && w.stash_size != 0) give_back_stash(w, 0);
+      return child->is_complete();
+    }
+    // A thief got there first (or the child ran before): undo, and wait
+    // for the child as usual.
+    give_back(w, out, n);
+    return false;
+  }
+  // One at a time, newest first, down to the child, while somebody looks
+  // for work (so the rest stays stealable) or the stash is full.
   for (std::uint32_t ran = 0; ran < kHelpWindow; ++ran) {
     const std::uint64_t s = child->state.load(std::memory_order_acquire);
     if (w.stop_helping || (s & task_header::COMPLETE) != 0 || !never_started(s)) break;
-    if (next != count && !idle_.all_busy()) {
-      give_back(w, claimed.data() + next, count - next);  // a worker wants work: let it steal them
-      next = count = 0;
-    }
-    if (next == count) {
-      next = 0;
-      // Down to where the child was (the tasks run meanwhile may have
-      // queued more), and no more than the window allows.
-      const std::uint32_t want = std::min(depth > ran ? depth - ran : 1, kHelpWindow - ran);
-      count = want > 1 && idle_.all_busy() ? w.queue.pop_back_batch(claimed.data(), want) : 0;
-      if (count == 0) {
-        claimed[0] = w.queue.pop_back();
-        if (claimed[0] == nullptr) break;
-        count = 1;
-      }
-    }
-    task_header* t = claimed[next];
+    task_header* t = w.queue.pop_back();
+    if (t == nullptr) break;
     // Ours now: only a poll changes its generation or its RUNNING bit.
-    if (!never_started(t->state.load(std::memory_order_relaxed))) break;  // given back below
-    ++next;
-    if (--w.picks_to_check == 0) [[unlikely]] {
-      w.picks_to_check = kGlobalQueueInterval;
-      time_.fire_due();
-      if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
+    if (!never_started(t->state.load(std::memory_order_relaxed))) {
+      give_back(w, &t, 1);
+      break;
     }
-    task_header* const outer = std::exchange(tl_context.awaited_here, t == child ? child : nullptr);
-    const bool yielded = poll_task_yielded(t);
-    tl_context.awaited_here = outer;
-    if (yielded) push_own(w, t);  // as in poll()
+    run_helped(w, t, t == child);
   }
-  if (next != count) give_back(w, claimed.data() + next, count - next);
-  --w.help_depth;
   return child->is_complete();
+}
+
+[[gnu::always_inline]] inline void runtime_core::run_helped(worker& w, task_header* t, bool awaited) noexcept {
+  if (--w.picks_to_check == 0) [[unlikely]] {
+    w.picks_to_check = kGlobalQueueInterval;
+    time_.fire_due();
+    if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
+  }
+  const std::uint32_t level = ++w.help_depth;
+  w.stash_base[level] = w.stash_size;
+  task_header* const outer = std::exchange(tl_context.awaited_here, awaited ? t : nullptr);
+  const bool yielded = poll_task_yielded(t);
+  tl_context.awaited_here = outer;
+  if (yielded) push_own(w, t);  // as in poll()
+  // What `t` stashed and did not await: its poll is over.
+  if (w.stash_size > w.stash_base[level]) [[unlikely]]
+    give_back_stash(w, w.stash_base[level]);
+  --w.help_depth;
+}
+
+void runtime_core::give_back_stash(worker& w, std::uint32_t base) noexcept {
+  // Newest first in the stash: push the oldest first, so the end of the
+  // queue looks as it did (bar what ran meanwhile).
+  while (w.stash_size > base) push_own(w, w.stash[--w.stash_size]);
+}
+
+void runtime_core::give_back_all_stashed(worker& w) noexcept {
+  // Outer levels hold older (larger) work: their parts go first, nearer the
+  // front, where thieves take from.
+  for (std::uint32_t level = 0; level <= w.help_depth; ++level) {
+    const std::uint32_t end = level < w.help_depth ? w.stash_base[level + 1] : w.stash_size;
+    for (std::uint32_t i = end; i-- > w.stash_base[level];) push_own(w, w.stash[i]);
+  }
+  w.stash_size = 0;
+  for (std::uint32_t level = 0; level <= w.help_depth; ++level) w.stash_base[level] = 0;
 }
 
 void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n) noexcept {
@@ -450,7 +519,7 @@ void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n
   for (std::size_t i = n; i-- > 0;) push_local(w, tasks[i]);
 }
 
-bool help_awaited(task_header* child) noexcept {
+inline bool help_awaited(task_header* child) noexcept {
   worker* w = tl_context.on_worker;
   if (w == nullptr || child->scheduler != static_cast<task_scheduler*>(w->core)) return false;
   return w->core->help_awaited(*w, child);
@@ -467,6 +536,7 @@ inline void runtime_core::poll(worker& w, task_header* task) noexcept {
   // A yielded task goes to the back of this worker's queue, where
   // schedule() would put it (the task is this runtime's: see enqueue).
   if (poll_task_yielded(task)) push_own(w, task);
+  // Nothing stashed at this level is left: see help_awaited_slow.
 }
 
 template <class Done>
@@ -842,5 +912,33 @@ cancellation_token current_root_token() {
 std::size_t runtime::worker_count() const noexcept { return core_->worker_count(); }
 std::size_t runtime::alive_tasks() const noexcept { return core_->alive(); }
 bool runtime::is_shutting_down() const noexcept { return core_->closed(); }
+
+// ---- join_handle_base::suspend ------------------------------------------------
+// Here rather than in task_header.cpp: help_awaited inlines into it, so the
+// common case (the child runs inside the await, from the stash) is one call.
+
+namespace {
+/// The waiting part, out of line. The waker lives in the awaiter's `slot`
+/// while the header points at it (see set_join_waker).
+[[gnu::noinline]] bool wait_for_join(detail::task_header* task, std::coroutine_handle<> awaiting, detail::waker& slot) {
+  slot = detail::suspend_current(awaiting);
+  if (detail::set_join_waker(task, slot)) return true;
+  slot.reset();
+  return false;
+}
+[[noreturn, gnu::noinline, gnu::cold]] void throw_join_outside_task() {
+  throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
+}
+}  // namespace
+
+bool join_handle_base::suspend(std::coroutine_handle<> awaiting, detail::waker& slot) {
+  if (detail::tl_context.task == nullptr) [[unlikely]]
+    throw_join_outside_task();
+  // A child still queued and never run: run it here instead of suspending
+  // (its younger siblings may run first, or wait in the worker's stash for
+  // their own awaits); see runtime_core.hpp.
+  if (detail::help_awaited(task_)) return false;
+  return wait_for_join(task_, awaiting, slot);
+}
 
 }  // namespace warden

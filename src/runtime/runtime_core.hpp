@@ -64,8 +64,36 @@
 // large tree). Thieves keep stealing from the front meanwhile, so the oldest
 // (largest) subtrees go to other workers, as in fork-join schedulers.
 // The price is order: with worker threads, tasks spawned by one task may
-// start newest first. Current-thread mode never helps, so there tasks start
-// exactly in spawn order (tests on the paused clock rely on that).
+// start out of spawn order. Current-thread mode never helps, so there tasks
+// start exactly in spawn order (tests on the paused clock rely on that).
+//
+// # The stash
+// While every worker is busy (a relaxed read of the idle state), the await
+// claims the whole stretch of the queue down to the child at once
+// (pop_back_batch, one CAS) and runs only the child. Its younger siblings go to the worker's
+// stash, `worker::stash`: claimed, never started, hidden from thieves. When
+// the task then awaits one of them, help_awaited finds it there and runs it
+// at once (no queue operation). So for "spawn N children, await each" every
+// child runs inside the await of its own handle, and completes with a plain
+// store ("complete, alone" in task_header.cpp: its only other owner is the
+// handle being awaited on this thread); run by the await of a sibling, it
+// would complete with a CAS, because its own handle could be anywhere.
+// Ownership: a stashed task is owned by the worker exactly as a task in
+// `claimed` is (the queue gave it up with the claim; only abort can touch
+// its state word, adding ABORT, which its poll handles). The stash is a
+// stack of levels, one per poll nested in help (`stash_base[level]`): the
+// part above the base of the current level holds what the task being polled
+// there claimed. What a task stashed and did not await is given back (pushed
+// onto the queue, oldest first) as soon as its poll ends, however it ends
+// (completes, parks, yields), so a stashed task waits at most for one poll
+// of the task that stashed it, the same bound as a task in `claimed`; a
+// task that parks on something a stashed sibling would set cannot deadlock.
+// Level 0 (the task poll() runs) keeps nothing across its awaits: its
+// siblings go back on the queue right after the child ran (plain pushes;
+// the next await claims again), which spares poll() a check per task.
+// The whole stash, every level, is given back as soon as a worker searches
+// or sleeps (checked at each await that helps), outer levels first (older,
+// larger work nearer the front, where thieves take from).
 //
 // # Idling without lost wakeups
 // A worker that found nothing registers as a sleeper (a seq_cst RMW on the
@@ -176,6 +204,15 @@ struct worker {
   /// regular pick (see "Awaiting a task that has not started").
   bool stop_helping = false;
   std::uint32_t help_depth = 0;  // nested help_awaited calls on this worker
+  /// help_awaited's stash (see "The stash" above): never-started tasks this
+  /// worker claimed from the end of its queue, not run yet. Each help level
+  /// owns stash[stash_base[level], the next level's base or stash_size):
+  /// the claims of the task polled at that level (level 0: the task poll()
+  /// runs), newest first. Owner-only, like `claimed`.
+  static constexpr std::size_t kStashMax = 128;
+  std::uint32_t stash_size = 0;
+  std::array<std::uint32_t, 33> stash_base{};  // kMaxHelpDepth + 1 levels
+  std::array<task_header*, kStashMax> stash{};
   std::uint64_t rng = 0x9E3779B97F4A7C15ull;
   /// This worker's shard of the live-task count (see "Live tasks" above).
   alignas(64) std::atomic<std::int64_t> live{0};
@@ -278,9 +315,19 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// `child` is complete afterwards. See "Awaiting a task that has not
   /// started" above.
   bool help_awaited(worker& w, task_header* child) noexcept;
+  /// help_awaited's less common cases (out of line).
+  bool help_awaited_slow(worker& w, task_header* child) noexcept;
   /// Pushes tasks help_awaited took from the end of the queue but did not
   /// run back onto it (newest first in `tasks`).
   void give_back(worker& w, task_header* const* tasks, std::size_t n) noexcept;
+  /// Polls `t` (claimed by this worker, never started) nested in the
+  /// current poll, one help level deeper; `awaited`: the current task awaits
+  /// it (see tl_context.awaited_here). Gives back what `t` stashed.
+  void run_helped(worker& w, task_header* t, bool awaited) noexcept;
+  /// Gives back the stash above `base` (the current level's part).
+  void give_back_stash(worker& w, std::uint32_t base) noexcept;
+  /// Gives back the whole stash, every level's part, oldest level first.
+  void give_back_all_stashed(worker& w) noexcept;
 
   task_header* spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options, bool blocking);
   void shutdown(std::chrono::nanoseconds grace);
@@ -306,6 +353,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// One task fewer on `shard`; wakes the shutdown waiter when the last
   /// task of a closed runtime ends.
   void task_gone(std::atomic<std::int64_t>& shard) noexcept;
+  /// task_gone's part once closed: wakes the shutdown waiter at zero.
+  [[gnu::noinline]] void gone_while_closed() noexcept;
   void run_worker(worker& w);
   /// The thread context of a thread running `w`'s loop (a worker, or the
   /// current-thread driver): with solo sections when enabled.

@@ -839,18 +839,8 @@ void join_handle_base::throw_cannot_take() const {
       "value from the first await");
 }
 
-bool join_handle_base::suspend(std::coroutine_handle<> awaiting, detail::waker& slot) {
-  detail::task_header* self = detail::tl_context.task;
-  if (self == nullptr)
-    throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
-  // A child still queued and never run: run it (and what was spawned after
-  // it) here instead of suspending; see runtime_core.hpp.
-  if (detail::help_awaited(task_)) return false;
-  slot = detail::suspend_current(awaiting);
-  if (detail::set_join_waker(task_, slot)) return true;
-  slot.reset();
-  return false;
-}
+// join_handle_base::suspend is in runtime_core.cpp, next to help_awaited,
+// so that the common case (the child runs inside the await) is one call.
 
 void join_handle_base::leave() const noexcept {
   if (task_ != nullptr) detail::clear_join_waker(task_);

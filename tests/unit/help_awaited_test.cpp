@@ -1,7 +1,8 @@
 // Awaiting a task that has not started yet (join_handle.hpp, "Awaiting a
 // task that has not started yet"; runtime_core.hpp, help_awaited): with
-// worker threads the awaiting task runs it, and its younger siblings, itself;
-// current-thread mode keeps spawn order; nesting is bounded.
+// worker threads the awaiting task runs it itself (stashing or running its
+// younger siblings); current-thread mode keeps spawn order; nesting is
+// bounded; stashed tasks are never lost.
 #include "support/test_support.hpp"
 
 #include <cstdint>
@@ -11,6 +12,8 @@
 namespace {
 
 using warden::task;
+
+class help_awaited_workers : public ::testing::TestWithParam<std::size_t> {};
 
 struct start_log {
   std::mutex mutex;
@@ -39,15 +42,93 @@ task<void> spawn_three_then_await_the_first(start_log& log, std::vector<int>& se
   EXPECT_EQ(first + rest, 3);
 }
 
-// One worker: nothing can steal, so the awaiting task runs the children it
-// just spawned, newest first, and all three have run when its first await
-// returns (without help they would start oldest first, after it suspends).
-TEST(help_awaited, one_worker_runs_never_started_children_newest_first_inside_the_await) {
+// One worker: nothing can steal (and no worker looks for work), so the
+// awaiting task runs each child it just spawned inside the await of that
+// child: the first await runs child 0 alone (its siblings wait in the
+// worker's stash), the next awaits run the others. Without help all three
+// would have run when the first await returns (they start after the awaiting
+// task suspends).
+TEST(help_awaited, one_worker_runs_each_never_started_child_inside_its_await) {
   warden::runtime rt{warden::testkit::quiet_options(1)};
   start_log log;
   std::vector<int> seen;
   rt.block_on(spawn_three_then_await_the_first(log, seen));
-  EXPECT_EQ(seen, (std::vector<int>{2, 1, 0}));
+  EXPECT_EQ(seen, (std::vector<int>{0}));
+  EXPECT_EQ(log.order, (std::vector<int>{0, 1, 2}));
+}
+
+task<void> set_it(warden::event& ev) {
+  ev.set();
+  co_return;
+}
+
+// The siblings stashed by the first await are given back to the queue when
+// the awaiting task suspends on something else, so one of them can wake it.
+task<int> stash_then_wait_for_a_sibling(start_log& log) {
+  warden::event ev;
+  auto h0 = warden::spawn(record(log, 0));
+  auto h1 = warden::spawn(set_it(ev));
+  auto h2 = warden::spawn(record(log, 2));
+  const int first = co_await h0;
+  co_await ev.wait();  // only h1 sets it: it must run while we are parked
+  co_await h1;
+  co_return first + co_await h2;
+}
+
+TEST_P(help_awaited_workers, stashed_siblings_run_while_the_awaiting_task_is_parked) {
+  warden::runtime rt{warden::testkit::quiet_options(GetParam())};
+  start_log log;
+  EXPECT_EQ(rt.block_on(stash_then_wait_for_a_sibling(log)), 2);
+}
+
+// Stashed siblings that are never awaited still run: their handles are
+// dropped (detached) after the parent's poll gave them back.
+task<void> stash_then_drop(start_log& log, warden::event& first, warden::event& second) {
+  auto h0 = warden::spawn(record(log, 0));
+  auto h1 = warden::spawn(set_it(first));
+  auto h2 = warden::spawn(set_it(second));
+  co_await h0;
+}
+
+task<void> drop_then_wait(start_log& log, warden::event& first, warden::event& second) {
+  co_await warden::spawn(stash_then_drop(log, first, second));
+  co_await first.wait();
+  co_await second.wait();
+}
+
+task<void> nested_stashes(start_log& log, int level) {
+  if (level == 0) {
+    log.add(0);
+    co_return;
+  }
+  warden::event ev;
+  auto a = warden::spawn(nested_stashes(log, level - 1));
+  auto b = warden::spawn(set_it(ev));
+  auto c = warden::spawn(nested_stashes(log, level - 1));
+  co_await a;
+  co_await ev.wait();  // set by a sibling stashed at this level
+  co_await c;
+  co_await b;
+}
+
+TEST_P(help_awaited_workers, stashed_siblings_that_are_never_awaited_still_run) {
+  // Declared before the runtime: detached tasks may still run until its
+  // destructor has shut it down.
+  start_log log;
+  warden::event first;
+  warden::event second;
+  warden::runtime rt{warden::testkit::quiet_options(GetParam())};
+  rt.block_on(drop_then_wait(log, first, second));  // returns once both ran
+  EXPECT_EQ(log.order, (std::vector<int>{0}));
+}
+
+// Every level stashes a sibling that the level then waits for: each level's
+// stash goes back when that level's task parks, outer levels' stashes stay.
+TEST_P(help_awaited_workers, nested_stashes_are_given_back_level_by_level) {
+  warden::runtime rt{warden::testkit::quiet_options(GetParam())};
+  start_log log;
+  rt.block_on(nested_stashes(log, 6));
+  EXPECT_EQ(log.order.size(), 64u);
 }
 
 TEST(help_awaited, current_thread_mode_starts_children_in_spawn_order) {
@@ -65,8 +146,6 @@ task<std::uint64_t> chain(std::uint64_t depth) {
   auto child = warden::spawn(chain(depth - 1));
   co_return 1 + co_await child;
 }
-
-class help_awaited_workers : public ::testing::TestWithParam<std::size_t> {};
 
 // Each level awaits a child it just spawned: far deeper than the nesting
 // bound, so the bound (not the stack) decides where helping stops.
