@@ -321,10 +321,20 @@ bool runtime_core::has_work_anywhere() const noexcept {
 }
 
 inline task_header* runtime_core::next_task(worker& w) noexcept {
-  if (w.picks_to_check > 1 && w.lifo == nullptr && w.claimed_next != w.claimed_end) [[likely]] {
-    --w.picks_to_check;
-    w.lifo_streak = 0;
-    return w.claimed[w.claimed_next++];
+  // The common cases inline: a woken task in the LIFO slot (its streak not
+  // used up), else a claimed one; next_task_slow does the rest in order.
+  if (w.picks_to_check > 1) [[likely]] {
+    if (w.lifo != nullptr) {
+      if (w.lifo_streak < kMaxLifoStreak) {
+        --w.picks_to_check;
+        ++w.lifo_streak;
+        return std::exchange(w.lifo, nullptr);
+      }
+    } else if (w.claimed_next != w.claimed_end) {
+      --w.picks_to_check;
+      w.lifo_streak = 0;
+      return w.claimed[w.claimed_next++];
+    }
   }
   return next_task_slow(w);
 }
