@@ -93,6 +93,7 @@
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
+#include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_locals.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
@@ -630,15 +631,7 @@ void clear_join_waker(task_header* task) noexcept {
   // for a few instructions that the completer has already started (its
   // COMPLETE transition is done); normally (woken through the waker) the
   // pointer is null already.
-  for (unsigned round = 0; task->join_waiter.load(std::memory_order_acquire) != nullptr;) {
-    if (++round < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    } else {
-      std::this_thread::yield();
-    }
-  }
+  for (unsigned round = 0; task->join_waiter.load(std::memory_order_acquire) != nullptr;) spin_pause(round);
 }
 
 void release_join_interest(task_header* task) noexcept {

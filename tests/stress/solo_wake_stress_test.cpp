@@ -77,6 +77,15 @@ void spawn_pair(warden::runtime& a, warden::runtime& b, std::uint64_t trips, std
   a.spawn(pinger(std::move(to_pong), std::move(from_pong), trips, rng(), &t, live_counter(live))).detach();
 }
 
+/// Runs `pairs` pairs of `trips` round trips each to the end: pingers on
+/// `a` and pongers on `b`, every other pair the other way round.
+void run_pairs_to_the_end(warden::runtime& a, warden::runtime& b, int pairs, std::uint64_t trips, std::mt19937_64& rng,
+                          tally& t) {
+  std::atomic<int> live{0};
+  for (int p = 0; p < pairs; ++p) spawn_pair(p % 2 == 0 ? a : b, p % 2 == 0 ? b : a, trips, rng, t, live);
+  while (t.trips.load(std::memory_order_relaxed) < pairs * trips || live.load() != 0) std::this_thread::yield();
+}
+
 // Shutdown's sweeps abort tasks that park and wake each other with plain
 // stores: the sweep blocks the solo path first, so no abort is undone and no
 // task is queued twice. Every frame is destroyed and shutdown returns.
@@ -118,12 +127,10 @@ TEST(solo_wake_stress, ping_pong_pairs_lose_no_wake_and_keep_order) {
   constexpr int kPairs = 16;
   constexpr std::uint64_t kTrips = 200;
   for (int it = 0; it < iterations; ++it, step.store(it)) {
-    std::atomic<int> live{0};
     tally t;
     {
       warden::runtime rt(warden::testkit::quiet_options(it % 3 == 0 ? 1 : it % 3 == 1 ? 2 : 4));
-      for (int p = 0; p < kPairs; ++p) spawn_pair(rt, rt, kTrips, rng, t, live);
-      while (t.trips.load(std::memory_order_relaxed) < kPairs * kTrips || live.load() != 0) std::this_thread::yield();
+      run_pairs_to_the_end(rt, rt, kPairs, kTrips, rng, t);
     }
     ASSERT_EQ(t.errors.load(), 0) << "iteration " << it;
     ASSERT_EQ(t.trips.load(), kPairs * kTrips) << "iteration " << it;
@@ -143,15 +150,14 @@ TEST(solo_wake_stress, pairs_across_two_runtimes_lose_no_wake) {
   constexpr int kPairs = 8;
   constexpr std::uint64_t kTrips = 300;
   for (int it = 0; it < iterations; ++it, step.store(it)) {
-    std::atomic<int> live{0};
     tally t;
     {
       warden::runtime a(warden::testkit::quiet_options(2));
       warden::runtime b(warden::testkit::quiet_options(it % 2 == 0 ? 1 : 2));
-      for (int p = 0; p < kPairs; ++p) spawn_pair(p % 2 == 0 ? a : b, p % 2 == 0 ? b : a, kTrips, rng, t, live);
-      while (t.trips.load(std::memory_order_relaxed) < kPairs * kTrips || live.load() != 0) std::this_thread::yield();
+      run_pairs_to_the_end(a, b, kPairs, kTrips, rng, t);
     }
     ASSERT_EQ(t.errors.load(), 0) << "iteration " << it;
+    ASSERT_EQ(t.trips.load(), kPairs * kTrips) << "iteration " << it;
   }
 }
 

@@ -5,6 +5,7 @@
 // no lock unless a sender has to park; see mpsc_state below.
 #pragma once
 
+#include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_header.hpp>
 #include <warden/detail/wait_list.hpp>
 #include <warden/sync/detail/channel.hpp>
@@ -20,18 +21,6 @@
 #include <utility>
 
 namespace warden::detail {
-
-/// Waits (briefly) for another thread to finish a step of a few
-/// instructions that it has already started.
-inline void spin_pause(unsigned& round) noexcept {
-  if (++round < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  } else {
-    std::this_thread::yield();
-  }
-}
 
 /// The values of a bounded channel: a fixed ring of `capacity` slots, many
 /// producers, one consumer, no lock (a per-slot sequence number, after

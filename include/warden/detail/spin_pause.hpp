@@ -1,0 +1,21 @@
+// Internal: the back-off of a thread that waits for another to finish a
+// step it has already started (a few instructions away).
+#pragma once
+
+#include <thread>
+
+namespace warden::detail {
+
+/// One round of waiting: a pause instruction for the first rounds, then
+/// the thread yields (the other thread may have been preempted mid-step).
+inline void spin_pause(unsigned& round) noexcept {
+  if (++round < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace warden::detail
