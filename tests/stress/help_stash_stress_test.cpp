@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <utility>
 #include <vector>
@@ -52,10 +53,12 @@ struct finish_mark {
   ~finish_mark() { c->finished.fetch_add(1, std::memory_order_relaxed); }
 };
 
-task<std::uint64_t> set_it(counters& c, warden::event& ev) {
+/// The event is shared: an aborted parent's frame may go while the setter
+/// still runs (abort_on_drop does not wait for it).
+task<std::uint64_t> set_it(counters& c, std::shared_ptr<warden::event> ev) {
   finish_mark mark{&c};
   c.started.fetch_add(1, std::memory_order_relaxed);
-  ev.set();
+  ev->set();
   co_return 0;
 }
 
@@ -79,7 +82,7 @@ task<std::uint64_t> node(counters& c, std::uint64_t seed, int depth) {
   }
   // Sometimes a sibling that the task waits for after its first await: it
   // may sit in the stash of this very task by then.
-  warden::event ev;
+  auto ev = std::make_shared<warden::event>();
   const bool with_setter = rng() % 3 == 0;
   std::vector<warden::join_handle<std::uint64_t>> setter;
   if (with_setter) {
@@ -118,10 +121,10 @@ task<std::uint64_t> node(counters& c, std::uint64_t seed, int depth) {
     }
     if (with_setter && !waited) {
       waited = true;
-      co_await ev.wait();
+      co_await ev->wait();
     }
   }
-  if (with_setter && !waited) co_await ev.wait();
+  if (with_setter && !waited) co_await ev->wait();
   co_return sum;
 }
 
