@@ -142,7 +142,7 @@ class [[nodiscard]] mpsc_send_awaiter {
     if (promised) state_->release_permit();
   }
 
-  bool await_ready() {
+  [[gnu::always_inline]] bool await_ready() {
     const acquired got = state_->send_now(*value_);
     if (got == acquired::permit) value_.reset();
     return got != acquired::full;
@@ -218,7 +218,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
     state_->receiver_parked.store(false, std::memory_order_relaxed);
   }
 
-  bool await_ready() { return try_take(); }
+  [[gnu::always_inline]] bool await_ready() { return try_take(); }
 
   bool await_suspend(std::coroutine_handle<> awaiting) {
     if (state_->single) {
@@ -253,7 +253,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
     return true;
   }
 
-  std::optional<T> await_resume() {
+  [[gnu::always_inline]] std::optional<T> await_resume() {
     if (parked_) {
       // Woken by a push or by the close once drained: see mpsc_state. A
       // push wakes us once its value is in, but the oldest position may
@@ -266,7 +266,11 @@ class [[nodiscard]] mpsc_recv_awaiter {
       state_->receiver_resumed();
       for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
-    return std::move(value_);
+    // Rebuilt field by field, not copied whole: a copy of the optional would
+    // load its value and flag at once, right after try_take stored them
+    // separately, and stall on store forwarding.
+    if (!value_.has_value()) return std::nullopt;
+    return std::optional<T>(std::in_place, std::move(*value_));
   }
 
  private:
@@ -279,7 +283,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
   }
 
   /// Takes the oldest value, or sees closed-and-drained.
-  bool try_take() {
+  [[gnu::always_inline]] bool try_take() {
     if (state_->ready()) {
       value_.emplace(state_->pop());
       return true;

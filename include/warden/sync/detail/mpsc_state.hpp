@@ -455,7 +455,7 @@ struct mpsc_state {
 
   [[nodiscard]] bool is_closed() const noexcept { return (permits.load(std::memory_order_acquire) & kClosed) != 0; }
   /// Closed, and every permit is back: no value is queued or on its way.
-  [[nodiscard]] bool closed_and_drained() const noexcept {
+  [[nodiscard, gnu::always_inline]] bool closed_and_drained() const noexcept {
     if (single) {
       // acquire: as in ready_one (a value taken, a claim given back).
       return (permits.load(std::memory_order_acquire) & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty) &&
@@ -468,7 +468,7 @@ struct mpsc_state {
   /// Sends `value` now if it need not wait: `permit` (queued, `value` moved
   /// from), `full` (bounded only) or `closed` (`value` untouched). Throws
   /// std::bad_alloc if an unbounded ring cannot grow.
-  acquired send_now(T& value) {
+  [[gnu::always_inline]] acquired send_now(T& value) {
     if (single) return send_one(value);
     if (!bounded) {
       if (!queue.growing.push_unless(std::move(value), [this] { return is_closed(); })) return acquired::closed;
@@ -492,12 +492,12 @@ struct mpsc_state {
   }
 
   // ---- receiver side (one receiver operation at a time) ----
-  [[nodiscard]] bool ready() const noexcept {
+  [[nodiscard, gnu::always_inline]] bool ready() const noexcept {
     if (single) return ready_one();
     return bounded ? queue.fixed.ready() : queue.growing.ready();
   }
   /// Takes the oldest value and gives its permit back. Precondition: ready().
-  T pop() noexcept {
+  [[gnu::always_inline]] T pop() noexcept {
     if (single) {
       if (handed.load(std::memory_order_relaxed)) {  // ready_one looked (acquire)
         T value = std::move(*queue.one.handed.value());
@@ -691,7 +691,7 @@ struct mpsc_state {
   }
 
   /// Receiver, capacity 1: a value readable now?
-  [[nodiscard]] bool ready_one() const noexcept {
+  [[nodiscard, gnu::always_inline]] bool ready_one() const noexcept {
     // A handed value: every recv that can see it comes after the hand-off's
     // kIdle store (a woken recv waits for it, an aborted one's destructor
     // too, and only then can another recv start). acquire: pairs with that
