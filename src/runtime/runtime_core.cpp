@@ -283,6 +283,8 @@ inline void runtime_core::push_own(worker& w, task_header* task) noexcept {
 
 void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept { enqueue(own_worker(), task, hint); }
 
+void runtime_core::push_displaced(worker& w, task_header* task) noexcept { push_own(w, task); }
+
 inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hint) noexcept {
   if (w != nullptr) {
     if (hint == schedule_hint::wake) {

@@ -299,6 +299,12 @@ class runtime_core final : public task_scheduler, public timer_host {
 
   // task_scheduler
   void schedule(task_header* task, schedule_hint hint) noexcept override;
+  /// schedule(task, wake) from a solo wake ("Solo" in task_header.cpp),
+  /// which runs on `w`, a worker of this runtime: the LIFO slot, inline.
+  void schedule_woken_here(worker& w, task_header* task) noexcept {
+    task_header* previous = std::exchange(w.lifo, task);
+    if (previous != nullptr) push_displaced(w, previous);
+  }
   void on_complete() noexcept override;
   failure_sink* failures() noexcept override { return sink_; }
   void wait_for(task_header* task) override;
@@ -387,6 +393,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// Queues `task` on `w`, the calling worker's own queue, and wakes a
   /// sleeper if the queue was empty (read without a barrier) or overflowed.
   void push_own(worker& w, task_header* task) noexcept;
+  /// A task the LIFO slot let go for a newer one (schedule_woken_here).
+  [[gnu::noinline]] void push_displaced(worker& w, task_header* task) noexcept;
   /// push_local's slow path, out of line so the fast path stays small.
   [[gnu::noinline]] bool overflow(worker& w, task_header* task) noexcept;
   [[gnu::noinline]] void notify_parked() noexcept;

@@ -101,6 +101,7 @@
 #include "../detail/parker.hpp"
 #include "../detail/sanitizers.hpp"
 #include "../runtime/failure_sink.hpp"
+#include "../runtime/runtime_core.hpp"
 #include "header_pool.hpp"
 
 #include <cstdio>
@@ -274,7 +275,8 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
       // passes it on.
       task->state.store(((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING, std::memory_order_relaxed);
       solo_leave();
-      task->scheduler->schedule(task, schedule_hint::wake);
+      // solo_enter saw this thread on a worker of the task's runtime.
+      static_cast<runtime_core*>(task->scheduler)->schedule_woken_here(*tl_context.on_worker, task);
       return;
     }
     solo_leave();
