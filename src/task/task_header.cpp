@@ -114,8 +114,8 @@ namespace detail {
 
 constinit thread_local thread_context tl_context{};
 
-static_assert(sizeof(void*) != 8 || sizeof(task_header) == 80,
-              "the task header is meant to take 80 bytes (see \"Size\" in task_header.hpp)");
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 72,
+              "the task header is meant to take 72 bytes (see \"Size\" in task_header.hpp)");
 
 /// A panicked task's outcome (see task_header::panic).
 struct task_panic {
@@ -331,9 +331,9 @@ void destroy_root(task_header* task) noexcept {
 }
 
 void drop_result(task_header* task) noexcept {
-  // Complete (every caller has seen COMPLETE), so `finished_results` is set.
+  // Complete (every caller has seen COMPLETE), so `result` holds the value.
   if (task->result != nullptr) {  // an inline value of all-zero bits needs nothing either
-    if (task->finished_results->destroy != nullptr) task->finished_results->destroy(task->result);
+    if (const result_ops& ops = root_results(task); ops.destroy != nullptr) ops.destroy(task->result);
     task->result = nullptr;
   }
   if (task_panic* panic = panic_of(task)) panic->error = nullptr;
@@ -376,10 +376,8 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
   task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
   std::exception_ptr error;
-  // The ops leave the `result` slot (which takes the value, if any) for the
-  // resume point's, unused from now on: drop_result needs them.
+  // The resume point's slot, unused from now on, takes the value (if any).
   const result_ops& ops = root_results(task);
-  task->finished_results = &ops;
   task->result = nullptr;
   if (task->root) {
     // Move the outcome out of the frame, then destroy the frame: the task's
@@ -820,7 +818,7 @@ std::string_view join_handle_base::name() const noexcept {
   return task_ != nullptr ? detail::task_name(task_) : std::string_view();
 }
 std::source_location join_handle_base::spawn_location() const noexcept {
-  return task_ != nullptr ? task_->location : std::source_location{};
+  return task_ != nullptr ? detail::spawn_location(task_) : std::source_location{};
 }
 abort_handle join_handle_base::get_abort_handle() const noexcept { return abort_handle(task_); }
 

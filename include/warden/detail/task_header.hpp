@@ -69,13 +69,15 @@
 //   store when it finds the task complete with JOIN_WAITER set (a few
 //   instructions of the completer; see set_join_waker).
 // * `root`: the poller owns it (the promise is found through the result_ops
-//   that `result` holds until completion). At completion the poller moves
-//   the outcome out (`result` box or `error`) and destroys the frame at
-//   once, so the task's parameters and captures die when it finishes.
-// * `result` holds the root's result_ops from spawn until completion (only
-//   the poller reads them then); the completer moves them to
-//   `finished_results` (the resume point's slot, unused from then on) and
-//   stores the value in `result`, both before COMPLETE is published.
+//   of the task's spawn site). At completion the poller moves the outcome
+//   out (`result` box or `error`) and destroys the frame at once, so the
+//   task's parameters and captures die when it finishes.
+// * `site` (result_ops and spawn location, interned per call site and
+//   result type): written at spawn, never changed; anyone holding a
+//   reference may read it.
+// * `result` shares the resume point's slot, unused once the task has
+//   finished: the completer stores the value there before COMPLETE is
+//   published.
 // * the value in `result` / the panic record (in `extras`): written before
 //   COMPLETE is published; afterwards owned by the holder of JOIN_INTEREST (the join
 //   handle), or dropped by whoever ends that interest without taking them.
@@ -87,13 +89,13 @@
 // * `queue_next` belongs to the queue that holds the task.
 //
 // # Size
-// 80 bytes (four headers per five cache lines), aligned to 16; the pool
-// packs them with no padding (a parked task's memory is this plus its
-// frame). Everything a plain task does not need lives in `extras`; the
-// result_ops share the `result` slot until completion and the resume
-// point's after it; the root promise is derived from `root`
-// (result_ops::promise); the join waker stays with the joiner (the header
-// keeps a pointer); the reference count shares the state word.
+// 72 bytes; the pool packs them with no padding (a parked task's memory is
+// this plus its frame). Everything a plain task does not need lives in
+// `extras`; the result_ops and the spawn location are one pointer to an
+// interned per-call-site record (`site`); the value takes the resume
+// point's slot once the task has finished; the root promise is derived
+// from `root` (result_ops::promise); the join waker stays with the joiner
+// (the header keeps a pointer); the reference count shares the state word.
 #pragma once
 
 #include <atomic>
@@ -203,6 +205,20 @@ struct result_ops {
   promise_base& (*promise)(std::coroutine_handle<> root) noexcept;
 };
 
+/// What every task spawned at one place with one result type shares: how to
+/// handle its root's value and where the spawn is. Interned (see
+/// intern_spawn_site): one immutable record per (location, result type),
+/// never freed, so a header keeps one pointer for both.
+struct spawn_site {
+  const result_ops* results;
+  std::source_location location;
+};
+
+/// The record for `location` and `results`: found in a per-thread cache
+/// (a few loads and compares), or else made once for the process under a
+/// lock. Throws std::bad_alloc.
+const spawn_site* intern_spawn_site(const std::source_location& location, const result_ops& results);
+
 /// Per-task data most tasks do not need, allocated only when used (see
 /// `task_header::extras` for who may create it) and freed with the header.
 struct task_extras {
@@ -215,8 +231,8 @@ struct task_extras {
   task_panic* panic = nullptr;
 };
 
-/// 80 bytes, aligned to 16 (see "Size" at the top of this file).
-struct alignas(16) task_header {
+/// 72 bytes (see "Size" at the top of this file).
+struct task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
   static constexpr std::uint64_t SCHEDULED = 1ull << 1;
@@ -254,18 +270,17 @@ struct alignas(16) task_header {
   union {
     // Until the task completes: where its next poll resumes it.
     std::coroutine_handle<> resume_point{};
-    // Once complete: how to destroy a boxed value left in `result` (the
-    // ops that `result` held until then; see below).
-    const result_ops* finished_results;
+    // Once complete: the value (inline or boxed; see result_ops) until
+    // taken, null for void or once taken.
+    void* result;
   };
   std::coroutine_handle<> root;
   task_scheduler* scheduler = nullptr;
   std::atomic<waker*> join_waiter{nullptr};
   std::uint64_t id = 0;
-  // Until the task completes: its root's result_ops (set at spawn; see
-  // root_results). Once complete: the value (inline or boxed) until taken.
-  void* result = nullptr;
-  std::source_location location;
+  // The root's result_ops and the spawn location (set at spawn, never
+  // changed; see root_results).
+  const spawn_site* site = nullptr;
   // Name, task-locals, panic record (room for parent, tracker, registry
   // link, token); see the top of this file.
   std::atomic<task_extras*> extras{nullptr};
@@ -275,11 +290,11 @@ struct alignas(16) task_header {
 
 // ---- operations on a task (task_header.cpp) --------------------------------
 
-/// How to handle the value of the task's root frame; valid until the task
-/// completes (the `result` slot holds it until then).
-inline const result_ops& root_results(const task_header* task) noexcept {
-  return *static_cast<const result_ops*>(task->result);
-}
+/// How to handle the value of the task's root frame (and of its result,
+/// once complete).
+inline const result_ops& root_results(const task_header* task) noexcept { return *task->site->results; }
+/// Where the task was spawned.
+inline const std::source_location& spawn_location(const task_header* task) noexcept { return task->site->location; }
 /// The promise of the task's root frame, while it is attached.
 inline promise_base& root_promise(const task_header* task) noexcept { return root_results(task).promise(task->root); }
 /// The task's extras, allocated if it has none yet. Only the task's own
