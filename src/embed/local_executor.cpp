@@ -208,12 +208,11 @@ class local_core {
     t->root = root;
     t->resume_point = root;
     t->scheduler = query ? static_cast<task_scheduler*>(&query_) : &update_;
-    t->id = next_task_id();
     t->site = site;
     if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
     if (task_header* parent = tl_context.task;
-        parent != nullptr && parent->extras.load(std::memory_order_relaxed) != nullptr)
-      inherit_into(t);  // relaxed: the parent is this thread's task
+        parent != nullptr && parent->extras.load(std::memory_order_acquire) != nullptr)
+      inherit_into(t);  // acquire: a thread asking for the parent's id may have installed the record
     // With the lifecycle and join handle references.
     std::uint64_t state = task_header::SCHEDULED | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE;
     // Spawned by a destructor while the executor is destroyed: cancelled unrun.

@@ -114,8 +114,8 @@ namespace detail {
 
 constinit thread_local thread_context tl_context{};
 
-static_assert(sizeof(void*) != 8 || sizeof(task_header) == 72,
-              "the task header is meant to take 72 bytes (see \"Size\" in task_header.hpp)");
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 64,
+              "the task header is meant to take 64 bytes (see \"Size\" in task_header.hpp)");
 
 /// A panicked task's outcome (see task_header::panic).
 struct task_panic {
@@ -164,13 +164,41 @@ std::string_view task_name(const task_header* task) noexcept {
   return e != nullptr ? std::string_view(e->name) : std::string_view();
 }
 
+namespace {
+/// Installs `fresh` as the task's record unless another thread installed
+/// one first; returns the record that is installed either way.
+task_extras* install_extras(task_header* task, task_extras* fresh) noexcept {
+  task_extras* seen = nullptr;
+  // acq_rel: release publishes `fresh` to every reader (they load with
+  // acquire); acquire, on failure, makes the winner's record visible to us.
+  if (task->extras.compare_exchange_strong(seen, fresh, std::memory_order_acq_rel, std::memory_order_acquire))
+    return fresh;
+  delete fresh;
+  return seen;
+}
+}  // namespace
+
 task_extras& extras_for(task_header* task) {
-  // relaxed: only the task's own thread (or its spawner) creates the record.
-  if (task_extras* e = task->extras.load(std::memory_order_relaxed)) return *e;
-  auto* e = new task_extras{};
-  // release: publishes the (empty) record to task_name on other threads.
-  task->extras.store(e, std::memory_order_release);
-  return *e;
+  // acquire: another thread may have installed the record (task_id_of).
+  if (task_extras* e = task->extras.load(std::memory_order_acquire)) return *e;
+  return *install_extras(task, new task_extras{});
+}
+
+std::uint64_t task_id_of(const task_header* task) noexcept {
+  task_extras* e = task->extras.load(std::memory_order_acquire);
+  if (e == nullptr) [[unlikely]] {
+    auto* fresh = new (std::nothrow) task_extras{};
+    if (fresh == nullptr) return 0;  // out of memory: "no task" rather than a duplicate
+    // The header is never a const object: callers that only read it may
+    // still give it its id.
+    e = install_extras(const_cast<task_header*>(task), fresh);
+  }
+  // relaxed: the id is only a value; the CAS makes every reader agree on it.
+  std::uint64_t id = e->id.load(std::memory_order_relaxed);
+  if (id != 0) return id;
+  const std::uint64_t fresh = next_task_id();
+  if (e->id.compare_exchange_strong(id, fresh, std::memory_order_relaxed)) return fresh;
+  return id;  // another thread gave it one first (ours is never used: ids stay unique)
 }
 
 namespace {
@@ -178,7 +206,7 @@ namespace {
   std::fprintf(stderr,
                "warden: task#%llu has 2^26 - 1 wakers, join handles and abort handles at once; the reference count "
                "would overflow (a leak of wakers or abort handles?)\n",
-               static_cast<unsigned long long>(task->id));
+               static_cast<unsigned long long>(task_id_of(task)));
   std::abort();
 }
 
@@ -187,7 +215,8 @@ namespace {
 /// A name, task-local bindings or a panic record to free (out of line:
 /// rarely needed). Called by free_header when no sweep can be reading them.
 [[gnu::noinline]] void free_extras(task_header* task) noexcept {
-  task_extras* e = task->extras.exchange(nullptr, std::memory_order_relaxed);
+  // acquire: the record may have been installed by another thread.
+  task_extras* e = task->extras.exchange(nullptr, std::memory_order_acquire);
   delete e->locals;
   if (task_panic* panic = e->panic) {
     panic->sink->release();
@@ -791,7 +820,7 @@ void abort_handle::abort() const noexcept {
   if (task_ != nullptr) detail::abort(task_);
 }
 bool abort_handle::is_finished() const noexcept { return task_ != nullptr && task_->is_complete(); }
-task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{task_->id} : task_id{}; }
+task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{detail::task_id_of(task_)} : task_id{}; }
 
 // ---- join_handle_base -------------------------------------------------------
 
@@ -813,7 +842,9 @@ void join_handle_base::detach() noexcept {
   abort_on_drop_ = false;
   drop();
 }
-task_id join_handle_base::id() const noexcept { return task_ != nullptr ? task_id{task_->id} : task_id{}; }
+task_id join_handle_base::id() const noexcept {
+  return task_ != nullptr ? task_id{detail::task_id_of(task_)} : task_id{};
+}
 std::string_view join_handle_base::name() const noexcept {
   return task_ != nullptr ? detail::task_name(task_) : std::string_view();
 }
@@ -847,10 +878,11 @@ void join_handle_base::block() {
 join_error join_handle_base::take_error() noexcept {
   const std::uint64_t s = task_->state.load(std::memory_order_acquire);
   consumed_ = true;
-  if ((s & detail::task_header::CANCELLED) != 0) return join_error::cancelled(task_id{task_->id}, name());
+  if ((s & detail::task_header::CANCELLED) != 0)
+    return join_error::cancelled(task_id{detail::task_id_of(task_)}, name());
   std::exception_ptr error;
   if (detail::task_panic* panic = detail::panic_of(task_)) error = std::exchange(panic->error, nullptr);
-  return join_error::panic(task_id{task_->id}, name(), std::move(error));
+  return join_error::panic(task_id{detail::task_id_of(task_)}, name(), std::move(error));
 }
 
 // ---- free functions ---------------------------------------------------------
@@ -867,12 +899,12 @@ void yield_now::await_suspend(std::coroutine_handle<> self) const {
 task_id current_task_id() {
   if (detail::tl_context.task == nullptr)
     throw usage_error("current_task_id called outside a warden task; use try_current_task_id()");
-  return task_id{detail::tl_context.task->id};
+  return task_id{detail::task_id_of(detail::tl_context.task)};
 }
 
 std::optional<task_id> try_current_task_id() noexcept {
   if (detail::tl_context.task == nullptr) return std::nullopt;
-  return task_id{detail::tl_context.task->id};
+  return task_id{detail::task_id_of(detail::tl_context.task)};
 }
 
 }  // namespace warden

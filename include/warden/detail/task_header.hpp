@@ -82,20 +82,24 @@
 //   COMPLETE is published; afterwards owned by the holder of JOIN_INTEREST (the join
 //   handle), or dropped by whoever ends that interest without taking them.
 // * `extras`: set before the header is published when the task has a name
-//   or inherits task-locals; otherwise allocated by the task's own thread
-//   the first time it binds a task_local or panics, and published with a
-//   release store, because other threads read the name (task_name:
-//   acquire). The record is never replaced or freed before the header is.
+//   or inherits task-locals; otherwise installed (CAS from null, release)
+//   the first time the task binds a task_local or panics (its own thread),
+//   or anyone asks for its id (any thread holding a reference, or a sweep:
+//   task_id_of). Readers load it with acquire. The record is never
+//   replaced or freed before the header is; the id in it is set once (CAS
+//   from 0).
 // * `queue_next` belongs to the queue that holds the task.
 //
 // # Size
-// 72 bytes; the pool packs them with no padding (a parked task's memory is
-// this plus its frame). Everything a plain task does not need lives in
-// `extras`; the result_ops and the spawn location are one pointer to an
-// interned per-call-site record (`site`); the value takes the resume
-// point's slot once the task has finished; the root promise is derived
-// from `root` (result_ops::promise); the join waker stays with the joiner
-// (the header keeps a pointer); the reference count shares the state word.
+// 64 bytes (one cache line when the pool's chunk is line-aligned); the pool
+// packs them with no padding (a parked task's memory is this plus its
+// frame). Everything a plain task does not need lives in `extras`, the id
+// included (given when first asked for); the result_ops and the spawn
+// location are one pointer to an interned per-call-site record (`site`);
+// the value takes the resume point's slot once the task has finished; the
+// root promise is derived from `root` (result_ops::promise); the join waker
+// stays with the joiner (the header keeps a pointer); the reference count
+// shares the state word.
 #pragma once
 
 #include <atomic>
@@ -229,9 +233,12 @@ struct task_extras {
   // exception, and a reference to the failure sink that reports it if no
   // join handle takes it.
   task_panic* panic = nullptr;
+  // The task's id, given the first time anyone asks (task_id_of); 0 until
+  // then. Any thread may set it (CAS from 0); never changed once set.
+  std::atomic<std::uint64_t> id{0};
 };
 
-/// 72 bytes (see "Size" at the top of this file).
+/// 64 bytes (see "Size" at the top of this file).
 struct task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
@@ -277,7 +284,6 @@ struct task_header {
   std::coroutine_handle<> root;
   task_scheduler* scheduler = nullptr;
   std::atomic<waker*> join_waiter{nullptr};
-  std::uint64_t id = 0;
   // The root's result_ops and the spawn location (set at spawn, never
   // changed; see root_results).
   const spawn_site* site = nullptr;
@@ -298,14 +304,19 @@ inline const std::source_location& spawn_location(const task_header* task) noexc
 /// The promise of the task's root frame, while it is attached.
 inline promise_base& root_promise(const task_header* task) noexcept { return root_results(task).promise(task->root); }
 /// The task's extras, allocated if it has none yet. Only the task's own
-/// thread (or the spawner, before the header is published) may call this.
-/// Throws std::bad_alloc.
+/// thread (or the spawner, before the header is published) may call this
+/// (the fields other than the id are its own). Throws std::bad_alloc.
 task_extras& extras_for(task_header* task);
+/// The task's id (unique in the process, never changed), given the first
+/// time it is asked for: it lives in the extras, which this installs if the
+/// task has none yet. Anyone holding a reference may call it, from any
+/// thread. 0 only if there is no memory for the extras.
+std::uint64_t task_id_of(const task_header* task) noexcept;
 /// The panic record, if the task panicked and it was recorded.
 inline task_panic* panic_of(const task_header* task) noexcept {
   // relaxed: the record is written before COMPLETE is published, and every
   // reader has seen COMPLETE (acquire) or is the task's own thread.
-  task_extras* e = task->extras.load(std::memory_order_relaxed);
+  task_extras* e = task->extras.load(std::memory_order_acquire);
   return e != nullptr ? e->panic : nullptr;
 }
 
