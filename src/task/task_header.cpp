@@ -139,6 +139,15 @@ waker suspend_current(std::coroutine_handle<> awaiting) {
   return waker::for_task(self);
 }
 
+task_header* suspend_current_task(std::coroutine_handle<> awaiting) {
+  task_header* self = tl_context.task;
+  if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
+  self->resume_point = awaiting;
+  retain(self);
+  ++tl_context.wakers_made;  // see "poll end, yield" at the top
+  return self;
+}
+
 unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting) {
   task_header* self = tl_context.task;
   if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
@@ -721,6 +730,17 @@ waker waker::for_task(task_header* task) noexcept {
   waker w;
   w.bits_ = reinterpret_cast<std::uintptr_t>(task);
   // The task runs on this thread, so its generation cannot change under us.
+  w.generation_ = task_header::generation_of(task->state.load(std::memory_order_relaxed));
+  return w;
+}
+
+waker waker::for_parked(task_header* task) noexcept {
+  waker w;
+  w.bits_ = reinterpret_cast<std::uintptr_t>(task);
+  // relaxed: a value to compare, not a publication. The caller holds the
+  // suspension's one waker, so the task is still in that suspension's
+  // generation, or was aborted (then the generation or COMPLETE makes the
+  // wake a no-op, as it would for the waker made at the park).
   w.generation_ = task_header::generation_of(task->state.load(std::memory_order_relaxed));
   return w;
 }

@@ -176,6 +176,12 @@ class waker {
   /// A waker for whatever is running on this thread now: the current task,
   /// or else this thread.
   static waker for_current() noexcept;
+  /// A waker for the suspension `task` is parked in now, adopting a
+  /// reference the caller owns (from suspend_current_task). Only for the
+  /// holder of the one waker of that suspension: the task cannot leave it
+  /// but through this wake, or by being aborted (which makes the wake moot),
+  /// so its current generation is that suspension's.
+  static waker for_parked(task_header* task) noexcept;
 
   /// Wakes the target and releases this waker.
   void wake() noexcept {
@@ -368,6 +374,15 @@ task_header* current_task() noexcept;
 /// calls this in await_suspend before publishing the waker. Throws
 /// usage_error outside a warden task.
 waker suspend_current(std::coroutine_handle<> awaiting);
+
+/// suspend_current for a primitive that keeps the one waker of this
+/// suspension as a bare task pointer, to save the generation's bytes in the
+/// parked frame (the event's awaiter, event.hpp): records `awaiting` as the
+/// resume point and returns the current task with a new reference, which
+/// the caller owns (it gives it back with release(), or hands it to
+/// waker::for_parked to wake the task). Throws usage_error outside a warden
+/// task.
+task_header* suspend_current_task(std::coroutine_handle<> awaiting);
 
 /// A waker that holds no reference: a task and the generation of one of its
 /// suspensions. It saves the two reference-count RMWs of a `waker` (retain
