@@ -196,18 +196,23 @@ class local_core {
           "local_executor::spawn called outside a context of this executor; call it inside run_update / run_query "
           "(the host callback or a task running on the executor)");
     }
+    const spawn_site* site;
+    try {
+      site = intern_spawn_site(options.location, results);
+    } catch (...) {
+      root.destroy();
+      throw;
+    }
     const bool query = mode_ == mode::query;
     task_header* t = allocate_header();
     t->root = root;
     t->resume_point = root;
-    t->result = const_cast<result_ops*>(&results);  // until it completes: see task_header::result
     t->scheduler = query ? static_cast<task_scheduler*>(&query_) : &update_;
-    t->id = next_task_id();
-    t->location = options.location;
+    t->site = site;
     if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
     if (task_header* parent = tl_context.task;
-        parent != nullptr && parent->extras.load(std::memory_order_relaxed) != nullptr)
-      inherit_into(t);  // relaxed: the parent is this thread's task
+        parent != nullptr && parent->extras.load(std::memory_order_acquire) != nullptr)
+      inherit_into(t);  // acquire: a thread asking for the parent's id may have installed the record
     // With the lifecycle and join handle references.
     std::uint64_t state = task_header::SCHEDULED | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE;
     // Spawned by a destructor while the executor is destroyed: cancelled unrun.

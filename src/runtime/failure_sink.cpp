@@ -56,7 +56,7 @@ failure_sink::failure_sink(unhandled_failure_policy policy, std::function<void(c
 void failure_sink::report(const task_header* task, const std::exception_ptr& error) noexcept {
   if (policy_ == unhandled_failure_policy::ignore) return;
   try {
-    unhandled_failure failure{task_id{task->id}, std::string(task_name(task)), task->location, error,
+    unhandled_failure failure{task_id{task_id_of(task)}, std::string(task_name(task)), spawn_location(task), error,
                               describe_exception(error)};
     if (policy_ == unhandled_failure_policy::terminate) {
       std::fprintf(stderr, "warden: unhandled failure of %s: %s; terminating (unhandled_failure_policy::terminate)\n",

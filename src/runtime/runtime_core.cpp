@@ -188,6 +188,13 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
 
 task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options,
                                  bool blocking) {
+  const spawn_site* site;
+  try {
+    site = intern_spawn_site(options.location, results);
+  } catch (...) {
+    root.destroy();
+    throw;
+  }
   worker* const here = own_worker();
   if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
     root.destroy();
@@ -196,14 +203,12 @@ task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops&
   task_header* t = allocate_header();
   t->root = root;
   t->resume_point = root;
-  t->result = const_cast<result_ops*>(&results);  // until it completes: see task_header::result
   t->scheduler = blocking ? static_cast<task_scheduler*>(&blocking_) : this;
-  t->id = next_task_id();
-  t->location = options.location;
+  t->site = site;
   if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
   if (task_header* parent = tl_context.task;
-      parent != nullptr && parent->extras.load(std::memory_order_relaxed) != nullptr)
-    inherit_into(t);  // relaxed: the parent is this thread's task
+      parent != nullptr && parent->extras.load(std::memory_order_acquire) != nullptr)
+    inherit_into(t);  // acquire: a thread asking for the parent's id may have installed the record
   // Claimed in advance for its first poll (see task_header.cpp), with the
   // lifecycle and join handle references. release: a pool sweep that takes
   // a reference sees the fields above.
@@ -741,7 +746,7 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
         [](void* ctx, task_header* h) {
           auto& sw = *static_cast<sweep*>(ctx);
           if (!sw.self->owns(h) || h->is_complete()) return;
-          sw.leaked.push_back(leaked_task{task_id{h->id}, std::string(task_name(h)), h->location});
+          sw.leaked.push_back(leaked_task{task_id{task_id_of(h)}, std::string(task_name(h)), spawn_location(h)});
           request_abort(h);
         },
         &s);

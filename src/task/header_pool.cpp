@@ -150,7 +150,10 @@ void free_header(task_header* header) noexcept {
   // task. Every other field is written by spawn before the header is
   // published (the state word, with its references), so it is not reset
   // here.
-  if (header->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+  // acquire: the record may have been installed by another thread (a
+  // reference holder or a sweep asking for the id: task_id_of), which
+  // released its reference since, or ended its sweep (see "Sweeps" below).
+  if (header->extras.load(std::memory_order_acquire) != nullptr) [[unlikely]]
     free_extras(header);
   header_cache& c = tl_cache;
   if (c.dead) [[unlikely]] {
@@ -217,7 +220,7 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
   if (reusable.empty()) return;
   // No sweep reads them any more (a later sweep skips dead headers).
   for (task_header* h : reusable)
-    if (h->extras.load(std::memory_order_relaxed) != nullptr) free_extras(h);
+    if (h->extras.load(std::memory_order_acquire) != nullptr) free_extras(h);
   std::lock_guard lock(p.free_mutex);
   for (task_header* h : reusable) p.free.push_back(h);
 }

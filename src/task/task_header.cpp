@@ -115,8 +115,8 @@ namespace detail {
 
 constinit thread_local thread_context tl_context{};
 
-static_assert(sizeof(void*) != 8 || sizeof(task_header) == 80,
-              "the task header is meant to take 80 bytes (see \"Size\" in task_header.hpp)");
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 64,
+              "the task header is meant to take 64 bytes (see \"Size\" in task_header.hpp)");
 
 /// A panicked task's outcome (see task_header::panic).
 struct task_panic {
@@ -138,6 +138,15 @@ waker suspend_current(std::coroutine_handle<> awaiting) {
   if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
   self->resume_point = awaiting;
   return waker::for_task(self);
+}
+
+task_header* suspend_current_task(std::coroutine_handle<> awaiting) {
+  task_header* self = tl_context.task;
+  if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
+  self->resume_point = awaiting;
+  retain(self);
+  ++tl_context.wakers_made;  // see "poll end, yield" at the top
+  return self;
 }
 
 unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting) {
@@ -165,13 +174,41 @@ std::string_view task_name(const task_header* task) noexcept {
   return e != nullptr ? std::string_view(e->name) : std::string_view();
 }
 
+namespace {
+/// Installs `fresh` as the task's record unless another thread installed
+/// one first; returns the record that is installed either way.
+task_extras* install_extras(task_header* task, task_extras* fresh) noexcept {
+  task_extras* seen = nullptr;
+  // acq_rel: release publishes `fresh` to every reader (they load with
+  // acquire); acquire, on failure, makes the winner's record visible to us.
+  if (task->extras.compare_exchange_strong(seen, fresh, std::memory_order_acq_rel, std::memory_order_acquire))
+    return fresh;
+  delete fresh;
+  return seen;
+}
+}  // namespace
+
 task_extras& extras_for(task_header* task) {
-  // relaxed: only the task's own thread (or its spawner) creates the record.
-  if (task_extras* e = task->extras.load(std::memory_order_relaxed)) return *e;
-  auto* e = new task_extras{};
-  // release: publishes the (empty) record to task_name on other threads.
-  task->extras.store(e, std::memory_order_release);
-  return *e;
+  // acquire: another thread may have installed the record (task_id_of).
+  if (task_extras* e = task->extras.load(std::memory_order_acquire)) return *e;
+  return *install_extras(task, new task_extras{});
+}
+
+std::uint64_t task_id_of(const task_header* task) noexcept {
+  task_extras* e = task->extras.load(std::memory_order_acquire);
+  if (e == nullptr) [[unlikely]] {
+    auto* fresh = new (std::nothrow) task_extras{};
+    if (fresh == nullptr) return 0;  // out of memory: "no task" rather than a duplicate
+    // The header is never a const object: callers that only read it may
+    // still give it its id.
+    e = install_extras(const_cast<task_header*>(task), fresh);
+  }
+  // relaxed: the id is only a value; the CAS makes every reader agree on it.
+  std::uint64_t id = e->id.load(std::memory_order_relaxed);
+  if (id != 0) return id;
+  const std::uint64_t fresh = next_task_id();
+  if (e->id.compare_exchange_strong(id, fresh, std::memory_order_relaxed)) return fresh;
+  return id;  // another thread gave it one first (ours is never used: ids stay unique)
 }
 
 namespace {
@@ -179,7 +216,7 @@ namespace {
   std::fprintf(stderr,
                "warden: task#%llu has 2^26 - 1 wakers, join handles and abort handles at once; the reference count "
                "would overflow (a leak of wakers or abort handles?)\n",
-               static_cast<unsigned long long>(task->id));
+               static_cast<unsigned long long>(task_id_of(task)));
   std::abort();
 }
 
@@ -188,7 +225,8 @@ namespace {
 /// A name, task-local bindings or a panic record to free (out of line:
 /// rarely needed). Called by free_header when no sweep can be reading them.
 [[gnu::noinline]] void free_extras(task_header* task) noexcept {
-  task_extras* e = task->extras.exchange(nullptr, std::memory_order_relaxed);
+  // acquire: the record may have been installed by another thread.
+  task_extras* e = task->extras.exchange(nullptr, std::memory_order_acquire);
   delete e->locals;
   if (task_panic* panic = e->panic) {
     panic->sink->release();
@@ -333,9 +371,9 @@ void destroy_root(task_header* task) noexcept {
 }
 
 void drop_result(task_header* task) noexcept {
-  // Complete (every caller has seen COMPLETE), so `finished_results` is set.
+  // Complete (every caller has seen COMPLETE), so `result` holds the value.
   if (task->result != nullptr) {  // an inline value of all-zero bits needs nothing either
-    if (task->finished_results->destroy != nullptr) task->finished_results->destroy(task->result);
+    if (const result_ops& ops = root_results(task); ops.destroy != nullptr) ops.destroy(task->result);
     task->result = nullptr;
   }
   if (task_panic* panic = panic_of(task)) panic->error = nullptr;
@@ -378,10 +416,8 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   using h = task_header;
   task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
   std::exception_ptr error;
-  // The ops leave the `result` slot (which takes the value, if any) for the
-  // resume point's, unused from now on: drop_result needs them.
+  // The resume point's slot, unused from now on, takes the value (if any).
   const result_ops& ops = root_results(task);
-  task->finished_results = &ops;
   task->result = nullptr;
   if (task->root) {
     // Move the outcome out of the frame, then destroy the frame: the task's
@@ -700,6 +736,17 @@ waker waker::for_task(task_header* task) noexcept {
   return w;
 }
 
+waker waker::for_parked(task_header* task) noexcept {
+  waker w;
+  w.bits_ = reinterpret_cast<std::uintptr_t>(task);
+  // relaxed: a value to compare, not a publication. The caller holds the
+  // suspension's one waker, so the task is still in that suspension's
+  // generation, or was aborted (then the generation or COMPLETE makes the
+  // wake a no-op, as it would for the waker made at the park).
+  w.generation_ = task_header::generation_of(task->state.load(std::memory_order_relaxed));
+  return w;
+}
+
 waker waker::for_thread(thread_parker* parker) noexcept {
   parker->retain();
   waker w;
@@ -795,7 +842,7 @@ void abort_handle::abort() const noexcept {
   if (task_ != nullptr) detail::abort(task_);
 }
 bool abort_handle::is_finished() const noexcept { return task_ != nullptr && task_->is_complete(); }
-task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{task_->id} : task_id{}; }
+task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{detail::task_id_of(task_)} : task_id{}; }
 
 // ---- join_handle_base -------------------------------------------------------
 
@@ -817,12 +864,14 @@ void join_handle_base::detach() noexcept {
   abort_on_drop_ = false;
   drop();
 }
-task_id join_handle_base::id() const noexcept { return task_ != nullptr ? task_id{task_->id} : task_id{}; }
+task_id join_handle_base::id() const noexcept {
+  return task_ != nullptr ? task_id{detail::task_id_of(task_)} : task_id{};
+}
 std::string_view join_handle_base::name() const noexcept {
   return task_ != nullptr ? detail::task_name(task_) : std::string_view();
 }
 std::source_location join_handle_base::spawn_location() const noexcept {
-  return task_ != nullptr ? task_->location : std::source_location{};
+  return task_ != nullptr ? detail::spawn_location(task_) : std::source_location{};
 }
 abort_handle join_handle_base::get_abort_handle() const noexcept { return abort_handle(task_); }
 
@@ -851,10 +900,11 @@ void join_handle_base::block() {
 join_error join_handle_base::take_error() noexcept {
   const std::uint64_t s = task_->state.load(std::memory_order_acquire);
   consumed_ = true;
-  if ((s & detail::task_header::CANCELLED) != 0) return join_error::cancelled(task_id{task_->id}, name());
+  if ((s & detail::task_header::CANCELLED) != 0)
+    return join_error::cancelled(task_id{detail::task_id_of(task_)}, name());
   std::exception_ptr error;
   if (detail::task_panic* panic = detail::panic_of(task_)) error = std::exchange(panic->error, nullptr);
-  return join_error::panic(task_id{task_->id}, name(), std::move(error));
+  return join_error::panic(task_id{detail::task_id_of(task_)}, name(), std::move(error));
 }
 
 // ---- free functions ---------------------------------------------------------
@@ -871,12 +921,12 @@ void yield_now::await_suspend(std::coroutine_handle<> self) const {
 task_id current_task_id() {
   if (detail::tl_context.task == nullptr)
     throw usage_error("current_task_id called outside a warden task; use try_current_task_id()");
-  return task_id{detail::tl_context.task->id};
+  return task_id{detail::task_id_of(detail::tl_context.task)};
 }
 
 std::optional<task_id> try_current_task_id() noexcept {
   if (detail::tl_context.task == nullptr) return std::nullopt;
-  return task_id{detail::tl_context.task->id};
+  return task_id{detail::task_id_of(detail::tl_context.task)};
 }
 
 }  // namespace warden

@@ -18,8 +18,8 @@ local_chain& current_local_chain() {
 const local_chain* try_current_local_chain() noexcept {
   task_header* task = tl_context.task;
   if (task == nullptr) return nullptr;
-  // relaxed: the task's own thread is the only writer.
-  const task_extras* extras = task->extras.load(std::memory_order_relaxed);
+  // acquire: another thread may have installed the record (task_id_of).
+  const task_extras* extras = task->extras.load(std::memory_order_acquire);
   if (extras == nullptr || extras->locals == nullptr) return nullptr;
   return &extras->locals->chain;
 }

@@ -3,17 +3,22 @@
 // panics, while other threads read the task's name through its join handle
 // (task_header.hpp, "Who touches which field when": `extras`). Under TSan a
 // missing release/acquire pair, and under ASan a record freed or replaced
-// early, shows up here.
+// early, shows up here. The task's id lives in the record too, given the
+// first time anyone asks (task_id_of): several threads asking at once, and
+// the task binding a task_local meanwhile, must all see one id per task.
 #include "support/test_support.hpp"
 
 #include <warden/task_local.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -81,6 +86,65 @@ TEST_P(task_extras_race, name_reads_race_the_first_task_local_binding_and_the_pa
       } catch (const warden::join_error& e) {
         if (!panics[i] || !e.is_panic() || e.name() != (named[i] ? "extras-race" : "")) ++wrong;
       }
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
+/// Asks for its own id after `yields` yields, after binding a task_local
+/// (which makes the extras record on this thread) when `bind`.
+task<std::uint64_t> ask_own_id(int yields, bool bind) {
+  for (int i = 0; i < yields; ++i) co_await warden::yield_now{};
+  if (!bind) co_return warden::current_task_id().value();
+  auto body = []() -> task<std::uint64_t> {
+    co_await warden::yield_now{};
+    co_return warden::current_task_id().value();
+  };
+  auto scoped = slot.scope(1, body());  // its own statement: see bind_then_maybe_panic
+  const std::uint64_t id = co_await scoped;
+  co_return id;
+}
+
+TEST_P(task_extras_race, ids_asked_for_from_several_threads_at_once_are_one_per_task_and_unique) {
+  const std::uint64_t seed = stress_seed();
+  SCOPED_TRACE(seed_trace(seed));
+  std::mt19937_64 rng(seed);
+  warden::runtime rt(warden::testkit::quiet_options(GetParam()));
+  const int rounds = stress_iterations(8000);
+  constexpr std::size_t kBatch = 8;
+  int wrong = 0;
+  std::set<std::uint64_t> seen;
+  for (int r = 0; r < rounds; r += static_cast<int>(kBatch)) {
+    std::vector<warden::join_handle<std::uint64_t>> batch;
+    std::vector<warden::abort_handle> aborts;
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      batch.push_back(rt.spawn(ask_own_id(static_cast<int>(rng() % 3), rng() % 2 == 0)));
+      aborts.push_back(batch.back().get_abort_handle());
+    }
+    // Two threads and this one ask at once, while the tasks run (and ask
+    // too) on the workers.
+    std::atomic<bool> go{false};
+    std::array<std::uint64_t, kBatch> from_a{};
+    std::array<std::uint64_t, kBatch> from_b{};
+    auto reader = [&](std::array<std::uint64_t, kBatch>& out, bool backwards) {
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      for (std::size_t k = 0; k < kBatch; ++k) {
+        const std::size_t i = backwards ? kBatch - 1 - k : k;
+        out[i] = aborts[i].id().value();
+      }
+    };
+    std::thread a(reader, std::ref(from_a), false);
+    std::thread b(reader, std::ref(from_b), true);
+    go.store(true, std::memory_order_release);
+    std::array<std::uint64_t, kBatch> from_here{};
+    for (std::size_t i = 0; i < kBatch; ++i) from_here[i] = batch[i].id().value();
+    a.join();
+    b.join();
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      const std::uint64_t own = batch[i].join();
+      if (own == 0 || own != from_here[i] || own != from_a[i] || own != from_b[i]) ++wrong;
+      if (batch[i].id().value() != own) ++wrong;  // stable after completion
+      if (!seen.insert(own).second) ++wrong;      // unique
     }
   }
   EXPECT_EQ(wrong, 0);

@@ -704,6 +704,49 @@ TEST_P(runtime_test, the_handle_of_a_callable_spawn_reports_the_callers_source_l
   EXPECT_EQ(where.line(), free_line);
 }
 
+std::source_location here(std::source_location where = std::source_location::current()) { return where; }
+task<std::string> spelled(int n) { co_return std::to_string(n); }
+
+// R18: spawn sites are interned per (location, result type) with a small
+// per-thread cache: more sites than the cache has slots, two result types
+// per location, spawned from tasks (on the workers) and from this thread,
+// each report their own location and return their own value.
+TEST_P(runtime_test, many_spawn_sites_each_report_their_location_and_value) {
+  const std::vector<std::source_location> sites = {
+      here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(),
+      here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(),
+      here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(),
+      here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(),
+      here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(), here(),
+  };
+  auto same = [](const std::source_location& a, const std::source_location& b) {
+    return a.line() == b.line() && a.column() == b.column() && std::string_view(a.file_name()) == b.file_name() &&
+           std::string_view(a.function_name()) == b.function_name();
+  };
+  auto check_all = [&]() -> task<int> {
+    int wrong = 0;
+    for (int round = 0; round < 3; ++round) {
+      for (std::size_t i = 0; i < sites.size(); ++i) {
+        auto number = warden::spawn(spelled(static_cast<int>(i)), {.location = sites[i]});
+        auto plain = warden::spawn(answer(), {.location = sites[i]});
+        if (!same(number.spawn_location(), sites[i]) || !same(plain.spawn_location(), sites[i])) ++wrong;
+        if (co_await std::move(number) != std::to_string(i)) ++wrong;
+        if (co_await std::move(plain) != 42) ++wrong;
+      }
+    }
+    co_return wrong;
+  };
+  std::vector<join_handle<int>> checkers;
+  for (int i = 0; i < 4; ++i) checkers.push_back(rt.spawn(check_all()));
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    auto handle = rt.spawn(spelled(static_cast<int>(i)), {.location = sites[i]});
+    EXPECT_TRUE(same(handle.spawn_location(), sites[i])) << i;
+    EXPECT_EQ(handle.join(), std::to_string(i));
+  }
+  for (auto& c : checkers) EXPECT_EQ(c.join(), 0);
+  EXPECT_NE(sites[0].column(), sites[1].column());  // the sites really differ
+}
+
 // ---- R19: current-thread mode ----
 
 // R19: with 0 workers, every task runs on the thread inside block_on.

@@ -304,6 +304,44 @@ TEST_P(shutdown_test, every_task_left_after_the_grace_is_reported_and_aborted) {
   EXPECT_EQ(reported, ids);
 }
 
+// R16, R18: a task's id is given the first time anyone asks; a leaked task
+// nobody asked about gets it from the shutdown's report, and its handles
+// see the same one afterwards. Names and locations are reported too.
+TEST_P(shutdown_test, a_leaked_task_whose_id_nobody_asked_for_is_reported_with_the_id_its_handle_shows) {
+  constexpr int kStuck = 8;
+  std::vector<test_event> started(kStuck);
+  std::vector<warden::join_handle<void>> handles;
+  const unsigned line = __LINE__ + 2;
+  for (int i = 0; i < kStuck; ++i)
+    handles.push_back(rt.spawn(stuck(started[static_cast<std::size_t>(i)]), {.name = i % 2 == 0 ? "even" : ""}));
+
+  rt.shutdown(kNoGrace);
+
+  EXPECT_EQ(alive.load(), 0);
+  const auto calls = leaks.calls();
+  ASSERT_EQ(calls.size(), 1u);
+  ASSERT_EQ(calls[0].size(), static_cast<std::size_t>(kStuck));
+  std::vector<warden::task_id> reported;
+  for (const auto& t : calls[0]) {
+    EXPECT_NE(t.id, warden::task_id{});
+    EXPECT_TRUE(mentions(t.location.file_name(), "shutdown_test.cpp")) << t.location.file_name();
+    EXPECT_EQ(t.location.line(), line);
+    reported.push_back(t.id);
+  }
+  std::vector<warden::task_id> ids;
+  for (auto& h : handles) {
+    ids.push_back(h.id());
+    const auto it = std::find(reported.begin(), reported.end(), h.id());
+    ASSERT_NE(it, reported.end());
+    EXPECT_EQ(calls[0][static_cast<std::size_t>(it - reported.begin())].name, h.name());
+    EXPECT_TRUE(joins_cancelled(h));
+  }
+  std::sort(reported.begin(), reported.end());
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(reported, ids);
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end());  // unique
+}
+
 // R16: tasks awaiting each other's handles when the grace ends are all
 // aborted: none is resumed after the grace by the cancellation of the task
 // it awaits (which would let it run on, or fail with that join_error).

@@ -69,31 +69,37 @@
 //   store when it finds the task complete with JOIN_WAITER set (a few
 //   instructions of the completer; see set_join_waker).
 // * `root`: the poller owns it (the promise is found through the result_ops
-//   that `result` holds until completion). At completion the poller moves
-//   the outcome out (`result` box or `error`) and destroys the frame at
-//   once, so the task's parameters and captures die when it finishes.
-// * `result` holds the root's result_ops from spawn until completion (only
-//   the poller reads them then); the completer moves them to
-//   `finished_results` (the resume point's slot, unused from then on) and
-//   stores the value in `result`, both before COMPLETE is published.
+//   of the task's spawn site). At completion the poller moves the outcome
+//   out (`result` box or `error`) and destroys the frame at once, so the
+//   task's parameters and captures die when it finishes.
+// * `site` (result_ops and spawn location, interned per call site and
+//   result type): written at spawn, never changed; anyone holding a
+//   reference may read it.
+// * `result` shares the resume point's slot, unused once the task has
+//   finished: the completer stores the value there before COMPLETE is
+//   published.
 // * the value in `result` / the panic record (in `extras`): written before
 //   COMPLETE is published; afterwards owned by the holder of JOIN_INTEREST (the join
 //   handle), or dropped by whoever ends that interest without taking them.
 // * `extras`: set before the header is published when the task has a name
-//   or inherits task-locals; otherwise allocated by the task's own thread
-//   the first time it binds a task_local or panics, and published with a
-//   release store, because other threads read the name (task_name:
-//   acquire). The record is never replaced or freed before the header is.
+//   or inherits task-locals; otherwise installed (CAS from null, release)
+//   the first time the task binds a task_local or panics (its own thread),
+//   or anyone asks for its id (any thread holding a reference, or a sweep:
+//   task_id_of). Readers load it with acquire. The record is never
+//   replaced or freed before the header is; the id in it is set once (CAS
+//   from 0).
 // * `queue_next` belongs to the queue that holds the task.
 //
 // # Size
-// 80 bytes (four headers per five cache lines), aligned to 16; the pool
+// 64 bytes (one cache line when the pool's chunk is line-aligned); the pool
 // packs them with no padding (a parked task's memory is this plus its
-// frame). Everything a plain task does not need lives in `extras`; the
-// result_ops share the `result` slot until completion and the resume
-// point's after it; the root promise is derived from `root`
-// (result_ops::promise); the join waker stays with the joiner (the header
-// keeps a pointer); the reference count shares the state word.
+// frame). Everything a plain task does not need lives in `extras`, the id
+// included (given when first asked for); the result_ops and the spawn
+// location are one pointer to an interned per-call-site record (`site`);
+// the value takes the resume point's slot once the task has finished; the
+// root promise is derived from `root` (result_ops::promise); the join waker
+// stays with the joiner (the header keeps a pointer); the reference count
+// shares the state word.
 #pragma once
 
 #include <atomic>
@@ -170,6 +176,12 @@ class waker {
   /// A waker for whatever is running on this thread now: the current task,
   /// or else this thread.
   static waker for_current() noexcept;
+  /// A waker for the suspension `task` is parked in now, adopting a
+  /// reference the caller owns (from suspend_current_task). Only for the
+  /// holder of the one waker of that suspension: the task cannot leave it
+  /// but through this wake, or by being aborted (which makes the wake moot),
+  /// so its current generation is that suspension's.
+  static waker for_parked(task_header* task) noexcept;
 
   /// Wakes the target and releases this waker.
   void wake() noexcept {
@@ -203,6 +215,20 @@ struct result_ops {
   promise_base& (*promise)(std::coroutine_handle<> root) noexcept;
 };
 
+/// What every task spawned at one place with one result type shares: how to
+/// handle its root's value and where the spawn is. Interned (see
+/// intern_spawn_site): one immutable record per (location, result type),
+/// never freed, so a header keeps one pointer for both.
+struct spawn_site {
+  const result_ops* results;
+  std::source_location location;
+};
+
+/// The record for `location` and `results`: found in a per-thread cache
+/// (a few loads and compares), or else made once for the process under a
+/// lock. Throws std::bad_alloc.
+const spawn_site* intern_spawn_site(const std::source_location& location, const result_ops& results);
+
 /// Per-task data most tasks do not need, allocated only when used (see
 /// `task_header::extras` for who may create it) and freed with the header.
 struct task_extras {
@@ -213,10 +239,13 @@ struct task_extras {
   // exception, and a reference to the failure sink that reports it if no
   // join handle takes it.
   task_panic* panic = nullptr;
+  // The task's id, given the first time anyone asks (task_id_of); 0 until
+  // then. Any thread may set it (CAS from 0); never changed once set.
+  std::atomic<std::uint64_t> id{0};
 };
 
-/// 80 bytes, aligned to 16 (see "Size" at the top of this file).
-struct alignas(16) task_header {
+/// 64 bytes (see "Size" at the top of this file).
+struct task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
   static constexpr std::uint64_t SCHEDULED = 1ull << 1;
@@ -254,18 +283,16 @@ struct alignas(16) task_header {
   union {
     // Until the task completes: where its next poll resumes it.
     std::coroutine_handle<> resume_point{};
-    // Once complete: how to destroy a boxed value left in `result` (the
-    // ops that `result` held until then; see below).
-    const result_ops* finished_results;
+    // Once complete: the value (inline or boxed; see result_ops) until
+    // taken, null for void or once taken.
+    void* result;
   };
   std::coroutine_handle<> root;
   task_scheduler* scheduler = nullptr;
   std::atomic<waker*> join_waiter{nullptr};
-  std::uint64_t id = 0;
-  // Until the task completes: its root's result_ops (set at spawn; see
-  // root_results). Once complete: the value (inline or boxed) until taken.
-  void* result = nullptr;
-  std::source_location location;
+  // The root's result_ops and the spawn location (set at spawn, never
+  // changed; see root_results).
+  const spawn_site* site = nullptr;
   // Name, task-locals, panic record (room for parent, tracker, registry
   // link, token); see the top of this file.
   std::atomic<task_extras*> extras{nullptr};
@@ -275,22 +302,27 @@ struct alignas(16) task_header {
 
 // ---- operations on a task (task_header.cpp) --------------------------------
 
-/// How to handle the value of the task's root frame; valid until the task
-/// completes (the `result` slot holds it until then).
-inline const result_ops& root_results(const task_header* task) noexcept {
-  return *static_cast<const result_ops*>(task->result);
-}
+/// How to handle the value of the task's root frame (and of its result,
+/// once complete).
+inline const result_ops& root_results(const task_header* task) noexcept { return *task->site->results; }
+/// Where the task was spawned.
+inline const std::source_location& spawn_location(const task_header* task) noexcept { return task->site->location; }
 /// The promise of the task's root frame, while it is attached.
 inline promise_base& root_promise(const task_header* task) noexcept { return root_results(task).promise(task->root); }
 /// The task's extras, allocated if it has none yet. Only the task's own
-/// thread (or the spawner, before the header is published) may call this.
-/// Throws std::bad_alloc.
+/// thread (or the spawner, before the header is published) may call this
+/// (the fields other than the id are its own). Throws std::bad_alloc.
 task_extras& extras_for(task_header* task);
+/// The task's id (unique in the process, never changed), given the first
+/// time it is asked for: it lives in the extras, which this installs if the
+/// task has none yet. Anyone holding a reference may call it, from any
+/// thread. 0 only if there is no memory for the extras.
+std::uint64_t task_id_of(const task_header* task) noexcept;
 /// The panic record, if the task panicked and it was recorded.
 inline task_panic* panic_of(const task_header* task) noexcept {
   // relaxed: the record is written before COMPLETE is published, and every
   // reader has seen COMPLETE (acquire) or is the task's own thread.
-  task_extras* e = task->extras.load(std::memory_order_relaxed);
+  task_extras* e = task->extras.load(std::memory_order_acquire);
   return e != nullptr ? e->panic : nullptr;
 }
 
@@ -342,6 +374,15 @@ task_header* current_task() noexcept;
 /// calls this in await_suspend before publishing the waker. Throws
 /// usage_error outside a warden task.
 waker suspend_current(std::coroutine_handle<> awaiting);
+
+/// suspend_current for a primitive that keeps the one waker of this
+/// suspension as a bare task pointer, to save the generation's bytes in the
+/// parked frame (the event's awaiter, event.hpp): records `awaiting` as the
+/// resume point and returns the current task with a new reference, which
+/// the caller owns (it gives it back with release(), or hands it to
+/// waker::for_parked to wake the task). Throws usage_error outside a warden
+/// task.
+task_header* suspend_current_task(std::coroutine_handle<> awaiting);
 
 /// A waker that holds no reference: a task and the generation of one of its
 /// suspensions. It saves the two reference-count RMWs of a `waker` (retain

@@ -47,17 +47,12 @@ struct wait_links {
 };
 
 /// The node of primitives whose waiters ask for something (permits, a
-/// position): 40 bytes.
+/// position): 40 bytes. (The event, whose waiters ask for nothing, has a
+/// byte-aligned node of its own: event_wait_node in event.hpp.)
 struct wait_node : wait_links<wait_node> {
   std::uint64_t amount = 0;  // what the waiter asks for (permits), primitive-specific
 };
 static_assert(sizeof(void*) != 8 || sizeof(wait_node) == 40,
-              "status and parked are meant to share the waker's padding");
-
-/// The node of primitives whose waiters ask for nothing (event): 32 bytes,
-/// so that a task parked on an event has a frame 8 bytes smaller.
-struct bare_wait_node : wait_links<bare_wait_node> {};
-static_assert(sizeof(void*) != 8 || sizeof(bare_wait_node) == 32,
               "status and parked are meant to share the waker's padding");
 
 /// The FIFO of parked awaiters: an intrusive_list that also keeps each

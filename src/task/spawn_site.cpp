@@ -1,0 +1,122 @@
+// Interned spawn sites: one immutable record per (spawn location, result
+// type), which every task spawned there points to (task_header::site), so a
+// header keeps one word for its result_ops and its spawn location.
+//
+// The records are made under a global lock the first time a thread spawns at
+// a site, and never freed (a program has a bounded number of spawn sites;
+// the table is leaked on purpose: tasks may be spawned or reported during
+// static destruction). A thread finds the record again through a small
+// direct-mapped cache of its own, a few loads and compares per spawn; a
+// miss, or a collision in the cache, takes the lock.
+//
+// Keys: see kLocationIsOneWord below. Locations that compare equal are
+// interchangeable for every reader (reports, spawn_location()).
+#include <warden/detail/task_header.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <type_traits>
+#include <unordered_map>
+
+namespace warden::detail {
+namespace {
+
+// A std::source_location is one pointer to a per-call-site record in
+// libstdc++ and libc++; its bits, when it is that small, identify the call
+// site exactly (two equal locations with different bits just get two
+// records), so the common key is two words compared and hashed in a few
+// instructions. Elsewhere the key is the location's fields.
+constexpr bool kLocationIsOneWord =
+    sizeof(std::source_location) == sizeof(std::uintptr_t) && std::is_trivially_copyable_v<std::source_location>;
+
+struct site_key {
+  const result_ops* results;
+  std::uintptr_t bits;  // kLocationIsOneWord: the location's bits
+  const char* file;
+  const char* function;
+  std::uint_least32_t line;
+  std::uint_least32_t column;
+
+  bool operator==(const site_key&) const noexcept = default;
+};
+
+std::uintptr_t bits_of(const std::source_location& location) noexcept {
+  std::uintptr_t bits = 0;
+  if constexpr (kLocationIsOneWord) std::memcpy(&bits, &location, sizeof(bits));
+  return bits;
+}
+
+site_key key_of(const std::source_location& location, const result_ops& results) noexcept {
+  if constexpr (kLocationIsOneWord) return {&results, bits_of(location), nullptr, nullptr, 0, 0};
+  return {&results, 0, location.file_name(), location.function_name(), location.line(), location.column()};
+}
+
+bool matches(const spawn_site& site, const site_key& key) noexcept {
+  if constexpr (kLocationIsOneWord) return site.results == key.results && bits_of(site.location) == key.bits;
+  return site.results == key.results && site.location.line() == key.line && site.location.column() == key.column &&
+         site.location.file_name() == key.file && site.location.function_name() == key.function;
+}
+
+std::size_t hash_of(const site_key& key) noexcept {
+  std::uint64_t h = (reinterpret_cast<std::uintptr_t>(key.results) >> 3) ^ key.bits;
+  if constexpr (!kLocationIsOneWord) {
+    h = h * 0x9E3779B97F4A7C15ull + (reinterpret_cast<std::uintptr_t>(key.file) >> 3);
+    h = h * 0x9E3779B97F4A7C15ull + key.line;
+    h = h * 0x9E3779B97F4A7C15ull + key.column;
+    h = h * 0x9E3779B97F4A7C15ull + (reinterpret_cast<std::uintptr_t>(key.function) >> 3);
+  }
+  h *= 0x9E3779B97F4A7C15ull;
+  return static_cast<std::size_t>(h >> 32);
+}
+
+struct key_hash {
+  std::size_t operator()(const site_key& key) const noexcept { return hash_of(key); }
+};
+
+struct site_table {
+  std::mutex mutex;
+  std::unordered_map<site_key, const spawn_site*, key_hash> sites;
+};
+
+site_table& global_sites() {
+  static site_table* table = new site_table;  // leaked on purpose (see above)
+  return *table;
+}
+
+constexpr std::size_t kCacheSlots = 64;
+// Trivially destructible: no TLS guard, nothing to do at thread exit (the
+// records belong to the global table).
+constinit thread_local std::array<const spawn_site*, kCacheSlots> tl_sites{};
+
+[[gnu::noinline]] const spawn_site* intern_slow(const site_key& key, const std::source_location& location,
+                                                const spawn_site*& slot) {
+  site_table& table = global_sites();
+  std::lock_guard lock(table.mutex);
+  auto [it, inserted] = table.sites.try_emplace(key, nullptr);
+  if (inserted) {
+    try {
+      it->second = new spawn_site{key.results, location};
+    } catch (...) {
+      table.sites.erase(it);
+      throw;
+    }
+  }
+  slot = it->second;
+  return it->second;
+}
+
+}  // namespace
+
+const spawn_site* intern_spawn_site(const std::source_location& location, const result_ops& results) {
+  const site_key key = key_of(location, results);
+  const spawn_site*& slot = tl_sites[hash_of(key) % kCacheSlots];
+  if (const spawn_site* site = slot; site != nullptr && matches(*site, key)) [[likely]]
+    return site;
+  return intern_slow(key, location, slot);
+}
+
+}  // namespace warden::detail
