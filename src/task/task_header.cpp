@@ -372,42 +372,41 @@ bool completes_alone(const task_header* task, std::uint64_t s) noexcept {
          task == tl_context.awaited_here;
 }
 
-void complete(task_header* task, std::uint64_t outcome) noexcept {
+/// complete()'s part after the outcome is in place: publishes COMPLETE,
+/// wakes a join waiter, drops what nobody will take, releases the lifecycle
+/// reference. `leftovers`: a value or a panic that someone must take or drop.
+void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) noexcept;
+
+/// The usual end of a task, kept short: it finished with a value (or
+/// none), and its completer is alone ("complete, alone" at the top), so
+/// there is no panic to report, nor a join waiter to wake. publish_outcome
+/// does the rest.
+inline void publish_finished(task_header* task, bool leftovers) noexcept {
   using h = task_header;
-  task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
-  std::exception_ptr error;
-  // The ops leave the `result` slot (which takes the value, if any) for the
-  // resume point's, unused from now on: drop_result needs them.
-  const result_ops& ops = root_results(task);
-  task->finished_results = &ops;
-  task->result = nullptr;
-  if (task->root) {
-    // Move the outcome out of the frame, then destroy the frame: the task's
-    // parameters and captures die as soon as it finishes, not when its
-    // handle is dropped.
-    if ((outcome & h::PANICKED) != 0) {
-      error = ops.promise(task->root).exception();
-    } else if (ops.extract != nullptr) {
-      try {
-        ops.extract(ops.promise(task->root), task->result);
-      } catch (...) {
-        error = std::current_exception();  // the value's move threw: a panic
-        outcome |= h::PANICKED;
-      }
-    }
-    destroy_root(task);
-  }
-  if ((outcome & h::PANICKED) != 0) [[unlikely]]
-    record_panic(task, std::move(error));
-  // Something to drop or report if no join handle wants the outcome.
-  const bool leftovers = task->result != nullptr || (outcome & h::PANICKED) != 0;
+  task_scheduler* const scheduler = task->scheduler;
   // acquire: the other owners' releases (we may free), and the join waker.
-  std::uint64_t s = task->state.load(std::memory_order_acquire);
-  if (completes_alone(task, s)) {
+  const std::uint64_t s = task->state.load(std::memory_order_acquire);
+  if (completes_alone(task, s)) [[likely]] {
     // No RMW: nobody else can change the word now except a shutdown
     // sweep's abort, moot once we complete (see "complete, alone" at the
     // top). release: the outcome, for a join handle on this thread and for
     // sweeps.
+    task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE) - h::REF_ONE,
+                      std::memory_order_release);
+    if ((s & h::JOIN_INTEREST) == 0) free_task(task);  // the lifecycle reference was the only one
+    scheduler->on_complete();
+    return;
+  }
+  publish_outcome(task, 0, leftovers);
+}
+
+[[gnu::noinline]] void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) noexcept {
+  using h = task_header;
+  task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
+  // acquire: the other owners' releases (we may free), and the join waker.
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
+  if (completes_alone(task, s)) {
+    // As in publish_finished (see "complete, alone" at the top).
     task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE | outcome) - h::REF_ONE,
                       std::memory_order_release);
     if ((s & h::JOIN_INTEREST) == 0) {
@@ -457,9 +456,49 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   release(task);  // the lifecycle reference
 }
 
+/// The ops leave the `result` slot (which takes the value, if any) for the
+/// resume point's, unused from now on: drop_result needs them.
+inline const result_ops& retire_results(task_header* task) noexcept {
+  const result_ops& ops = root_results(task);
+  task->finished_results = &ops;
+  task->result = nullptr;
+  return ops;
+}
+
+/// A task that panicked, or whose value's move threw: destroys its frame,
+/// keeps the panic, publishes.
+[[gnu::noinline, gnu::cold]] void complete_failed(task_header* task, std::exception_ptr error) noexcept {
+  destroy_root(task);
+  record_panic(task, std::move(error));
+  publish_outcome(task, task_header::PANICKED, true);
+}
+
+/// A task whose root frame finished (done()): moves the outcome out of the
+/// frame, then destroys the frame (the task's parameters and captures die
+/// as soon as it finishes, not when its handle is dropped), and publishes.
+void complete_finished(task_header* task) noexcept {
+  const result_ops& ops = retire_results(task);
+  promise_base& promise = ops.promise(task->root);
+  if (promise.failed()) [[unlikely]] {
+    complete_failed(task, promise.exception());
+    return;
+  }
+  if (ops.extract != nullptr) {
+    try {
+      ops.extract(promise, task->result);
+    } catch (...) {
+      complete_failed(task, std::current_exception());  // the value's move threw: a panic
+      return;
+    }
+  }
+  destroy_root(task);
+  publish_finished(task, task->result != nullptr);
+}
+
 void cancel_now(task_header* task) noexcept {
   destroy_root(task);  // runs every destructor in the task's frames
-  complete(task, task_header::CANCELLED);
+  retire_results(task);
+  publish_outcome(task, task_header::CANCELLED, false);
 }
 
 /// Poll end, solo (see the top of this file): parks the task with plain
@@ -520,7 +559,7 @@ bool poll_task_yielded(task_header* task) noexcept {
   task->resume_point.resume();
   const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
   if (task->root.done()) {
-    complete(task, root_promise(task).failed() ? h::PANICKED : std::uint64_t{0});
+    complete_finished(task);
     tl_context.task = outer;
     return false;
   }
