@@ -186,8 +186,9 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
   return w != nullptr ? w->live : outside_live_;
 }
 
-task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options,
-                                 bool blocking) {
+// Inlined into its two callers below (spawn_root, spawn_current).
+[[gnu::always_inline]] inline task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results,
+                                                               spawn_options&& options, bool blocking) {
   worker* const here = own_worker();
   if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
     root.destroy();
@@ -875,6 +876,17 @@ void check_not_on_worker(const char* what) {
 task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, const result_ops& results,
                         spawn_options&& options, bool blocking) {
   return core.spawn(root, results, std::move(options), blocking);
+}
+
+task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options) {
+  runtime_core* const core = tl_context.core;
+  if (core == nullptr) [[unlikely]] {
+    if (root) root.destroy();  // never started
+    current_core_or_throw("warden::spawn");
+  }
+  if (!root) [[unlikely]]
+    throw usage_error("spawn: the task is empty (moved-from or default-constructed)");
+  return core->spawn(root, results, std::move(options), false);
 }
 
 void block_on_root(runtime_core& core, task_header* task) {

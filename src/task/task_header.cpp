@@ -228,7 +228,9 @@ inline void solo_leave() noexcept {
 /// header to the pool.
 void free_task(task_header* task) noexcept {
   if (task->root) std::exchange(task->root, {}).destroy();
-  drop_result(task);
+  // A value nobody took, or a panic record (in the extras) to clear.
+  if (task->result != nullptr || task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+    drop_result(task);
   // Dead (no references) for pool sweeps, whichever path got here: see
   // "Sweeps" in header_pool.cpp. relaxed: free_header's barrier orders it.
   // The extras go with the header (free_header): a sweep that saw the task
@@ -718,9 +720,8 @@ waker waker::clone() const noexcept {
   return w;
 }
 
-void waker::reset() noexcept {
+void waker::release_target() noexcept {
   const std::uintptr_t bits = std::exchange(bits_, 0);
-  if (bits == 0) return;
   if ((bits & kThreadTag) != 0)
     reinterpret_cast<thread_parker*>(bits & ~kThreadTag)->release();
   else

@@ -177,10 +177,15 @@ class waker {
     reset();
   }
   void wake_by_ref() const noexcept;
-  void reset() noexcept;
+  void reset() noexcept {
+    if (bits_ != 0) release_target();  // an empty waker (the common join awaiter's) costs no call
+  }
   explicit operator bool() const noexcept { return bits_ != 0; }
 
  private:
+  /// reset() of a non-empty waker.
+  void release_target() noexcept;
+
   static constexpr std::uintptr_t kThreadTag = 1;
   std::uintptr_t bits_ = 0;
   std::uint32_t generation_ = 0;  // tasks only: see task_header::GENERATION_SHIFT
