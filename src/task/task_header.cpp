@@ -226,7 +226,7 @@ inline void solo_leave() noexcept {
 
 /// After the last reference went: destroys what is left and returns the
 /// header to the pool.
-void free_task(task_header* task) noexcept {
+inline void free_task(task_header* task) noexcept {
   if (task->root) std::exchange(task->root, {}).destroy();
   // A value nobody took, or a panic record (in the extras) to clear.
   if (task->result != nullptr || task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
@@ -248,7 +248,9 @@ void retain(task_header* task) noexcept {
     too_many_references(task);
 }
 
-void release(task_header* task) noexcept {
+namespace {
+/// release(), inlined where a handle is dropped.
+[[gnu::always_inline]] inline void release_inline(task_header* task) noexcept {
   using h = task_header;
   // The last owner of a complete task frees it without an RMW: only an owner
   // can make another reference (a clone), and pool sweeps skip complete
@@ -262,6 +264,9 @@ void release(task_header* task) noexcept {
   // acq_rel: the thread that frees must see every other owner's last use.
   if (h::refs_of(task->state.fetch_sub(h::REF_ONE, std::memory_order_acq_rel)) == 1) free_task(task);
 }
+}  // namespace
+
+void release(task_header* task) noexcept { release_inline(task); }
 
 void wake(task_header* task, std::uint32_t generation) noexcept {
   using h = task_header;
@@ -840,7 +845,7 @@ task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{ta
 void join_handle_base::release_handle() noexcept {
   detail::task_header* task = std::exchange(task_, nullptr);
   if (consumed_) {
-    detail::release(task);
+    detail::release_inline(task);
     return;
   }
   if (abort_on_drop_) detail::abort(task);
