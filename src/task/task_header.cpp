@@ -485,18 +485,16 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// as soon as it finishes, not when its handle is dropped), and publishes.
 void complete_finished(task_header* task) noexcept {
   const result_ops& ops = retire_results(task);
-  promise_base& promise = ops.promise(task->root);
-  if (promise.failed()) [[unlikely]] {
-    complete_failed(task, promise.exception());
+  bool finished = false;
+  try {
+    finished = ops.extract(task->root, task->result);
+  } catch (...) {
+    complete_failed(task, std::current_exception());  // the value's move threw: a panic
     return;
   }
-  if (ops.extract != nullptr) {
-    try {
-      ops.extract(promise, task->result);
-    } catch (...) {
-      complete_failed(task, std::current_exception());  // the value's move threw: a panic
-      return;
-    }
+  if (!finished) [[unlikely]] {
+    complete_failed(task, ops.promise(task->root).exception());  // the body threw
+    return;
   }
   destroy_root(task);
   publish_finished(task, task->result != nullptr);
