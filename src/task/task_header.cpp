@@ -483,7 +483,7 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// A task whose root frame finished (done()): moves the outcome out of the
 /// frame, then destroys the frame (the task's parameters and captures die
 /// as soon as it finishes, not when its handle is dropped), and publishes.
-void complete_finished(task_header* task) noexcept {
+[[gnu::noinline]] void complete_finished(task_header* task) noexcept {
   const result_ops& ops = retire_results(task);
   bool finished = false;
   try {
