@@ -93,8 +93,11 @@ template <class T>
 struct result_box {
   T value;
 
-  static void extract(promise_base& finished, void*& slot) {
-    auto& promise = static_cast<task_promise<T>&>(finished);
+  // One indirect call per completion: the promise is found here, and the
+  // failure checked here too (see result_ops).
+  static bool extract(std::coroutine_handle<> root, void*& slot) {
+    auto& promise = std::coroutine_handle<task_promise<T>>::from_address(root.address()).promise();
+    if (promise.failed()) return false;
     if constexpr (result_fits_inline_v<T>) {
       const T value = promise.take();
       std::memcpy(&slot, static_cast<const void*>(std::addressof(value)), sizeof(T));
@@ -107,6 +110,7 @@ struct result_box {
         throw;
       }
     }
+    return true;
   }
   /// Boxed values only (an inline value needs no destruction).
   static void destroy(void*& slot) noexcept {
@@ -126,8 +130,12 @@ promise_base& root_promise_of(std::coroutine_handle<> root) noexcept {
 template <class T>
 inline constexpr result_ops result_ops_for{
     &result_box<T>::extract, result_fits_inline_v<T> ? nullptr : &result_box<T>::destroy, &root_promise_of<T>};
+/// result_ops::extract for void: nothing to move, only the failure to see.
+inline bool extract_void(std::coroutine_handle<> root, void*&) {
+  return !std::coroutine_handle<task_promise<void>>::from_address(root.address()).promise().failed();
+}
 template <>
-inline constexpr result_ops result_ops_for<void>{nullptr, nullptr, &root_promise_of<void>};
+inline constexpr result_ops result_ops_for<void>{&extract_void, nullptr, &root_promise_of<void>};
 
 }  // namespace detail
 

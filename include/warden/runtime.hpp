@@ -140,6 +140,10 @@ class runtime_core;
 task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, const result_ops& results,
                         spawn_options&& options, bool blocking);
 runtime_core& current_core_or_throw(const char* what);
+/// warden::spawn's untyped part: spawns `root` on the runtime the caller
+/// runs on (throws usage_error outside any runtime or if `root` is null,
+/// runtime_closed on one shutting down; the frame is destroyed unrun then).
+task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options);
 runtime_core* current_core() noexcept;
 void check_not_on_worker(const char* what);
 void block_on_root(runtime_core& core, task_header* task);
@@ -297,7 +301,9 @@ join_handle<T> detail::spawn_on(runtime_core& core, task<T>&& t, spawn_options&&
 /// outside any runtime, runtime_closed on one shutting down.
 template <class T>
 join_handle<T> spawn(task<T> t, spawn_options options = {}) {
-  return detail::spawn_on(detail::current_core_or_throw("warden::spawn"), std::move(t), std::move(options), false);
+  // One call: the runtime is found and the task queued out of line.
+  return detail::handle_access::make<T>(
+      detail::spawn_current(detail::task_access::release(t), detail::result_ops_for<T>, std::move(options)));
 }
 
 /// Spawns `fn(args...)` on the current runtime; see runtime::spawn.

@@ -186,8 +186,9 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
   return w != nullptr ? w->live : outside_live_;
 }
 
-task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options,
-                                 bool blocking) {
+// Inlined into its two callers below (spawn_root, spawn_current).
+[[gnu::always_inline]] inline task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results,
+                                                               spawn_options&& options, bool blocking) {
   const spawn_site* site;
   try {
     site = intern_spawn_site(options.location, results);
@@ -266,7 +267,21 @@ void runtime_core::gone_while_closed() noexcept {
   quiescent_cv_.notify_all();
 }
 
-void runtime_core::on_complete() noexcept { task_gone(live_shard()); }
+void runtime_core::on_complete() noexcept {
+  // The common case spelled out: a task of ours finished on one of our
+  // workers, whose shard only this thread writes (as in task_gone).
+  worker* const w = own_worker();
+  if (w != nullptr && light_live_) [[likely]] {
+    w->live.store(w->live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    light_fence();
+    if (!closed_.load(std::memory_order_relaxed)) [[likely]]
+      return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // see task_gone
+    gone_while_closed();
+    return;
+  }
+  task_gone(w != nullptr ? w->live : outside_live_);
+}
 
 inline bool runtime_core::push_local(worker& w, task_header* task) noexcept {
   bool was_empty = false;
@@ -882,6 +897,17 @@ void check_not_on_worker(const char* what) {
 task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, const result_ops& results,
                         spawn_options&& options, bool blocking) {
   return core.spawn(root, results, std::move(options), blocking);
+}
+
+task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options) {
+  runtime_core* const core = tl_context.core;
+  if (core == nullptr) [[unlikely]] {
+    if (root) root.destroy();  // never started
+    current_core_or_throw("warden::spawn");
+  }
+  if (!root) [[unlikely]]
+    throw usage_error("spawn: the task is empty (moved-from or default-constructed)");
+  return core->spawn(root, results, std::move(options), false);
 }
 
 void block_on_root(runtime_core& core, task_header* task) {

@@ -30,6 +30,25 @@ struct pool {
 // Sweeps running now (see for_each_live_header).
 constinit std::atomic<std::uint32_t> g_sweeps{0};
 
+/// heavy_fence_available(), remembered here (it is asked on every free):
+/// 0 not asked yet, 1 yes, 2 no. Asking twice is harmless.
+constinit std::atomic<std::uint8_t> g_heavy_fence{0};
+
+[[gnu::noinline]] bool ask_heavy_fence() noexcept {
+  const bool available = heavy_fence_available();
+  g_heavy_fence.store(available ? 1 : 2, std::memory_order_relaxed);
+  return available;
+}
+
+/// Whether the sweeps pay with a heavy fence, so a compiler barrier is
+/// enough on the freeing side.
+inline bool light_fence_enough() noexcept {
+  const std::uint8_t known = g_heavy_fence.load(std::memory_order_relaxed);
+  if (known == 0) [[unlikely]]
+    return ask_heavy_fence();
+  return known == 1;
+}
+
 /// The freeing side of the sweep handshake: true if a sweep may be running,
 /// after the caller stored the header's dead state.
 inline bool sweep_may_run() noexcept {
@@ -37,7 +56,7 @@ inline bool sweep_may_run() noexcept {
     // TSan models neither fence: an RMW orders us against the sweep's.
     return g_sweeps.fetch_add(0, std::memory_order_acq_rel) != 0;
   } else {
-    if (heavy_fence_available())
+    if (light_fence_enough())
       light_fence();
     else
       std::atomic_thread_fence(std::memory_order_seq_cst);

@@ -265,9 +265,11 @@ inline void solo_leave() noexcept {
 
 /// After the last reference went: destroys what is left and returns the
 /// header to the pool.
-void free_task(task_header* task) noexcept {
+inline void free_task(task_header* task) noexcept {
   if (task->root) std::exchange(task->root, {}).destroy();
-  drop_result(task);
+  // A value nobody took, or a panic record (in the extras) to clear.
+  if (task->result != nullptr || task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+    drop_result(task);
   // Dead (no references) for pool sweeps, whichever path got here: see
   // "Sweeps" in header_pool.cpp. relaxed: free_header's barrier orders it.
   // The extras go with the header (free_header): a sweep that saw the task
@@ -285,7 +287,9 @@ void retain(task_header* task) noexcept {
     too_many_references(task);
 }
 
-void release(task_header* task) noexcept {
+namespace {
+/// release(), inlined where a handle is dropped.
+[[gnu::always_inline]] inline void release_inline(task_header* task) noexcept {
   using h = task_header;
   // The last owner of a complete task frees it without an RMW: only an owner
   // can make another reference (a clone), and pool sweeps skip complete
@@ -299,6 +303,9 @@ void release(task_header* task) noexcept {
   // acq_rel: the thread that frees must see every other owner's last use.
   if (h::refs_of(task->state.fetch_sub(h::REF_ONE, std::memory_order_acq_rel)) == 1) free_task(task);
 }
+}  // namespace
+
+void release(task_header* task) noexcept { release_inline(task); }
 
 void wake(task_header* task, std::uint32_t generation) noexcept {
   using h = task_header;
@@ -412,40 +419,41 @@ bool completes_alone(const task_header* task, std::uint64_t s) noexcept {
          task == tl_context.awaited_here;
 }
 
-void complete(task_header* task, std::uint64_t outcome) noexcept {
+/// complete()'s part after the outcome is in place: publishes COMPLETE,
+/// wakes a join waiter, drops what nobody will take, releases the lifecycle
+/// reference. `leftovers`: a value or a panic that someone must take or drop.
+void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) noexcept;
+
+/// The usual end of a task, kept short: it finished with a value (or
+/// none), and its completer is alone ("complete, alone" at the top), so
+/// there is no panic to report, nor a join waiter to wake. publish_outcome
+/// does the rest.
+inline void publish_finished(task_header* task, bool leftovers) noexcept {
   using h = task_header;
-  task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
-  std::exception_ptr error;
-  // The resume point's slot, unused from now on, takes the value (if any).
-  const result_ops& ops = root_results(task);
-  task->result = nullptr;
-  if (task->root) {
-    // Move the outcome out of the frame, then destroy the frame: the task's
-    // parameters and captures die as soon as it finishes, not when its
-    // handle is dropped.
-    if ((outcome & h::PANICKED) != 0) {
-      error = ops.promise(task->root).exception();
-    } else if (ops.extract != nullptr) {
-      try {
-        ops.extract(ops.promise(task->root), task->result);
-      } catch (...) {
-        error = std::current_exception();  // the value's move threw: a panic
-        outcome |= h::PANICKED;
-      }
-    }
-    destroy_root(task);
-  }
-  if ((outcome & h::PANICKED) != 0) [[unlikely]]
-    record_panic(task, std::move(error));
-  // Something to drop or report if no join handle wants the outcome.
-  const bool leftovers = task->result != nullptr || (outcome & h::PANICKED) != 0;
+  task_scheduler* const scheduler = task->scheduler;
   // acquire: the other owners' releases (we may free), and the join waker.
-  std::uint64_t s = task->state.load(std::memory_order_acquire);
-  if (completes_alone(task, s)) {
+  const std::uint64_t s = task->state.load(std::memory_order_acquire);
+  if (completes_alone(task, s)) [[likely]] {
     // No RMW: nobody else can change the word now except a shutdown
     // sweep's abort, moot once we complete (see "complete, alone" at the
     // top). release: the outcome, for a join handle on this thread and for
     // sweeps.
+    task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE) - h::REF_ONE,
+                      std::memory_order_release);
+    if ((s & h::JOIN_INTEREST) == 0) free_task(task);  // the lifecycle reference was the only one
+    scheduler->on_complete();
+    return;
+  }
+  publish_outcome(task, 0, leftovers);
+}
+
+[[gnu::noinline]] void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) noexcept {
+  using h = task_header;
+  task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
+  // acquire: the other owners' releases (we may free), and the join waker.
+  std::uint64_t s = task->state.load(std::memory_order_acquire);
+  if (completes_alone(task, s)) {
+    // As in publish_finished (see "complete, alone" at the top).
     task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE | outcome) - h::REF_ONE,
                       std::memory_order_release);
     if ((s & h::JOIN_INTEREST) == 0) {
@@ -495,9 +503,45 @@ void complete(task_header* task, std::uint64_t outcome) noexcept {
   release(task);  // the lifecycle reference
 }
 
+/// The resume point's slot, unused from now on, takes the value (if any);
+/// the ops stay reachable through the spawn site (drop_result needs them).
+inline const result_ops& retire_results(task_header* task) noexcept {
+  task->result = nullptr;
+  return root_results(task);
+}
+
+/// A task that panicked, or whose value's move threw: destroys its frame,
+/// keeps the panic, publishes.
+[[gnu::noinline, gnu::cold]] void complete_failed(task_header* task, std::exception_ptr error) noexcept {
+  destroy_root(task);
+  record_panic(task, std::move(error));
+  publish_outcome(task, task_header::PANICKED, true);
+}
+
+/// A task whose root frame finished (done()): moves the outcome out of the
+/// frame, then destroys the frame (the task's parameters and captures die
+/// as soon as it finishes, not when its handle is dropped), and publishes.
+[[gnu::noinline]] void complete_finished(task_header* task) noexcept {
+  const result_ops& ops = retire_results(task);
+  bool finished = false;
+  try {
+    finished = ops.extract(task->root, task->result);
+  } catch (...) {
+    complete_failed(task, std::current_exception());  // the value's move threw: a panic
+    return;
+  }
+  if (!finished) [[unlikely]] {
+    complete_failed(task, ops.promise(task->root).exception());  // the body threw
+    return;
+  }
+  destroy_root(task);
+  publish_finished(task, task->result != nullptr);
+}
+
 void cancel_now(task_header* task) noexcept {
   destroy_root(task);  // runs every destructor in the task's frames
-  complete(task, task_header::CANCELLED);
+  retire_results(task);
+  publish_outcome(task, task_header::CANCELLED, false);
 }
 
 /// Poll end, solo (see the top of this file): parks the task with plain
@@ -558,7 +602,7 @@ bool poll_task_yielded(task_header* task) noexcept {
   task->resume_point.resume();
   const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
   if (task->root.done()) {
-    complete(task, root_promise(task).failed() ? h::PANICKED : std::uint64_t{0});
+    complete_finished(task);
     tl_context.task = outer;
     return false;
   }
@@ -717,9 +761,8 @@ waker waker::clone() const noexcept {
   return w;
 }
 
-void waker::reset() noexcept {
+void waker::release_target() noexcept {
   const std::uintptr_t bits = std::exchange(bits_, 0);
-  if (bits == 0) return;
   if ((bits & kThreadTag) != 0)
     reinterpret_cast<thread_parker*>(bits & ~kThreadTag)->release();
   else
@@ -849,7 +892,7 @@ task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{de
 void join_handle_base::release_handle() noexcept {
   detail::task_header* task = std::exchange(task_, nullptr);
   if (consumed_) {
-    detail::release(task);
+    detail::release_inline(task);
     return;
   }
   if (abort_on_drop_) detail::abort(task);

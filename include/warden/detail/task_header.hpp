@@ -189,10 +189,15 @@ class waker {
     reset();
   }
   void wake_by_ref() const noexcept;
-  void reset() noexcept;
+  void reset() noexcept {
+    if (bits_ != 0) release_target();  // an empty waker (the common join awaiter's) costs no call
+  }
   explicit operator bool() const noexcept { return bits_ != 0; }
 
  private:
+  /// reset() of a non-empty waker.
+  void release_target() noexcept;
+
   static constexpr std::uintptr_t kThreadTag = 1;
   std::uintptr_t bits_ = 0;
   std::uint32_t generation_ = 0;  // tasks only: see task_header::GENERATION_SHIFT
@@ -203,14 +208,17 @@ class waker {
 /// How to move a finished root frame's value out of its promise, so the
 /// frame (with the task's parameters and lambda captures) can be destroyed
 /// the moment the task completes. One constant instance per result type
-/// (see result_ops_for in join_handle.hpp). `extract` stores the value in
-/// the header's `result` slot: inline when it is a small trivially copyable
-/// type (then `destroy` is null: nothing to free), else as a pointer to a
-/// box. `destroy` frees a box left in the slot (a null slot is fine) and
-/// clears the slot. Both are null for void. `promise` finds the promise of
-/// a root frame of this result type (the header keeps only the frame).
+/// (see result_ops_for in join_handle.hpp). `extract`, given the finished
+/// root frame, returns false if its body threw (nothing moved), else stores
+/// the value in the header's `result` slot (nothing for void) and returns
+/// true; it throws if the value's move throws. The value goes inline when
+/// it is a small trivially copyable type (then `destroy` is null: nothing
+/// to free), else as a pointer to a box. `destroy` frees a box left in the
+/// slot (a null slot is fine) and clears the slot; null for void.
+/// `promise` finds the promise of a root frame of this result type (the
+/// header keeps only the frame).
 struct result_ops {
-  void (*extract)(promise_base& finished, void*& slot);
+  bool (*extract)(std::coroutine_handle<> root, void*& slot);
   void (*destroy)(void*& slot) noexcept;
   promise_base& (*promise)(std::coroutine_handle<> root) noexcept;
 };
