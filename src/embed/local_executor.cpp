@@ -196,13 +196,7 @@ class local_core {
           "local_executor::spawn called outside a context of this executor; call it inside run_update / run_query "
           "(the host callback or a task running on the executor)");
     }
-    const spawn_site* site;
-    try {
-      site = intern_spawn_site(options.location, results);
-    } catch (...) {
-      root.destroy();
-      throw;
-    }
+    const spawn_site* const site = intern_spawn_site(root, options.location, results);
     const bool query = mode_ == mode::query;
     task_header* t = allocate_header();
     t->root = root;

@@ -92,8 +92,8 @@ constexpr std::size_t kCacheSlots = 64;
 // records belong to the global table).
 constinit thread_local std::array<const spawn_site*, kCacheSlots> tl_sites{};
 
-[[gnu::noinline]] const spawn_site* intern_slow(const site_key& key, const std::source_location& location,
-                                                const spawn_site*& slot) {
+const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_location& location,
+                                       const spawn_site*& slot) {
   site_table& table = global_sites();
   std::lock_guard lock(table.mutex);
   auto [it, inserted] = table.sites.try_emplace(key, nullptr);
@@ -109,14 +109,25 @@ constinit thread_local std::array<const spawn_site*, kCacheSlots> tl_sites{};
   return it->second;
 }
 
+[[gnu::noinline]] const spawn_site* intern_slow(std::coroutine_handle<> root, const site_key& key,
+                                                const std::source_location& location, const spawn_site*& slot) {
+  try {
+    return intern_slow_or_throw(key, location, slot);
+  } catch (...) {
+    root.destroy();  // the task never runs
+    throw;
+  }
+}
+
 }  // namespace
 
-const spawn_site* intern_spawn_site(const std::source_location& location, const result_ops& results) {
+const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::source_location& location,
+                                    const result_ops& results) {
   const site_key key = key_of(location, results);
   const spawn_site*& slot = tl_sites[hash_of(key) % kCacheSlots];
   if (const spawn_site* site = slot; site != nullptr && matches(*site, key)) [[likely]]
     return site;
-  return intern_slow(key, location, slot);
+  return intern_slow(root, key, location, slot);
 }
 
 }  // namespace warden::detail

@@ -234,8 +234,10 @@ struct spawn_site {
 
 /// The record for `location` and `results`: found in a per-thread cache
 /// (a few loads and compares), or else made once for the process under a
-/// lock. Throws std::bad_alloc.
-const spawn_site* intern_spawn_site(const std::source_location& location, const result_ops& results);
+/// lock. For the spawn of `root`: if it throws (std::bad_alloc), it first
+/// destroys `root`, which then never runs.
+const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::source_location& location,
+                                    const result_ops& results);
 
 /// Per-task data most tasks do not need, allocated only when used (see
 /// `task_header::extras` for who may create it) and freed with the header.
