@@ -352,12 +352,14 @@ class mpsc_sender {
   /// True once the channel is closed (the receiver closed it or is gone).
   [[nodiscard]] bool is_closed() const { return checked("mpsc_sender::is_closed")->is_closed(); }
 
-  /// True while a `recv` of the receiver is waiting (parked, or woken and
-  /// not yet resumed). A snapshot, for tests and metrics. Throws usage_error
-  /// on an empty sender.
-  [[nodiscard]] bool receiver_waiting() const {
-    return checked("mpsc_sender::receiver_waiting")->receiver_parked.load(std::memory_order_relaxed);
-  }
+  /// True while a `recv` of the receiver is parked where a sender sees it:
+  /// a value sent now goes to it (capacity 1 hands it over directly). False
+  /// again once a sender took it to wake, and also in the instant between a
+  /// recv suspending and its park becoming visible (capacity 1 commits the
+  /// park at the end of the poll). A snapshot, for tests and metrics: a
+  /// sender that saw true sees the park. Throws usage_error on an empty
+  /// sender.
+  [[nodiscard]] bool receiver_waiting() const { return checked("mpsc_sender::receiver_waiting")->receiver_waiting(); }
 
   /// False for an empty (default-constructed or moved-from) sender.
   [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }

@@ -533,6 +533,14 @@ struct mpsc_state {
     return !((ready() || closed_and_drained()) && unpark_receiver());
   }
 
+  /// A recv's park is visible to senders (see mpsc_sender::receiver_waiting).
+  /// acquire: pairs with the parking CAS / kParked store, so a sender that
+  /// saw the park also sees it in its own send.
+  [[nodiscard]] bool receiver_waiting() const noexcept {
+    if (single) return (permits.load(std::memory_order_acquire) & kReceiverParked) != 0;
+    return receiver_state.load(std::memory_order_acquire) == kParked;
+  }
+
   /// Receiver, resumed after parking: waits until its waker is done with it.
   void receiver_resumed() noexcept {
     if (single) wait_until_receiver_idle();
@@ -738,8 +746,8 @@ struct mpsc_state {
   std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
   values queue;
   std::atomic<std::uint8_t> receiver_state{kIdle};
-  // A recv is waiting (for receiver_waiting and to catch a second recv).
-  // Written by the receiver only, relaxed: a snapshot, no ordering.
+  // A recv is suspended in recv, parked or woken and not yet resumed (to
+  // catch a second recv). Written by the receiver only, relaxed.
   std::atomic<bool> receiver_parked{false};
   // Capacity 1: `queue.one.handed` holds a value (see "Hand-off"). Set by
   // the sender that took the parked receiver's waker, cleared by the
