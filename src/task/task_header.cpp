@@ -679,11 +679,17 @@ bool set_join_waker(task_header* task, waker& w) {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_acquire);
   if ((s & h::COMPLETE) != 0) return false;
-  if ((s & h::JOIN_WAITER) != 0) throw usage_error("join_handle awaited twice at the same time");
-  // relaxed: published by the CAS below (release). Only the awaiting side
-  // writes the pointer while JOIN_WAITER is clear, and the completer reads
-  // it only if its COMPLETE transition saw JOIN_WAITER.
-  task->join_waiter.store(&w, std::memory_order_relaxed);
+  // The pointer is claimed first, null -> ours: of two awaits of one handle
+  // racing here, one claims it and the other throws (a check of JOIN_WAITER
+  // alone let both through, the second overwriting the first's waker, which
+  // then was never woken). The pointer is null whenever no waiter is
+  // registered: every path that ends a registration (the completer's
+  // hand-off, clear_join_waker, the COMPLETE exit below) stores null.
+  // relaxed: published by the CAS on the state below (release); the
+  // completer reads it only if its COMPLETE transition saw JOIN_WAITER.
+  waker* none = nullptr;
+  if (!task->join_waiter.compare_exchange_strong(none, &w, std::memory_order_relaxed, std::memory_order_relaxed))
+    throw usage_error("join_handle awaited twice at the same time");
   while (
       !task->state.compare_exchange_weak(s, s | h::JOIN_WAITER, std::memory_order_acq_rel, std::memory_order_acquire)) {
     if ((s & h::COMPLETE) != 0) {

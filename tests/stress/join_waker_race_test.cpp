@@ -16,6 +16,7 @@
 #include <expected>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -173,6 +174,70 @@ TEST(join_waker_race, blocking_join_while_the_task_completes) {
       });
       ASSERT_EQ(h.join(), kValue) << "race " << race;
       setter.join();
+    }
+    rt.shutdown(std::chrono::seconds(10));
+    EXPECT_EQ(rt.alive_tasks(), 0u);
+  }
+}
+
+/// Awaits `*h`, which another task awaits at the same moment (misuse): the
+/// two meet at `ready` and then race into the join. 1: got the value,
+/// 2: usage_error ("awaited twice").
+task<int> double_joiner(warden::join_handle<int>* h, std::atomic<int>* ready, std::uint32_t lag,
+                        std::atomic<int>* thrown) {
+  ready->fetch_add(1, std::memory_order_acq_rel);
+  while (ready->load(std::memory_order_acquire) < 2) {
+  }
+  spin(lag);
+  try {
+    const int v = co_await *h;
+    co_return v == kValue ? 1 : 0;
+  } catch (const warden::usage_error& e) {
+    if (std::string_view(e.what()).find("awaited twice") == std::string_view::npos) co_return 0;
+  }
+  thrown->fetch_add(1, std::memory_order_release);
+  co_return 2;
+}
+
+// R13: two tasks awaiting one handle at the same instant (on two workers,
+// the task they await parked): exactly one registers and gets the value, the
+// other gets usage_error. Before the join waiter's pointer was claimed by
+// CAS, both could register; the first one's waker was then overwritten and
+// it waited forever (the hang guard's report).
+TEST(join_waker_race, two_tasks_awaiting_one_handle_at_once_one_gets_usage_error) {
+  const std::uint64_t seed = stress_seed();
+  SCOPED_TRACE(seed_trace(seed));
+  std::mt19937_64 rng(seed);
+  std::atomic<int> progress{0};
+  hang_guard guard("two_tasks_awaiting_one_handle_at_once_one_gets_usage_error " + seed_trace(seed), progress);
+  const int races = stress_iterations(2000);
+  {
+    warden::runtime rt(warden::testkit::quiet_options(2));
+    for (int race = 0; race < races; ++race) {
+      progress.store(race, std::memory_order_relaxed);
+      test_event go;
+      std::atomic<bool> started{false};
+      warden::join_handle<int> target = rt.spawn([](test_event* go, std::atomic<bool>* started) -> task<int> {
+        started->store(true, std::memory_order_release);
+        co_await go->wait();
+        co_return kValue;
+      }(&go, &started));
+      // Started: no await can run it inline (only a never-run child is
+      // helped), so both awaits meet a task that is running or parked.
+      wait_until([&] { return started.load(std::memory_order_acquire); });
+      std::atomic<int> ready{0};
+      std::atomic<int> thrown{0};
+      auto a = rt.spawn(double_joiner(&target, &ready, random_spin(rng, 10), &thrown));
+      auto b = rt.spawn(double_joiner(&target, &ready, random_spin(rng, 10), &thrown));
+      // The loser has thrown before the target may complete (else it could
+      // see it complete and take the value as well: a data race on the
+      // handle, which is the user's).
+      wait_until([&] { return thrown.load(std::memory_order_acquire) == 1; });
+      go.set();
+      const int ra = a.join();
+      const int rb = b.join();
+      ASSERT_TRUE((ra == 1 && rb == 2) || (ra == 2 && rb == 1)) << "race " << race << ": " << ra << ", " << rb;
+      ASSERT_EQ(thrown.load(), 1) << "race " << race;
     }
     rt.shutdown(std::chrono::seconds(10));
     EXPECT_EQ(rt.alive_tasks(), 0u);
