@@ -538,6 +538,15 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   publish_finished(task, task->result != nullptr);
 }
 
+/// A task whose root frame ended without suspending and destroyed itself,
+/// leaving the value's bits (see "Roots that end without suspending" in
+/// task.hpp): the value takes the resume point's slot, and publishes.
+inline void complete_exited(task_header* task, std::uintptr_t bits) noexcept {
+  task->root = {};  // destroyed already
+  task->result = reinterpret_cast<void*>(bits);
+  publish_finished(task, bits != 0);
+}
+
 void cancel_now(task_header* task) noexcept {
   destroy_root(task);  // runs every destructor in the task's frames
   retire_results(task);
@@ -601,6 +610,14 @@ bool poll_task_yielded(task_header* task) noexcept {
   }
   task->resume_point.resume();
   const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
+  if (tl_root_exit.frame != nullptr) [[likely]] {
+    // The root ended without suspending (only a root of this poll can have
+    // set it: nested polls clear theirs before they return).
+    tl_root_exit.frame = nullptr;
+    complete_exited(task, tl_root_exit.value);
+    tl_context.task = outer;
+    return false;
+  }
   if (task->root.done()) {
     complete_finished(task);
     tl_context.task = outer;
