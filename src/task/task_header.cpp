@@ -441,7 +441,12 @@ inline void publish_finished(task_header* task, bool leftovers) noexcept {
     task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE) - h::REF_ONE,
                       std::memory_order_release);
     if ((s & h::JOIN_INTEREST) == 0) free_task(task);  // the lifecycle reference was the only one
-    scheduler->on_complete();
+    // Usually a task of the runtime whose worker this is: no virtual call.
+    if (worker* const w = tl_context.on_worker; w != nullptr && static_cast<task_scheduler*>(w->core) == scheduler)
+        [[likely]]
+      w->core->on_complete_here(*w);
+    else
+      scheduler->on_complete();
     return;
   }
   publish_outcome(task, 0, leftovers);
