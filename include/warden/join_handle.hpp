@@ -73,19 +73,7 @@ struct handle_access;
 
 namespace detail {
 
-/// Whether a finished task's `T` is kept inside the header's result slot
-/// (small trivially copyable values: integers, pointers, small PODs) rather
-/// than in a box from the frame allocator.
-template <class T>
-consteval bool result_fits_inline() {
-  if constexpr (std::is_void_v<T>)
-    return false;
-  else
-    return sizeof(T) <= sizeof(void*) && alignof(T) <= alignof(void*) && std::is_trivially_copyable_v<T> &&
-           std::is_trivially_default_constructible_v<T>;
-}
-template <class T>
-inline constexpr bool result_fits_inline_v = result_fits_inline<T>();
+// result_fits_inline_v: see task.hpp.
 
 /// A finished task's value, moved out of its frame (see result_ops): copied
 /// into the header's slot when it fits, else moved into a small box.

@@ -75,6 +75,33 @@ struct task_access;
 /// Zero otherwise.
 inline constinit thread_local std::uintptr_t tl_failing_continuation = 0;
 
+/// Whether a finished task's `T` is kept inside the header's result slot
+/// (small trivially copyable values: integers, pointers, small PODs) rather
+/// than in a box from the frame allocator (see result_ops in
+/// detail/task_header.hpp).
+template <class T>
+consteval bool result_fits_inline() {
+  if constexpr (std::is_void_v<T> || std::is_reference_v<T>)
+    return false;
+  else
+    return sizeof(T) <= sizeof(void*) && alignof(T) <= alignof(void*) && std::is_trivially_copyable_v<T> &&
+           std::is_trivially_default_constructible_v<T>;
+}
+template <class T>
+inline constexpr bool result_fits_inline_v = result_fits_inline<T>();
+
+/// A root frame that finished without suspending (see "Roots that end
+/// without suspending" at promise_base). Written by the root's
+/// final_suspend, on the thread polling the task, right before the frame
+/// destroys itself; read and cleared by that poller as soon as the frame's
+/// resume returns (nothing runs on the thread in between but the frame's
+/// own destruction, which resumes no task). `frame` is null otherwise.
+struct root_exit {
+  void* frame = nullptr;
+  std::uintptr_t value = 0;  // the value's bits (zero-extended); 0 for void
+};
+inline constinit thread_local root_exit tl_root_exit{};
+
 /// What every task promise has: the awaiting coroutine to resume when the
 /// body finishes, or else the exception that escaped it, in one word (a
 /// parked task's frame pays for every byte of its promise).
@@ -88,6 +115,16 @@ inline constinit thread_local std::uintptr_t tl_failing_continuation = 0;
 /// kHasContinuation is clear. unhandled_exception() moves the continuation
 /// word to tl_failing_continuation for the final awaiter, which runs right
 /// after it on the same thread.
+///
+/// Roots that end without suspending: a spawned task's root frame (word 0
+/// at the end: nobody awaits it and its body did not throw) whose value fits
+/// the header's result slot (result_fits_inline_v, or void) does not
+/// suspend at final_suspend: it leaves the value's bits in tl_root_exit and
+/// destroys itself, so its poller (poll_task_yielded, the only code that
+/// resumes a root) neither moves the value out through result_ops nor
+/// re-enters the frame to destroy it. A root whose body threw, or with any
+/// other result type, suspends at final_suspend and its poller moves the
+/// outcome out and destroys the frame.
 ///
 /// Threading: a promise is touched only by the thread currently running (or
 /// destroying) its coroutine; hand-offs between threads go through the
@@ -107,7 +144,9 @@ class promise_base {
   std::suspend_always initial_suspend() const noexcept { return {}; }
 
   struct final_awaiter {
-    bool await_ready() const noexcept { return false; }
+    // True for a root that ends here without suspending (see above).
+    bool finished_root = false;
+    bool await_ready() const noexcept { return finished_root; }
     template <class Promise>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) const noexcept {
       promise_base& p = self.promise();
@@ -169,6 +208,11 @@ class promise_base {
   }
 
  protected:
+  /// For a final_suspend: whether the body ended without an exception and
+  /// nobody awaits the frame (a root; see "Roots that end without
+  /// suspending").
+  [[nodiscard]] bool finished_as_root() const noexcept { return word() == 0; }
+
   void rethrow_if_failed() const {
     if (failed()) std::rethrow_exception(error());
   }
@@ -233,6 +277,20 @@ class task_promise final : public promise_base {
     return std::move(value_);
   }
 
+  final_awaiter final_suspend() noexcept {
+    if constexpr (result_fits_inline_v<T>) {
+      if (finished_as_root()) {
+        // See "Roots that end without suspending" at promise_base.
+        std::uintptr_t bits = 0;
+        std::memcpy(&bits, static_cast<const void*>(std::addressof(value_)), sizeof(T));
+        tl_root_exit.value = bits;
+        tl_root_exit.frame = std::coroutine_handle<task_promise>::from_promise(*this).address();
+        return {true};
+      }
+    }
+    return {};
+  }
+
  private:
   union {
     T value_;
@@ -260,6 +318,16 @@ class task_promise<void> final : public promise_base {
   task<void> get_return_object() noexcept;
   void return_void() const noexcept {}
   void take() { rethrow_if_failed(); }
+
+  final_awaiter final_suspend() noexcept {
+    if (finished_as_root()) {
+      // See "Roots that end without suspending" at promise_base.
+      tl_root_exit.value = 0;
+      tl_root_exit.frame = std::coroutine_handle<task_promise>::from_promise(*this).address();
+      return {true};
+    }
+    return {};
+  }
 };
 
 [[noreturn]] void throw_empty_task();

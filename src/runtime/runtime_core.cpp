@@ -6,6 +6,7 @@
 #include "../detail/context.hpp"
 #include "../detail/sanitizers.hpp"
 #include "../task/header_pool.hpp"
+#include "../task/spawn_site.hpp"
 
 #include <pthread.h>
 
@@ -189,7 +190,7 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
 // Inlined into its two callers below (spawn_root, spawn_current).
 [[gnu::always_inline]] inline task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results,
                                                                spawn_options&& options, bool blocking) {
-  const spawn_site* const site = intern_spawn_site(root, options.location, results);
+  const spawn_site* const site = intern_spawn_site_inline(root, options.location, results);
   worker* const here = own_worker();
   if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
     root.destroy();

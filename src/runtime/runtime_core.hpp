@@ -306,6 +306,21 @@ class runtime_core final : public task_scheduler, public timer_host {
     if (previous != nullptr) push_displaced(w, previous);
   }
   void on_complete() noexcept override;
+  /// on_complete() called on `w`, a worker of this runtime (the calling
+  /// thread's), without the virtual call and the worker lookup.
+  void on_complete_here(worker& w) noexcept {
+    if (light_live_) [[likely]] {
+      // As in on_complete: only this thread writes its shard.
+      w.live.store(w.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      light_fence();
+      if (!closed_.load(std::memory_order_relaxed)) [[likely]]
+        return;
+      std::atomic_thread_fence(std::memory_order_seq_cst);  // see task_gone
+      gone_while_closed();
+      return;
+    }
+    on_complete();
+  }
   failure_sink* failures() noexcept override { return sink_; }
   void wait_for(task_header* task) override;
 

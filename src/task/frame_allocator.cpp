@@ -40,23 +40,20 @@ namespace {
 // glibc's malloc puts an 8-byte size word before each chunk and rounds the
 // chunk to 16 bytes, so a class of 16k + 8 bytes fills its chunk exactly (a
 // class of 16k bytes would take 16k + 16 and waste 8).
-constexpr std::size_t kFineStep = 16;
-constexpr std::size_t kFirst = 24;
-constexpr std::size_t kFineLimit = 264;
-constexpr std::size_t kCoarseStep = 64;
-constexpr std::size_t kLimit = 1032;
-constexpr std::size_t kFineClasses = (kFineLimit - kFirst) / kFineStep + 1;
-constexpr std::size_t kClasses = kFineClasses + (kLimit - kFineLimit) / kCoarseStep;
-constexpr std::uint32_t kBatch = 256;
-constexpr std::uint32_t kMaxCached = 2 * kBatch;
+using frames::frame_cache;
+using frames::free_block;
+using frames::kBatch;
+using frames::kClasses;
+using frames::kCoarseStep;
+using frames::kFineClasses;
+using frames::kFineLimit;
+using frames::kFineStep;
+using frames::kFirst;
+using frames::kLimit;
+using frames::kMaxCached;
+using frames::size_class;
 constexpr std::size_t kMaxDepotChains = 64;
 
-/// The class of a request of `size` bytes (kClasses and above: too large).
-constexpr std::size_t size_class(std::size_t size) noexcept {
-  if (size <= kFirst) return 0;
-  if (size <= kFineLimit) return (size - kFirst + kFineStep - 1) / kFineStep;
-  return kFineClasses + (size - kFineLimit + kCoarseStep - 1) / kCoarseStep - 1;
-}
 /// The block size of class `cls`.
 constexpr std::size_t class_size(std::size_t cls) noexcept {
   return cls < kFineClasses ? kFirst + cls * kFineStep : kFineLimit + (cls + 1 - kFineClasses) * kCoarseStep;
@@ -75,11 +72,6 @@ static_assert([] {
   return true;
 }());
 
-struct free_block {
-  free_block* next;
-};
-
-/// A chain of exactly kBatch blocks linked through `next`.
 struct chain {
   free_block* head;
   free_block* tail;
@@ -95,21 +87,20 @@ depot& global_depot() {
   return *d;
 }
 
+}  // namespace
+
 // Trivially destructible so that access needs no TLS guard; the cleanup
-// object below is registered on first use.
-struct frame_cache {
-  std::array<free_block*, kClasses> heads{};
-  // A spill walks kBatch blocks of its list once, amortised over kBatch frees.
-  std::array<std::uint32_t, kClasses> counts{};
-  bool registered = false;
-  bool dead = false;  // thread is exiting: bypass the cache
-};
-thread_local frame_cache tl_cache;
+// object below is registered on first use (which opens the lists to the
+// inline free in frame_allocator.hpp).
+constinit thread_local frame_cache frames::tl_frame_cache{};
+
+namespace {
 
 struct frame_cache_cleanup {
   ~frame_cache_cleanup() {
-    frame_cache& c = tl_cache;
+    frame_cache& c = frames::tl_frame_cache;
     c.dead = true;
+    c.open = false;
     for (std::size_t i = 0; i < kClasses; ++i) {
       while (free_block* b = c.heads[i]) {
         c.heads[i] = b->next;
@@ -170,6 +161,7 @@ thread_local frame_cache_cleanup tl_cleanup;
 
 [[gnu::noinline]] void register_cleanup_slow(frame_cache& c) noexcept {
   c.registered = true;
+  c.open = !c.dead;
   // The odr-use constructs the thread_local and registers its destructor.
   frame_cache_cleanup* volatile touch = &tl_cleanup;
   (void)touch;
@@ -182,11 +174,11 @@ inline void register_cleanup(frame_cache& c) noexcept {
 
 }  // namespace
 
-void* allocate_frame(std::size_t size) {
+void* allocate_frame_slow(std::size_t size) {
   if constexpr (WARDEN_ASAN) return ::operator new(size);
   const std::size_t cls = size_class(size);
   if (cls >= kClasses) return ::operator new(size);
-  frame_cache& c = tl_cache;
+  frame_cache& c = frames::tl_frame_cache;
   if (c.heads[cls] == nullptr && !c.dead) [[unlikely]] {
     register_cleanup(c);
     refill(c, cls);
@@ -199,7 +191,7 @@ void* allocate_frame(std::size_t size) {
   return ::operator new(class_size(cls));
 }
 
-void deallocate_frame(void* block, std::size_t size) noexcept {
+void deallocate_frame_slow(void* block, std::size_t size) noexcept {
   if constexpr (WARDEN_ASAN) {
     ::operator delete(block, size);
     return;
@@ -209,7 +201,7 @@ void deallocate_frame(void* block, std::size_t size) noexcept {
     ::operator delete(block, size);
     return;
   }
-  frame_cache& c = tl_cache;
+  frame_cache& c = frames::tl_frame_cache;
   if (c.dead) [[unlikely]] {
     ::operator delete(block, class_size(cls));
     return;

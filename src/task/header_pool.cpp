@@ -9,10 +9,21 @@
 #include <vector>
 
 namespace warden::detail {
+
+constinit std::atomic<std::uint32_t> headers::g_sweeps{0};
+constinit std::atomic<std::uint8_t> headers::g_heavy_fence{0};
+// Trivially destructible: no TLS guard; the cleanup object below is
+// registered on first use, which opens the cache to the inline paths.
+constinit thread_local headers::header_cache headers::tl_header_cache{};
+
 namespace {
 
+using headers::g_heavy_fence;
+using headers::g_sweeps;
+using headers::header_cache;
+using headers::kCacheSize;
+
 constexpr std::size_t kChunkSize = 512;
-constexpr std::uint32_t kCacheSize = 256;
 constexpr std::uint32_t kBatch = 128;
 constexpr std::uint64_t kIdBlock = 1024;
 
@@ -26,13 +37,6 @@ struct pool {
   std::vector<task_header*> deferred;
   std::atomic<std::uint64_t> next_id_block{1};
 };
-
-// Sweeps running now (see for_each_live_header).
-constinit std::atomic<std::uint32_t> g_sweeps{0};
-
-/// heavy_fence_available(), remembered here (it is asked on every free):
-/// 0 not asked yet, 1 yes, 2 no. Asking twice is harmless.
-constinit std::atomic<std::uint8_t> g_heavy_fence{0};
 
 [[gnu::noinline]] bool ask_heavy_fence() noexcept {
   const bool available = heavy_fence_available();
@@ -70,16 +74,6 @@ pool& global_pool() {
   return *p;
 }
 
-struct header_cache {
-  std::array<task_header*, kCacheSize> items{};
-  std::uint32_t count = 0;
-  std::uint64_t next_id = 0;
-  std::uint64_t id_limit = 0;
-  bool registered = false;
-  bool dead = false;
-};
-thread_local header_cache tl_cache;
-
 [[gnu::noinline]] void spill(header_cache& c, std::uint32_t n) {
   pool& p = global_pool();
   std::lock_guard lock(p.free_mutex);
@@ -88,8 +82,9 @@ thread_local header_cache tl_cache;
 
 struct header_cache_cleanup {
   ~header_cache_cleanup() {
-    header_cache& c = tl_cache;
+    header_cache& c = headers::tl_header_cache;
     c.dead = true;
+    c.open = false;
     spill(c, c.count);
   }
 };
@@ -97,6 +92,7 @@ thread_local header_cache_cleanup tl_cleanup;
 
 [[gnu::noinline]] void register_cleanup_slow(header_cache& c) {
   c.registered = true;
+  c.open = !c.dead;
   header_cache_cleanup* volatile touch = &tl_cleanup;  // odr-use registers the destructor
   (void)touch;
 }
@@ -132,8 +128,8 @@ inline void register_cleanup(header_cache& c) {
 
 }  // namespace
 
-task_header* allocate_header() {
-  header_cache& c = tl_cache;
+task_header* allocate_header_slow() {
+  header_cache& c = headers::tl_header_cache;
   if (c.dead) {
     // Thread exit: take one straight from the global list.
     c.dead = false;
@@ -160,7 +156,7 @@ namespace {
 }
 }  // namespace
 
-void free_header(task_header* header) noexcept {
+void free_header_slow(task_header* header) noexcept {
   // Deferred with its extras: a sweep may be reading the task's name.
   if (sweep_may_run()) [[unlikely]]
     if (defer_free(header)) return;
@@ -174,7 +170,7 @@ void free_header(task_header* header) noexcept {
   // released its reference since, or ended its sweep (see "Sweeps" below).
   if (header->extras.load(std::memory_order_acquire) != nullptr) [[unlikely]]
     free_extras(header);
-  header_cache& c = tl_cache;
+  header_cache& c = headers::tl_header_cache;
   if (c.dead) [[unlikely]] {
     free_to_pool(header);
     return;
@@ -186,7 +182,7 @@ void free_header(task_header* header) noexcept {
 }
 
 std::uint64_t next_task_id() noexcept {
-  header_cache& c = tl_cache;
+  header_cache& c = headers::tl_header_cache;
   if (c.next_id == c.id_limit) {
     c.next_id = global_pool().next_id_block.fetch_add(kIdBlock, std::memory_order_relaxed);
     c.id_limit = c.next_id + kIdBlock;

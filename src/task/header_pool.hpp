@@ -12,17 +12,74 @@
 
 #include <warden/detail/task_header.hpp>
 
+#include "../detail/asymmetric_fence.hpp"
+#include "../detail/sanitizers.hpp"
+
+#include <array>
+#include <atomic>
 #include <cstdint>
 
 namespace warden::detail {
 
+/// allocate_header / free_header's own paths (header_pool.cpp): an empty or
+/// full cache, a thread not set up or exiting, a sweep, extras to free.
+task_header* allocate_header_slow();
+void free_header_slow(task_header* header) noexcept;
+
+namespace headers {
+
+inline constexpr std::uint32_t kCacheSize = 256;
+
+/// A thread's cache of free headers; only that thread touches it.
+struct header_cache {
+  std::array<task_header*, kCacheSize> items{};
+  std::uint32_t count = 0;
+  bool registered = false;
+  bool dead = false;
+  // registered && !dead: the inline paths below may use the cache.
+  bool open = false;
+  std::uint64_t next_id = 0;
+  std::uint64_t id_limit = 0;
+};
+extern constinit thread_local header_cache tl_header_cache;
+
+/// Sweeps running now (see for_each_live_header).
+extern constinit std::atomic<std::uint32_t> g_sweeps;
+/// heavy_fence_available(), remembered (it is asked on every free): 0 not
+/// asked yet, 1 yes, 2 no. Asking twice is harmless.
+extern constinit std::atomic<std::uint8_t> g_heavy_fence;
+
+}  // namespace headers
+
 /// A header with every field reset and no references in its state word; the
 /// caller initialises it and publishes it by storing the state (release).
-task_header* allocate_header();
-/// Returns a header whose last reference was released.
+inline task_header* allocate_header() {
+  headers::header_cache& c = headers::tl_header_cache;
+  if (c.open && c.count != 0) [[likely]]
+    return c.items[--c.count];
+  return allocate_header_slow();
+}
+
 /// Returns a dead header (no references, frame and result gone) to the
 /// pool, freeing its extras (free_extras) once no sweep can read them.
-void free_header(task_header* header) noexcept;
+inline void free_header(task_header* header) noexcept {
+  if constexpr (!WARDEN_TSAN) {
+    // The common case of free_header_slow: the freeing side of the sweep
+    // handshake with a compiler barrier ("Sweeps" in header_pool.cpp), no
+    // sweep, no extras, room in the cache.
+    if (headers::g_heavy_fence.load(std::memory_order_relaxed) == 1) [[likely]] {
+      light_fence();
+      headers::header_cache& c = headers::tl_header_cache;
+      if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 &&
+          header->extras.load(std::memory_order_relaxed) == nullptr && c.open && c.count != headers::kCacheSize)
+          [[likely]] {
+        c.items[c.count++] = header;
+        return;
+      }
+    }
+  }
+  free_header_slow(header);
+}
 /// Frees the header's extras record (task_header.cpp).
 void free_extras(task_header* header) noexcept;
 /// A fresh task id, unique in the process.

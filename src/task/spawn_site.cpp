@@ -7,11 +7,13 @@
 // the table is leaked on purpose: tasks may be spawned or reported during
 // static destruction). A thread finds the record again through a small
 // direct-mapped cache of its own, a few loads and compares per spawn; a
-// miss, or a collision in the cache, takes the lock.
+// miss, or a collision in the cache, takes the lock. In front of that cache,
+// the record of the thread's last spawn is compared first, inline at the
+// spawn (spawn_site.hpp).
 //
 // Keys: see kLocationIsOneWord below. Locations that compare equal are
 // interchangeable for every reader (reports, spawn_location()).
-#include <warden/detail/task_header.hpp>
+#include "spawn_site.hpp"
 
 #include <array>
 #include <cstddef>
@@ -121,13 +123,17 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
 
 }  // namespace
 
+constinit thread_local const spawn_site* tl_last_spawn_site = nullptr;
+
 const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::source_location& location,
                                     const result_ops& results) {
   const site_key key = key_of(location, results);
   const spawn_site*& slot = tl_sites[hash_of(key) % kCacheSlots];
-  if (const spawn_site* site = slot; site != nullptr && matches(*site, key)) [[likely]]
-    return site;
-  return intern_slow(root, key, location, slot);
+  const spawn_site* site = slot;
+  if (site == nullptr || !matches(*site, key)) [[unlikely]]
+    site = intern_slow(root, key, location, slot);
+  tl_last_spawn_site = site;  // intern_spawn_site_inline's front entry
+  return site;
 }
 
 }  // namespace warden::detail

@@ -441,7 +441,12 @@ inline void publish_finished(task_header* task, bool leftovers) noexcept {
     task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE) - h::REF_ONE,
                       std::memory_order_release);
     if ((s & h::JOIN_INTEREST) == 0) free_task(task);  // the lifecycle reference was the only one
-    scheduler->on_complete();
+    // Usually a task of the runtime whose worker this is: no virtual call.
+    if (worker* const w = tl_context.on_worker; w != nullptr && static_cast<task_scheduler*>(w->core) == scheduler)
+        [[likely]]
+      w->core->on_complete_here(*w);
+    else
+      scheduler->on_complete();
     return;
   }
   publish_outcome(task, 0, leftovers);
@@ -538,6 +543,15 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   publish_finished(task, task->result != nullptr);
 }
 
+/// A task whose root frame ended without suspending and destroyed itself,
+/// leaving the value's bits (see "Roots that end without suspending" in
+/// task.hpp): the value takes the resume point's slot, and publishes.
+inline void complete_exited(task_header* task, std::uintptr_t bits) noexcept {
+  task->root = {};  // destroyed already
+  task->result = reinterpret_cast<void*>(bits);
+  publish_finished(task, bits != 0);
+}
+
 void cancel_now(task_header* task) noexcept {
   destroy_root(task);  // runs every destructor in the task's frames
   retire_results(task);
@@ -601,6 +615,14 @@ bool poll_task_yielded(task_header* task) noexcept {
   }
   task->resume_point.resume();
   const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
+  if (tl_root_exit.frame != nullptr) [[likely]] {
+    // The root ended without suspending (only a root of this poll can have
+    // set it: nested polls clear theirs before they return).
+    tl_root_exit.frame = nullptr;
+    complete_exited(task, tl_root_exit.value);
+    tl_context.task = outer;
+    return false;
+  }
   if (task->root.done()) {
     complete_finished(task);
     tl_context.task = outer;

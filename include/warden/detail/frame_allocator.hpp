@@ -8,11 +8,103 @@
 // frame is still caught.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 
 namespace warden::detail {
 
-void* allocate_frame(std::size_t size);
-void deallocate_frame(void* block, std::size_t size) noexcept;
+/// The allocator's own paths (frame_allocator.cpp): a miss or a full list,
+/// sizes beyond the classes, a thread not set up or exiting, AddressSanitizer.
+void* allocate_frame_slow(std::size_t size);
+void deallocate_frame_slow(void* block, std::size_t size) noexcept;
+
+namespace frames {
+
+// Size classes (see frame_allocator.cpp for why these steps).
+inline constexpr std::size_t kFineStep = 16;
+inline constexpr std::size_t kFirst = 24;
+inline constexpr std::size_t kFineLimit = 264;
+inline constexpr std::size_t kCoarseStep = 64;
+inline constexpr std::size_t kLimit = 1032;
+inline constexpr std::size_t kFineClasses = (kFineLimit - kFirst) / kFineStep + 1;
+inline constexpr std::size_t kClasses = kFineClasses + (kLimit - kFineLimit) / kCoarseStep;
+inline constexpr std::uint32_t kBatch = 256;
+inline constexpr std::uint32_t kMaxCached = 2 * kBatch;
+
+/// The class of a request of `size` bytes (kClasses and above: too large).
+/// A constant where the size is (a coroutine frame's is).
+constexpr std::size_t size_class(std::size_t size) noexcept {
+  if (size <= kFirst) return 0;
+  if (size <= kFineLimit) return (size - kFirst + kFineStep - 1) / kFineStep;
+  return kFineClasses + (size - kFineLimit + kCoarseStep - 1) / kCoarseStep - 1;
+}
+
+struct free_block {
+  free_block* next;
+};
+
+/// A thread's free lists; only that thread touches them.
+struct frame_cache {
+  std::array<free_block*, kClasses> heads{};
+  // A spill walks kBatch blocks of its list once, amortised over kBatch frees.
+  std::array<std::uint32_t, kClasses> counts{};
+  bool registered = false;
+  bool dead = false;  // thread is exiting: bypass the cache
+  // registered && !dead: frees may go to the lists inline.
+  bool open = false;
+};
+extern constinit thread_local frame_cache tl_frame_cache;
+
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kInline = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kInline = false;
+#else
+inline constexpr bool kInline = true;
+#endif
+#else
+inline constexpr bool kInline = true;
+#endif
+
+}  // namespace frames
+
+/// A block of at least `size` bytes: the head of this thread's list for its
+/// class, inline, else allocate_frame_slow. (Under AddressSanitizer every
+/// block goes to and from the system allocator, in the library's paths; a
+/// library built with it never opens the lists, so a translation unit built
+/// without it falls through to those paths too.)
+inline void* allocate_frame(std::size_t size) {
+  if constexpr (frames::kInline) {
+    const std::size_t cls = frames::size_class(size);
+    if (cls < frames::kClasses) {
+      frames::frame_cache& c = frames::tl_frame_cache;
+      if (frames::free_block* b = c.heads[cls]) [[likely]] {
+        c.heads[cls] = b->next;
+        --c.counts[cls];
+        return b;
+      }
+    }
+  }
+  return allocate_frame_slow(size);
+}
+
+/// Frees a block from allocate_frame(size): onto this thread's list for its
+/// class, inline, unless the list is full or the thread not set up.
+inline void deallocate_frame(void* block, std::size_t size) noexcept {
+  if constexpr (frames::kInline) {
+    const std::size_t cls = frames::size_class(size);
+    frames::frame_cache& c = frames::tl_frame_cache;
+    if (cls < frames::kClasses && c.open && c.counts[cls] < frames::kMaxCached) [[likely]] {
+      auto* b = static_cast<frames::free_block*>(block);
+      b->next = c.heads[cls];
+      c.heads[cls] = b;
+      ++c.counts[cls];
+      return;
+    }
+  }
+  deallocate_frame_slow(block, size);
+}
 
 }  // namespace warden::detail

@@ -71,7 +71,11 @@
 // * `root`: the poller owns it (the promise is found through the result_ops
 //   of the task's spawn site). At completion the poller moves the outcome
 //   out (`result` box or `error`) and destroys the frame at once, so the
-//   task's parameters and captures die when it finishes.
+//   task's parameters and captures die when it finishes. A root whose value
+//   fits the `result` slot (or void) and whose body did not throw does that
+//   itself: it leaves the value's bits to its poller and destroys itself
+//   without suspending at final_suspend ("Roots that end without
+//   suspending" in task.hpp); the poller then clears `root`.
 // * `site` (result_ops and spawn location, interned per call site and
 //   result type): written at spawn, never changed; anyone holding a
 //   reference may read it.
