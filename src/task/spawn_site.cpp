@@ -1,11 +1,17 @@
 // Interned spawn sites: one immutable record per (spawn location, result
-// type), which every task spawned there points to (task_header::site), so a
-// header keeps one word for its result_ops and its spawn location.
+// type, scheduler), which every task spawned there points to
+// (task_header::site), so a header keeps one word for its result_ops, its
+// spawn location and its scheduler.
 //
 // The records are made under a global lock the first time a thread spawns at
 // a site, and never freed (a program has a bounded number of spawn sites;
 // the table is leaked on purpose: tasks may be spawned or reported during
-// static destruction). A thread finds the record again through a small
+// static destruction, and a header, which may outlive its runtime, reads its
+// record until it is freed). The scheduler is part of the key: a program
+// that makes runtimes (or local executors) at ever new addresses keeps one
+// record (48 bytes) per spawn site and scheduler address used, which is the
+// price of the header's eighth word; a runtime made at a reused address
+// reuses the records. A thread finds the record again through a small
 // direct-mapped cache of its own, a few loads and compares per spawn; a
 // miss, or a collision in the cache, takes the lock.
 //
@@ -35,6 +41,7 @@ constexpr bool kLocationIsOneWord =
 
 struct site_key {
   const result_ops* results;
+  task_scheduler* scheduler;
   std::uintptr_t bits;  // kLocationIsOneWord: the location's bits
   const char* file;
   const char* function;
@@ -50,19 +57,22 @@ std::uintptr_t bits_of(const std::source_location& location) noexcept {
   return bits;
 }
 
-site_key key_of(const std::source_location& location, const result_ops& results) noexcept {
-  if constexpr (kLocationIsOneWord) return {&results, bits_of(location), nullptr, nullptr, 0, 0};
-  return {&results, 0, location.file_name(), location.function_name(), location.line(), location.column()};
+site_key key_of(const std::source_location& location, const result_ops& results, task_scheduler* scheduler) noexcept {
+  if constexpr (kLocationIsOneWord) return {&results, scheduler, bits_of(location), nullptr, nullptr, 0, 0};
+  return {&results, scheduler, 0, location.file_name(), location.function_name(), location.line(), location.column()};
 }
 
 bool matches(const spawn_site& site, const site_key& key) noexcept {
-  if constexpr (kLocationIsOneWord) return site.results == key.results && bits_of(site.location) == key.bits;
-  return site.results == key.results && site.location.line() == key.line && site.location.column() == key.column &&
-         site.location.file_name() == key.file && site.location.function_name() == key.function;
+  if constexpr (kLocationIsOneWord)
+    return site.results == key.results && site.scheduler == key.scheduler && bits_of(site.location) == key.bits;
+  return site.results == key.results && site.scheduler == key.scheduler && site.location.line() == key.line &&
+         site.location.column() == key.column && site.location.file_name() == key.file &&
+         site.location.function_name() == key.function;
 }
 
 std::size_t hash_of(const site_key& key) noexcept {
-  std::uint64_t h = (reinterpret_cast<std::uintptr_t>(key.results) >> 3) ^ key.bits;
+  std::uint64_t h = (reinterpret_cast<std::uintptr_t>(key.results) >> 3) ^ key.bits ^
+                    (reinterpret_cast<std::uintptr_t>(key.scheduler) >> 4) * 0xFF51AFD7ED558CCDull;
   if constexpr (!kLocationIsOneWord) {
     h = h * 0x9E3779B97F4A7C15ull + (reinterpret_cast<std::uintptr_t>(key.file) >> 3);
     h = h * 0x9E3779B97F4A7C15ull + key.line;
@@ -99,7 +109,7 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
   auto [it, inserted] = table.sites.try_emplace(key, nullptr);
   if (inserted) {
     try {
-      it->second = new spawn_site{key.results, location};
+      it->second = new spawn_site{key.results, key.scheduler, location};
     } catch (...) {
       table.sites.erase(it);
       throw;
@@ -122,8 +132,8 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
 }  // namespace
 
 const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::source_location& location,
-                                    const result_ops& results) {
-  const site_key key = key_of(location, results);
+                                    const result_ops& results, task_scheduler* scheduler) {
+  const site_key key = key_of(location, results, scheduler);
   const spawn_site*& slot = tl_sites[hash_of(key) % kCacheSlots];
   if (const spawn_site* site = slot; site != nullptr && matches(*site, key)) [[likely]]
     return site;
