@@ -71,8 +71,10 @@ bool matches(const spawn_site& site, const site_key& key) noexcept {
 }
 
 std::size_t hash_of(const site_key& key) noexcept {
+  // The scheduler is mixed in with a shift (two instructions): the final
+  // multiply spreads it, and a program rarely has more than one or two.
   std::uint64_t h = (reinterpret_cast<std::uintptr_t>(key.results) >> 3) ^ key.bits ^
-                    (reinterpret_cast<std::uintptr_t>(key.scheduler) >> 4) * 0xFF51AFD7ED558CCDull;
+                    (reinterpret_cast<std::uintptr_t>(key.scheduler) >> 6);
   if constexpr (!kLocationIsOneWord) {
     h = h * 0x9E3779B97F4A7C15ull + (reinterpret_cast<std::uintptr_t>(key.file) >> 3);
     h = h * 0x9E3779B97F4A7C15ull + key.line;
