@@ -121,10 +121,13 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
   return it->second;
 }
 
-[[gnu::noinline]] const spawn_site* intern_slow(std::coroutine_handle<> root, const site_key& key,
-                                                const std::source_location& location, const spawn_site*& slot) {
+// Takes the key's parts, not the key: the fast path then builds no key in
+// memory (its compares use the parts in registers).
+[[gnu::noinline]] const spawn_site* intern_slow(std::coroutine_handle<> root, const std::source_location& location,
+                                                const result_ops& results, task_scheduler* scheduler,
+                                                const spawn_site*& slot) {
   try {
-    return intern_slow_or_throw(key, location, slot);
+    return intern_slow_or_throw(key_of(location, results, scheduler), location, slot);
   } catch (...) {
     root.destroy();  // the task never runs
     throw;
@@ -139,7 +142,7 @@ const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::sou
   const spawn_site*& slot = tl_sites[hash_of(key) % kCacheSlots];
   if (const spawn_site* site = slot; site != nullptr && matches(*site, key)) [[likely]]
     return site;
-  return intern_slow(root, key, location, slot);
+  return intern_slow(root, location, results, scheduler, slot);
 }
 
 }  // namespace warden::detail
