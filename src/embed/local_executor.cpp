@@ -196,12 +196,12 @@ class local_core {
           "local_executor::spawn called outside a context of this executor; call it inside run_update / run_query "
           "(the host callback or a task running on the executor)");
     }
-    const spawn_site* const site = intern_spawn_site(root, options.location, results);
     const bool query = mode_ == mode::query;
+    const spawn_site* const site =
+        intern_spawn_site(root, options.location, results, query ? static_cast<task_scheduler*>(&query_) : &update_);
     task_header* t = allocate_header();
     t->root = root;
     t->resume_point = root;
-    t->scheduler = query ? static_cast<task_scheduler*>(&query_) : &update_;
     t->site = site;
     if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
     if (task_header* parent = tl_context.task;
@@ -283,7 +283,7 @@ class local_core {
         if (!take_remote()) break;
         continue;
       }
-      if (mode_ == mode::query && t->scheduler == &update_) {
+      if (mode_ == mode::query && scheduler_of(t) == &update_) {
         deferred.push(t);
         continue;
       }
@@ -332,7 +332,7 @@ class local_core {
   }
 
   [[nodiscard]] bool owns(const task_header* h) const noexcept {
-    return h->scheduler == &update_ || h->scheduler == &query_;
+    return scheduler_of(h) == &update_ || scheduler_of(h) == &query_;
   }
 
   local_executor& owner_;

@@ -190,7 +190,8 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
 // Inlined into its two callers below (spawn_root, spawn_current).
 [[gnu::always_inline]] inline task_header* runtime_core::spawn(std::coroutine_handle<> root, const result_ops& results,
                                                                spawn_options&& options, bool blocking) {
-  const spawn_site* const site = intern_spawn_site_inline(root, options.location, results);
+  const spawn_site* const site = intern_spawn_site_inline(root, options.location, results,
+                                                          blocking ? static_cast<task_scheduler*>(&blocking_) : this);
   worker* const here = own_worker();
   if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
     root.destroy();
@@ -199,7 +200,6 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
   task_header* t = allocate_header();
   t->root = root;
   t->resume_point = root;
-  t->scheduler = blocking ? static_cast<task_scheduler*>(&blocking_) : this;
   t->site = site;
   if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
   if (task_header* parent = tl_context.task;
@@ -548,7 +548,7 @@ void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n
 
 inline bool help_awaited(task_header* child) noexcept {
   worker* w = tl_context.on_worker;
-  if (w == nullptr || child->scheduler != static_cast<task_scheduler*>(w->core)) return false;
+  if (w == nullptr || scheduler_of(child) != static_cast<task_scheduler*>(w->core)) return false;
   return w->core->help_awaited(*w, child);
 }
 

@@ -358,7 +358,7 @@ class runtime_core final : public task_scheduler, public timer_host {
   [[nodiscard]] std::size_t alive() const noexcept;
   [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   [[nodiscard]] bool owns(const task_header* task) const noexcept {
-    return task->scheduler == this || task->scheduler == &blocking_;
+    return scheduler_of(task) == this || scheduler_of(task) == &blocking_;
   }
 
  private:

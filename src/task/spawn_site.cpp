@@ -1,11 +1,17 @@
 // Interned spawn sites: one immutable record per (spawn location, result
-// type), which every task spawned there points to (task_header::site), so a
-// header keeps one word for its result_ops and its spawn location.
+// type, scheduler), which every task spawned there points to
+// (task_header::site), so a header keeps one word for its result_ops, its
+// spawn location and its scheduler.
 //
 // The records are made under a global lock the first time a thread spawns at
 // a site, and never freed (a program has a bounded number of spawn sites;
 // the table is leaked on purpose: tasks may be spawned or reported during
-// static destruction). A thread finds the record again through a small
+// static destruction, and a header, which may outlive its runtime, reads its
+// record until it is freed). The scheduler is part of the key: a program
+// that makes runtimes (or local executors) at ever new addresses keeps one
+// record (48 bytes) per spawn site and scheduler address used, which is the
+// price of the header's eighth word; a runtime made at a reused address
+// reuses the records. A thread finds the record again through a small
 // direct-mapped cache of its own, a few loads and compares per spawn; a
 // miss, or a collision in the cache, takes the lock. In front of that cache,
 // the record of the thread's last spawn is compared first, inline at the
@@ -37,6 +43,7 @@ constexpr bool kLocationIsOneWord =
 
 struct site_key {
   const result_ops* results;
+  task_scheduler* scheduler;
   std::uintptr_t bits;  // kLocationIsOneWord: the location's bits
   const char* file;
   const char* function;
@@ -52,19 +59,24 @@ std::uintptr_t bits_of(const std::source_location& location) noexcept {
   return bits;
 }
 
-site_key key_of(const std::source_location& location, const result_ops& results) noexcept {
-  if constexpr (kLocationIsOneWord) return {&results, bits_of(location), nullptr, nullptr, 0, 0};
-  return {&results, 0, location.file_name(), location.function_name(), location.line(), location.column()};
+site_key key_of(const std::source_location& location, const result_ops& results, task_scheduler* scheduler) noexcept {
+  if constexpr (kLocationIsOneWord) return {&results, scheduler, bits_of(location), nullptr, nullptr, 0, 0};
+  return {&results, scheduler, 0, location.file_name(), location.function_name(), location.line(), location.column()};
 }
 
 bool matches(const spawn_site& site, const site_key& key) noexcept {
-  if constexpr (kLocationIsOneWord) return site.results == key.results && bits_of(site.location) == key.bits;
-  return site.results == key.results && site.location.line() == key.line && site.location.column() == key.column &&
-         site.location.file_name() == key.file && site.location.function_name() == key.function;
+  if constexpr (kLocationIsOneWord)
+    return site.results == key.results && site.scheduler == key.scheduler && bits_of(site.location) == key.bits;
+  return site.results == key.results && site.scheduler == key.scheduler && site.location.line() == key.line &&
+         site.location.column() == key.column && site.location.file_name() == key.file &&
+         site.location.function_name() == key.function;
 }
 
 std::size_t hash_of(const site_key& key) noexcept {
-  std::uint64_t h = (reinterpret_cast<std::uintptr_t>(key.results) >> 3) ^ key.bits;
+  // The scheduler is mixed in with a shift (two instructions): the final
+  // multiply spreads it, and a program rarely has more than one or two.
+  std::uint64_t h = (reinterpret_cast<std::uintptr_t>(key.results) >> 3) ^ key.bits ^
+                    (reinterpret_cast<std::uintptr_t>(key.scheduler) >> 6);
   if constexpr (!kLocationIsOneWord) {
     h = h * 0x9E3779B97F4A7C15ull + (reinterpret_cast<std::uintptr_t>(key.file) >> 3);
     h = h * 0x9E3779B97F4A7C15ull + key.line;
@@ -101,7 +113,7 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
   auto [it, inserted] = table.sites.try_emplace(key, nullptr);
   if (inserted) {
     try {
-      it->second = new spawn_site{key.results, location};
+      it->second = new spawn_site{key.results, key.scheduler, location};
     } catch (...) {
       table.sites.erase(it);
       throw;
@@ -111,10 +123,13 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
   return it->second;
 }
 
-[[gnu::noinline]] const spawn_site* intern_slow(std::coroutine_handle<> root, const site_key& key,
-                                                const std::source_location& location, const spawn_site*& slot) {
+// Takes the key's parts, not the key: the fast path then builds no key in
+// memory (its compares use the parts in registers).
+[[gnu::noinline]] const spawn_site* intern_slow(std::coroutine_handle<> root, const std::source_location& location,
+                                                const result_ops& results, task_scheduler* scheduler,
+                                                const spawn_site*& slot) {
   try {
-    return intern_slow_or_throw(key, location, slot);
+    return intern_slow_or_throw(key_of(location, results, scheduler), location, slot);
   } catch (...) {
     root.destroy();  // the task never runs
     throw;
@@ -126,12 +141,12 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
 constinit thread_local const spawn_site* tl_last_spawn_site = nullptr;
 
 const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::source_location& location,
-                                    const result_ops& results) {
-  const site_key key = key_of(location, results);
+                                    const result_ops& results, task_scheduler* scheduler) {
+  const site_key key = key_of(location, results, scheduler);
   const spawn_site*& slot = tl_sites[hash_of(key) % kCacheSlots];
   const spawn_site* site = slot;
   if (site == nullptr || !matches(*site, key)) [[unlikely]]
-    site = intern_slow(root, key, location, slot);
+    site = intern_slow(root, location, results, scheduler, slot);
   tl_last_spawn_site = site;  // intern_spawn_site_inline's front entry
   return site;
 }

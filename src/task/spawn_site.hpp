@@ -15,16 +15,17 @@ namespace warden::detail {
 extern constinit thread_local const spawn_site* tl_last_spawn_site;
 
 /// intern_spawn_site, first comparing with the thread's last record: a loop
-/// of spawns at one place (the common case) costs a load and two compares.
+/// of spawns at one place (the common case) costs a load and three compares.
 /// Only where a location is one word, compared by its bits as the cache
 /// behind it does (see spawn_site.cpp).
 [[gnu::always_inline]] inline const spawn_site* intern_spawn_site_inline(std::coroutine_handle<> root,
                                                                          const std::source_location& location,
-                                                                         const result_ops& results) {
+                                                                         const result_ops& results,
+                                                                         task_scheduler* scheduler) {
   if constexpr (sizeof(std::source_location) == sizeof(std::uintptr_t) &&
                 std::is_trivially_copyable_v<std::source_location>) {
     const spawn_site* const last = tl_last_spawn_site;
-    if (last != nullptr && last->results == &results) {
+    if (last != nullptr && last->results == &results && last->scheduler == scheduler) {
       std::uintptr_t a;
       std::uintptr_t b;
       std::memcpy(&a, &last->location, sizeof(a));
@@ -33,7 +34,7 @@ extern constinit thread_local const spawn_site* tl_last_spawn_site;
         return last;
     }
   }
-  return intern_spawn_site(root, location, results);
+  return intern_spawn_site(root, location, results, scheduler);
 }
 
 }  // namespace warden::detail

@@ -115,8 +115,8 @@ namespace detail {
 
 constinit thread_local thread_context tl_context{};
 
-static_assert(sizeof(void*) != 8 || sizeof(task_header) == 64,
-              "the task header is meant to take 64 bytes (see \"Size\" in task_header.hpp)");
+static_assert(sizeof(void*) != 8 || sizeof(task_header) == 56,
+              "the task header is meant to take 56 bytes (see \"Size\" in task_header.hpp)");
 
 /// A panicked task's outcome (see task_header::panic).
 struct task_panic {
@@ -243,7 +243,7 @@ namespace {
 /// entered) off the workers of the task's runtime, or when a sweep comes.
 inline bool solo_enter(const task_header* task) noexcept {
   thread_context& c = tl_context;
-  if (c.solo_scheduler != task->scheduler) return false;  // null off the workers
+  if (c.solo_scheduler != scheduler_of(task)) return false;  // null off the workers
   if constexpr (WARDEN_TSAN) {
     // TSan models neither fence: seq_cst on both sides orders them.
     c.solo_inside->store(1, std::memory_order_seq_cst);
@@ -321,7 +321,7 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
       task->state.store(((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING, std::memory_order_relaxed);
       solo_leave();
       // solo_enter saw this thread on a worker of the task's runtime.
-      static_cast<runtime_core*>(task->scheduler)->schedule_woken_here(*tl_context.on_worker, task);
+      static_cast<runtime_core*>(scheduler_of(task))->schedule_woken_here(*tl_context.on_worker, task);
       return;
     }
     solo_leave();
@@ -340,7 +340,7 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
     // to the poller by the queue.
     if (task->state.compare_exchange_weak(s, ((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING,
                                           std::memory_order_acq_rel, std::memory_order_acquire)) {
-      task->scheduler->schedule(task, schedule_hint::wake);
+      scheduler_of(task)->schedule(task, schedule_hint::wake);
       return;
     }
   }
@@ -367,7 +367,7 @@ void abort(task_header* task) noexcept {
       next = (next & ~h::SOLO) | h::SCHEDULED;  // idle: queue it so a worker destroys the frame
     if (next == s) return;                      // already aborted and queued (or being polled)
     if (task->state.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
-      if ((s & (h::RUNNING | h::SCHEDULED)) == 0) task->scheduler->schedule(task, schedule_hint::spawn);
+      if ((s & (h::RUNNING | h::SCHEDULED)) == 0) scheduler_of(task)->schedule(task, schedule_hint::spawn);
       return;
     }
   }
@@ -392,7 +392,7 @@ namespace {
 /// handle dropped right after it reports to this sink if nobody took the
 /// failure.
 [[gnu::noinline]] void record_panic(task_header* task, std::exception_ptr error) noexcept {
-  failure_sink* sink = task->scheduler->failures();
+  failure_sink* sink = scheduler_of(task)->failures();
   task_panic* panic = nullptr;
   try {
     task_extras& extras = extras_for(task);
@@ -430,7 +430,7 @@ void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) n
 /// does the rest.
 inline void publish_finished(task_header* task, bool leftovers) noexcept {
   using h = task_header;
-  task_scheduler* const scheduler = task->scheduler;
+  task_scheduler* const scheduler = scheduler_of(task);
   // acquire: the other owners' releases (we may free), and the join waker.
   const std::uint64_t s = task->state.load(std::memory_order_acquire);
   if (completes_alone(task, s)) [[likely]] {
@@ -454,7 +454,7 @@ inline void publish_finished(task_header* task, bool leftovers) noexcept {
 
 [[gnu::noinline]] void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) noexcept {
   using h = task_header;
-  task_scheduler* const scheduler = task->scheduler;  // read now: see "fast" below
+  task_scheduler* const scheduler = scheduler_of(task);  // read now: see "fast" below
   // acquire: the other owners' releases (we may free), and the join waker.
   std::uint64_t s = task->state.load(std::memory_order_acquire);
   if (completes_alone(task, s)) {
@@ -581,7 +581,7 @@ bool solo_park(task_header* task, deferred_park park) noexcept {
   // that finds what it awaited (a new generation, as after any poll).
   task->state.store(s + h::GENERATION_ONE, std::memory_order_relaxed);
   solo_leave();
-  task->scheduler->schedule(task, schedule_hint::yield);
+  scheduler_of(task)->schedule(task, schedule_hint::yield);
   return true;
 }
 
@@ -680,7 +680,7 @@ bool poll_task_yielded(task_header* task) noexcept {
       // hence before the next poll (the queue hand-off carries it on).
       if (task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
                                             std::memory_order_relaxed)) {
-        task->scheduler->schedule(task, schedule_hint::yield);
+        scheduler_of(task)->schedule(task, schedule_hint::yield);
         break;
       }
       continue;
@@ -694,7 +694,7 @@ bool poll_task_yielded(task_header* task) noexcept {
 }
 
 void poll_task(task_header* task) noexcept {
-  if (poll_task_yielded(task)) task->scheduler->schedule(task, schedule_hint::yield);
+  if (poll_task_yielded(task)) scheduler_of(task)->schedule(task, schedule_hint::yield);
 }
 
 bool set_join_waker(task_header* task, waker& w) {
@@ -832,7 +832,7 @@ waker waker::for_current() noexcept {
 
 void block_until_complete(task_header* task) {
   if (task->is_complete()) return;
-  task->scheduler->wait_for(task);
+  scheduler_of(task)->wait_for(task);
 }
 
 void wait_with_parker(task_header* task) {

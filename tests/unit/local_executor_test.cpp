@@ -297,6 +297,33 @@ TEST(local_executor, update_tasks_woken_in_a_query_context_wait_for_the_next_upd
   EXPECT_EQ(exec.alive_tasks(), 0u);
 }
 
+TEST(local_executor, one_spawn_site_used_in_update_and_query_contexts_keeps_each_tasks_kind) {
+  // E2 with one call site for both kinds: the task's kind is its scheduler,
+  // which the header finds through its interned spawn site (one record per
+  // location, result type and scheduler), so the kind must not leak from
+  // the first spawn at a site to the next.
+  local_executor exec;
+  std::vector<std::string> log;
+  for (int round = 0; round < 3; ++round) {
+    log.clear();
+    test_event wake;
+    auto spawn_at_one_site = [&](const char* what) {
+      (void)exec.spawn([&log, &wake, what]() -> task<void> {
+        co_await wake.wait();
+        log.emplace_back(what);
+      });
+    };
+    exec.run_update([&] { spawn_at_one_site("update"); });
+    exec.run_query([&] { spawn_at_one_site("query"); });
+    exec.run_update([&] { spawn_at_one_site("update 2"); });
+    exec.run_query([&] { wake.set(); });
+    EXPECT_EQ(log, (std::vector<std::string>{"query"})) << round;
+    exec.run_update([] {});
+    EXPECT_EQ(log, (std::vector<std::string>{"query", "update", "update 2"})) << round;
+    EXPECT_EQ(exec.alive_tasks(), 0u);
+  }
+}
+
 TEST(local_executor, an_update_context_runs_query_tasks_too) {
   // E2: only the query context restricts.
   local_executor exec;

@@ -706,6 +706,10 @@ TEST_P(runtime_test, the_handle_of_a_callable_spawn_reports_the_callers_source_l
 
 std::source_location here(std::source_location where = std::source_location::current()) { return where; }
 task<std::string> spelled(int n) { co_return std::to_string(n); }
+bool same_location(const std::source_location& a, const std::source_location& b) {
+  return a.line() == b.line() && a.column() == b.column() && std::string_view(a.file_name()) == b.file_name() &&
+         std::string_view(a.function_name()) == b.function_name();
+}
 
 // R18: spawn sites are interned per (location, result type) with a small
 // per-thread cache: more sites than the cache has slots, two result types
@@ -745,6 +749,50 @@ TEST_P(runtime_test, many_spawn_sites_each_report_their_location_and_value) {
   }
   for (auto& c : checkers) EXPECT_EQ(c.join(), 0);
   EXPECT_NE(sites[0].column(), sites[1].column());  // the sites really differ
+}
+
+// R18: the spawn site also names the task's scheduler (the header keeps
+// one pointer for the site's result type, location and scheduler), so one
+// location used by two runtimes and by a blocking pool gives each task its
+// own runtime: each is counted by its runtime, and one runtime's shutdown
+// cancels only its own tasks.
+TEST_P(runtime_test, one_spawn_site_used_by_two_runtimes_and_a_blocking_pool_keeps_each_task_on_its_own) {
+  const std::source_location site = here();
+  for (int round = 0; round < 3; ++round) {
+    warden::runtime other(quiet_options(GetParam()));
+    test_event go;
+    auto child = [&go]() -> task<int> {
+      co_await go.wait();
+      co_return 7;
+    };
+    std::vector<join_handle<int>> mine, theirs;
+    for (int i = 0; i < 4; ++i) {
+      mine.push_back(rt.spawn(child(), {.location = site}));
+      theirs.push_back(other.spawn(child(), {.location = site}));
+    }
+    // (rt's count may still include the last round's blocking task: its
+    // runtime hears of its end after the join handle does.)
+    EXPECT_EQ(other.alive_tasks(), 4u);
+    auto blocking = rt.spawn_blocking([] { return 5; }, {.location = site});
+    EXPECT_TRUE(same_location(blocking.spawn_location(), site));
+    EXPECT_EQ(blocking.join(), 5);
+    other.shutdown(std::chrono::nanoseconds::zero());
+    for (auto& h : theirs) {
+      try {
+        (void)h.join();
+        ADD_FAILURE() << "a task of the runtime shut down finished";
+      } catch (const warden::join_error& e) {
+        EXPECT_TRUE(e.is_cancelled());
+      }
+    }
+    EXPECT_EQ(other.alive_tasks(), 0u);
+    for (auto& h : mine) EXPECT_FALSE(h.is_finished());
+    go.set();
+    for (auto& h : mine) {
+      EXPECT_TRUE(same_location(h.spawn_location(), site));
+      EXPECT_EQ(h.join(), 7);
+    }
+  }
 }
 
 // ---- R19: current-thread mode ----

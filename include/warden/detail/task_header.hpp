@@ -76,9 +76,9 @@
 //   itself: it leaves the value's bits to its poller and destroys itself
 //   without suspending at final_suspend ("Roots that end without
 //   suspending" in task.hpp); the poller then clears `root`.
-// * `site` (result_ops and spawn location, interned per call site and
-//   result type): written at spawn, never changed; anyone holding a
-//   reference may read it.
+// * `site` (result_ops, scheduler and spawn location, interned per call
+//   site, result type and scheduler): written at spawn, never changed;
+//   anyone holding a reference may read it.
 // * `result` shares the resume point's slot, unused once the task has
 //   finished: the completer stores the value there before COMPLETE is
 //   published.
@@ -95,15 +95,15 @@
 // * `queue_next` belongs to the queue that holds the task.
 //
 // # Size
-// 64 bytes (one cache line when the pool's chunk is line-aligned); the pool
-// packs them with no padding (a parked task's memory is this plus its
-// frame). Everything a plain task does not need lives in `extras`, the id
-// included (given when first asked for); the result_ops and the spawn
-// location are one pointer to an interned per-call-site record (`site`);
-// the value takes the resume point's slot once the task has finished; the
-// root promise is derived from `root` (result_ops::promise); the join waker
-// stays with the joiner (the header keeps a pointer); the reference count
-// shares the state word.
+// 56 bytes, seven words; the pool packs them with no padding (a parked
+// task's memory is this plus its frame), so headers do not sit one per cache
+// line. Everything a plain task does not need lives in `extras`, the id
+// included (given when first asked for); the result_ops, the scheduler and
+// the spawn location are one pointer to an interned record per call site,
+// result type and scheduler (`site`); the value takes the resume point's
+// slot once the task has finished; the root promise is derived from `root`
+// (result_ops::promise); the join waker stays with the joiner (the header
+// keeps a pointer); the reference count shares the state word.
 #pragma once
 
 #include <atomic>
@@ -227,21 +227,23 @@ struct result_ops {
   promise_base& (*promise)(std::coroutine_handle<> root) noexcept;
 };
 
-/// What every task spawned at one place with one result type shares: how to
-/// handle its root's value and where the spawn is. Interned (see
-/// intern_spawn_site): one immutable record per (location, result type),
-/// never freed, so a header keeps one pointer for both.
+/// What every task spawned at one place with one result type on one
+/// scheduler shares: how to handle its root's value, where it goes when it
+/// becomes runnable and where the spawn is. Interned (see
+/// intern_spawn_site): one immutable record per (location, result type,
+/// scheduler), never freed, so a header keeps one pointer for the three.
 struct spawn_site {
   const result_ops* results;
+  task_scheduler* scheduler;
   std::source_location location;
 };
 
-/// The record for `location` and `results`: found in a per-thread cache
+/// The record for `location`, `results` and `scheduler`: found in a per-thread cache
 /// (a few loads and compares), or else made once for the process under a
 /// lock. For the spawn of `root`: if it throws (std::bad_alloc), it first
 /// destroys `root`, which then never runs.
 const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::source_location& location,
-                                    const result_ops& results);
+                                    const result_ops& results, task_scheduler* scheduler);
 
 /// Per-task data most tasks do not need, allocated only when used (see
 /// `task_header::extras` for who may create it) and freed with the header.
@@ -258,7 +260,7 @@ struct task_extras {
   std::atomic<std::uint64_t> id{0};
 };
 
-/// 64 bytes (see "Size" at the top of this file).
+/// 56 bytes (see "Size" at the top of this file).
 struct task_header {
   // State bits; see the top of this file.
   static constexpr std::uint64_t RUNNING = 1ull << 0;
@@ -302,10 +304,9 @@ struct task_header {
     void* result;
   };
   std::coroutine_handle<> root;
-  task_scheduler* scheduler = nullptr;
   std::atomic<waker*> join_waiter{nullptr};
-  // The root's result_ops and the spawn location (set at spawn, never
-  // changed; see root_results).
+  // The root's result_ops, the task's scheduler and the spawn location (set
+  // at spawn, never changed; see root_results and scheduler_of).
   const spawn_site* site = nullptr;
   // Name, task-locals, panic record (room for parent, tracker, registry
   // link, token); see the top of this file.
@@ -319,6 +320,9 @@ struct task_header {
 /// How to handle the value of the task's root frame (and of its result,
 /// once complete).
 inline const result_ops& root_results(const task_header* task) noexcept { return *task->site->results; }
+/// Where the task goes when it becomes runnable, and who is told when it
+/// ends (the runtime's scheduler, its blocking pool, a local executor's).
+inline task_scheduler* scheduler_of(const task_header* task) noexcept { return task->site->scheduler; }
 /// Where the task was spawned.
 inline const std::source_location& spawn_location(const task_header* task) noexcept { return task->site->location; }
 /// The promise of the task's root frame, while it is attached.
