@@ -263,16 +263,10 @@ void runtime_core::gone_while_closed() noexcept {
 }
 
 void runtime_core::on_complete() noexcept {
-  // The common case spelled out: a task of ours finished on one of our
-  // workers, whose shard only this thread writes (as in task_gone).
+  // A task of ours finished on one of our workers (see on_complete_here).
   worker* const w = own_worker();
   if (w != nullptr && light_live_) [[likely]] {
-    w->live.store(w->live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-    light_fence();
-    if (!closed_.load(std::memory_order_relaxed)) [[likely]]
-      return;
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // see task_gone
-    gone_while_closed();
+    on_complete_here(*w);
     return;
   }
   task_gone(w != nullptr ? w->live : outside_live_);
