@@ -202,10 +202,8 @@ class local_core {
     task_header* t = allocate_header();
     t->root = root;
     t->resume_point = root;
-    t->site = site;
-    if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
-    if (task_header* parent = tl_context.task;
-        parent != nullptr && parent->extras.load(std::memory_order_acquire) != nullptr)
+    set_spawn_site(t, site, options.name);
+    if (task_header* parent = tl_context.task; parent != nullptr && extras_of(parent) != nullptr)
       inherit_into(t);  // acquire: a thread asking for the parent's id may have installed the record
     // With the lifecycle and join handle references.
     std::uint64_t state = task_header::SCHEDULED | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE;

@@ -200,10 +200,8 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
   task_header* t = allocate_header();
   t->root = root;
   t->resume_point = root;
-  t->site = site;
-  if (!options.name.empty()) t->extras.store(new task_extras{std::string(options.name)}, std::memory_order_relaxed);
-  if (task_header* parent = tl_context.task;
-      parent != nullptr && parent->extras.load(std::memory_order_acquire) != nullptr)
+  set_spawn_site(t, site, options.name);
+  if (task_header* parent = tl_context.task; parent != nullptr && extras_of(parent) != nullptr)
     inherit_into(t);  // acquire: a thread asking for the parent's id may have installed the record
   // Claimed in advance for its first poll (see task_header.cpp), with the
   // lifecycle and join handle references. release: a pool sweep that takes

@@ -1,23 +1,31 @@
-// Per-thread size-class free lists for coroutine frames, with a global depot
-// for frames that die on another thread than the one that made them.
+// Per-thread size-class free lists for coroutine frames, fed from slabs, with
+// a global depot for frames that die on another thread than the one that
+// made them.
 //
-// Each thread keeps, per size class (up to about 1 KiB, see below), a singly
+// Each thread keeps, per size class (up to 1 KiB, see below), a singly
 // linked list of free blocks threaded through the blocks themselves. Only the
 // owning thread touches its lists, so no atomics are needed.
+//
+// # Slabs
+// A block is never a system allocation of its own: a thread whose list and
+// the depot are both empty carves the next block of its current slab for the
+// class (kSlabBytes from the system, carved one block at a time, so pages
+// are touched only as blocks are used). A block then costs exactly its class
+// size: malloc would add its 8-byte size word and round to 16, which for a
+// parked task's 64-byte frame is 80 bytes. Slabs are never returned to the
+// system; their blocks circulate between the threads' lists and the depot
+// for the life of the process (as the task headers do, see header_pool.hpp),
+// so the peak of frames a burst needed stays reserved for the next burst.
 //
 // # Frames that cross threads
 // With work stealing a frame is often allocated on one worker (the spawner)
 // and freed on another (the one that ran the task). Left alone, the freeing
-// thread's list would fill up while the spawner's stays empty and falls back
-// to malloc on every spawn. So a list that reaches `kMaxCached` hands its
-// oldest `kBatch` blocks, as one chain, to the global depot of its class, and
-// a thread whose list is empty takes a whole chain back from the depot
-// before it asks the system. The depot is locked once per `kBatch` frames,
-// never per frame. It keeps at most `kMaxDepotChains` chains per class; past
-// that the blocks go back to the system allocator, so a burst does not pin
-// memory forever.
-//
-// A thread's own lists are returned to the system when it exits; the depot
+// thread's list would fill up while the spawner's stays empty. So a list
+// that reaches `kMaxCached` hands `kBatch` blocks, as one chain, to the
+// global depot of its class, and a thread whose list is empty takes a whole
+// chain back from the depot before it carves a new block. The depot is
+// locked once per `kBatch` frames, never per frame. A thread that exits gives
+// its lists, and what it had not carved of its slabs, to the depot. The depot
 // lives as long as the process (it is leaked on purpose: frames may be freed
 // during static destruction).
 #include <warden/detail/frame_allocator.hpp>
@@ -28,18 +36,16 @@
 #include <cstdint>
 #include <mutex>
 #include <new>
-#include <vector>
 
 namespace warden::detail {
 namespace {
 
-// Size classes: 16-byte steps up to 264 bytes (small frames, where a coarse
-// step would waste a large fraction: a parked task's frame of 120 bytes
-// would take 152), then 64-byte steps up to 1032 bytes. Every class size is
-// 8 more than a multiple of 16: a block is one system allocation, and
-// glibc's malloc puts an 8-byte size word before each chunk and rounds the
-// chunk to 16 bytes, so a class of 16k + 8 bytes fills its chunk exactly (a
-// class of 16k bytes would take 16k + 16 and waste 8).
+// Size classes: 16-byte steps from 32 to 256 bytes (small frames, where a
+// coarse step would waste a large fraction), then 64-byte steps up to 1 KiB.
+// Every class is a multiple of 16, so every block of a 16-aligned slab is
+// aligned as operator new would align it (__STDCPP_DEFAULT_NEW_ALIGNMENT__).
+// The smallest class is 32 bytes: a chain in the depot keeps its link to the
+// next chain and its length in its first block (see `chain_head`).
 using frames::frame_cache;
 using frames::free_block;
 using frames::kBatch;
@@ -52,39 +58,57 @@ using frames::kFirst;
 using frames::kLimit;
 using frames::kMaxCached;
 using frames::size_class;
-constexpr std::size_t kMaxDepotChains = 64;
+using frames::slab_cursor;
+
+constexpr std::size_t kSlabBytes = 16 * 1024;
 
 /// The block size of class `cls`.
 constexpr std::size_t class_size(std::size_t cls) noexcept {
   return cls < kFineClasses ? kFirst + cls * kFineStep : kFineLimit + (cls + 1 - kFineClasses) * kCoarseStep;
 }
-static_assert(size_class(1) == 0 && class_size(0) == 24);
-static_assert(size_class(25) == 1 && class_size(1) == 40);
-static_assert(size_class(120) == 6 && class_size(6) == 120);
-static_assert(size_class(128) == 7 && class_size(7) == 136);
+static_assert(size_class(1) == 0 && class_size(0) == 32);
+static_assert(size_class(33) == 1 && class_size(1) == 48);
+static_assert(size_class(62) == 2 && class_size(2) == 64);
+static_assert(size_class(64) == 2 && size_class(65) == 3);
 static_assert(size_class(kFineLimit) == kFineClasses - 1 && class_size(kFineClasses - 1) == kFineLimit);
-static_assert(size_class(kFineLimit + 1) == kFineClasses && class_size(kFineClasses) == 328);
+static_assert(size_class(kFineLimit + 1) == kFineClasses && class_size(kFineClasses) == 320);
 static_assert(size_class(kLimit) == kClasses - 1 && class_size(kClasses - 1) == kLimit);
 static_assert(size_class(kLimit + 1) == kClasses);
 static_assert([] {
   for (std::size_t cls = 0; cls < kClasses; ++cls)
-    if (class_size(cls) % 16 != 8 || size_class(class_size(cls)) != cls) return false;
+    if (class_size(cls) % 16 != 0 || size_class(class_size(cls)) != cls ||
+        kSlabBytes % class_size(cls) >= kSlabBytes / 2)
+      return false;
   return true;
 }());
 
-struct chain {
-  free_block* head;
-  free_block* tail;
+/// The first block of a chain in the depot: the chain's blocks are linked
+/// through `block.next`; the chain itself through `next_chain`.
+struct chain_head {
+  free_block block;
+  chain_head* next_chain;
+  std::uint32_t length;
 };
+static_assert(sizeof(chain_head) <= kFirst);
 
 struct depot {
   std::mutex mutex;
-  std::array<std::vector<chain>, kClasses> chains;
+  std::array<chain_head*, kClasses> chains{};
 };
 
 depot& global_depot() {
   static depot* d = new depot;  // leaked on purpose (see above)
   return *d;
+}
+
+/// Hands the chain `head` .. (`length` blocks) to the depot.
+void give_to_depot(std::size_t cls, free_block* head, std::uint32_t length) noexcept {
+  auto* chain = reinterpret_cast<chain_head*>(head);
+  chain->length = length;
+  depot& d = global_depot();
+  std::lock_guard lock(d.mutex);
+  chain->next_chain = d.chains[cls];
+  d.chains[cls] = chain;
 }
 
 }  // namespace
@@ -101,20 +125,27 @@ struct frame_cache_cleanup {
     frame_cache& c = frames::tl_frame_cache;
     c.dead = true;
     c.open = false;
-    for (std::size_t i = 0; i < kClasses; ++i) {
-      while (free_block* b = c.heads[i]) {
-        c.heads[i] = b->next;
-        ::operator delete(static_cast<void*>(b), class_size(i));
+    for (std::size_t cls = 0; cls < kClasses; ++cls) {
+      // What is left of the slab becomes blocks too, so a thread that exits
+      // loses nothing it reserved.
+      slab_cursor& s = c.slabs[cls];
+      const std::size_t size = class_size(cls);
+      for (; s.next != s.end; s.next += size) {
+        auto* b = reinterpret_cast<free_block*>(s.next);
+        b->next = c.heads[cls];
+        c.heads[cls] = b;
+        ++c.counts[cls];
       }
-      c.counts[i] = 0;
+      if (c.heads[cls] != nullptr) give_to_depot(cls, c.heads[cls], c.counts[cls]);
+      c.heads[cls] = nullptr;
+      c.counts[cls] = 0;
     }
   }
 };
 thread_local frame_cache_cleanup tl_cleanup;
 
-/// Moves the first kBatch blocks of the list of `cls` to the depot (or to
-/// the system when the depot is full). Out of line: keeps the fast paths
-/// small.
+/// Moves kBatch blocks of the list of `cls` to the depot. Out of line:
+/// keeps the fast paths small.
 [[gnu::noinline]] void spill(frame_cache& c, std::size_t cls) noexcept {
   free_block* head = c.heads[cls];
   free_block* tail = head;
@@ -122,41 +153,41 @@ thread_local frame_cache_cleanup tl_cleanup;
   c.heads[cls] = tail->next;
   c.counts[cls] -= kBatch;
   tail->next = nullptr;
-  depot& d = global_depot();
-  {
-    std::lock_guard lock(d.mutex);
-    auto& chains = d.chains[cls];
-    if (chains.size() < kMaxDepotChains) {
-      try {
-        chains.push_back(chain{head, tail});
-        return;
-      } catch (...) {  // no memory for the bookkeeping: free the blocks instead
-      }
-    }
-  }
-  while (head != nullptr) {
-    free_block* next = head->next;
-    ::operator delete(static_cast<void*>(head), class_size(cls));
-    head = next;
-  }
+  give_to_depot(cls, head, kBatch);
 }
 
 /// Refills the empty list of `cls` with a chain from the depot. False if
 /// the depot has none.
-[[gnu::noinline]] bool refill(frame_cache& c, std::size_t cls) noexcept {
+bool refill(frame_cache& c, std::size_t cls) noexcept {
   depot& d = global_depot();
-  chain taken;
+  chain_head* taken;
   {
     std::lock_guard lock(d.mutex);
-    auto& chains = d.chains[cls];
-    if (chains.empty()) return false;
-    taken = chains.back();
-    chains.pop_back();
+    taken = d.chains[cls];
+    if (taken == nullptr) return false;
+    d.chains[cls] = taken->next_chain;
   }
-  taken.tail->next = c.heads[cls];
-  c.heads[cls] = taken.head;
-  c.counts[cls] += kBatch;
+  c.heads[cls] = &taken->block;
+  c.counts[cls] = taken->length;
   return true;
+}
+
+/// The next block of this thread's slab for `cls`, starting a new slab when
+/// the current one is used up (the last few bytes of a slab that hold no
+/// whole block are never used).
+void* carve(frame_cache& c, std::size_t cls) {
+  slab_cursor& s = c.slabs[cls];
+  const std::size_t size = class_size(cls);
+  if (s.next == s.end) {
+    // operator new aligns to __STDCPP_DEFAULT_NEW_ALIGNMENT__ (16), and
+    // every class is a multiple of 16.
+    char* slab = static_cast<char*>(::operator new(kSlabBytes));
+    s.next = slab;
+    s.end = slab + kSlabBytes / size * size;
+  }
+  void* block = s.next;
+  s.next += size;
+  return block;
 }
 
 [[gnu::noinline]] void register_cleanup_slow(frame_cache& c) noexcept {
@@ -179,16 +210,17 @@ void* allocate_frame_slow(std::size_t size) {
   const std::size_t cls = size_class(size);
   if (cls >= kClasses) return ::operator new(size);
   frame_cache& c = frames::tl_frame_cache;
-  if (c.heads[cls] == nullptr && !c.dead) [[unlikely]] {
-    register_cleanup(c);
-    refill(c, cls);
-  }
-  if (free_block* b = c.heads[cls]) {
-    c.heads[cls] = b->next;
-    --c.counts[cls];
-    return b;
-  }
-  return ::operator new(class_size(cls));
+  // A thread that is exiting (its lists went to the depot) neither takes a
+  // chain nor begins a slab, which it would not hand back: its block comes
+  // from the system, and joins the pool when freed.
+  if (c.dead) [[unlikely]]
+    return ::operator new(class_size(cls));
+  register_cleanup(c);
+  if (c.heads[cls] == nullptr && !refill(c, cls)) return carve(c, cls);
+  free_block* b = c.heads[cls];
+  c.heads[cls] = b->next;
+  --c.counts[cls];
+  return b;
 }
 
 void deallocate_frame_slow(void* block, std::size_t size) noexcept {
@@ -202,12 +234,15 @@ void deallocate_frame_slow(void* block, std::size_t size) noexcept {
     return;
   }
   frame_cache& c = frames::tl_frame_cache;
+  auto* b = static_cast<free_block*>(block);
   if (c.dead) [[unlikely]] {
-    ::operator delete(block, class_size(cls));
+    // The thread is exiting (its lists went to the depot): the block goes
+    // straight to the depot as a chain of one.
+    b->next = nullptr;
+    give_to_depot(cls, b, 1);
     return;
   }
   register_cleanup(c);
-  auto* b = static_cast<free_block*>(block);
   b->next = c.heads[cls];
   c.heads[cls] = b;
   if (++c.counts[cls] > kMaxCached) [[unlikely]]

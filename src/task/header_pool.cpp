@@ -168,7 +168,7 @@ void free_header_slow(task_header* header) noexcept {
   // acquire: the record may have been installed by another thread (a
   // reference holder or a sweep asking for the id: task_id_of), which
   // released its reference since, or ended its sweep (see "Sweeps" below).
-  if (header->extras.load(std::memory_order_acquire) != nullptr) [[unlikely]]
+  if (extras_of(header) != nullptr) [[unlikely]]
     free_extras(header);
   header_cache& c = headers::tl_header_cache;
   if (c.dead) [[unlikely]] {
@@ -235,7 +235,7 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
   if (reusable.empty()) return;
   // No sweep reads them any more (a later sweep skips dead headers).
   for (task_header* h : reusable)
-    if (h->extras.load(std::memory_order_acquire) != nullptr) free_extras(h);
+    if (extras_of(h) != nullptr) free_extras(h);
   std::lock_guard lock(p.free_mutex);
   for (task_header* h : reusable) p.free.push_back(h);
 }

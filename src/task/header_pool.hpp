@@ -70,9 +70,8 @@ inline void free_header(task_header* header) noexcept {
     if (headers::g_heavy_fence.load(std::memory_order_relaxed) == 1) [[likely]] {
       light_fence();
       headers::header_cache& c = headers::tl_header_cache;
-      if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 &&
-          header->extras.load(std::memory_order_relaxed) == nullptr && c.open && c.count != headers::kCacheSize)
-          [[likely]] {
+      if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 && !has_extras_relaxed(header) && c.open &&
+          c.count != headers::kCacheSize) [[likely]] {
         c.items[c.count++] = header;
         return;
       }

@@ -170,7 +170,7 @@ bool defer_park(std::coroutine_handle<> awaiting, deferred_park park) {
 std::string_view task_name(const task_header* task) noexcept {
   // acquire: pairs with the release store in extras_for (the record may be
   // created by the task's thread while another thread asks for the name).
-  const task_extras* e = task->extras.load(std::memory_order_acquire);
+  const task_extras* e = extras_of(task);
   return e != nullptr ? std::string_view(e->name) : std::string_view();
 }
 
@@ -178,24 +178,31 @@ namespace {
 /// Installs `fresh` as the task's record unless another thread installed
 /// one first; returns the record that is installed either way.
 task_extras* install_extras(task_header* task, task_extras* fresh) noexcept {
-  task_extras* seen = nullptr;
-  // acq_rel: release publishes `fresh` to every reader (they load with
-  // acquire); acquire, on failure, makes the winner's record visible to us.
-  if (task->extras.compare_exchange_strong(seen, fresh, std::memory_order_acq_rel, std::memory_order_acquire))
-    return fresh;
+  // The site is never changed, so a header without extras holds exactly it.
+  std::uintptr_t seen = task->site_or_extras.load(std::memory_order_acquire);
+  if ((seen & task_header::kExtrasTag) == 0) {
+    fresh->site = reinterpret_cast<const spawn_site*>(seen);
+    // acq_rel: release publishes `fresh` (and its site) to every reader
+    // (they load with acquire); acquire, on failure, makes the winner's
+    // record visible to us.
+    if (task->site_or_extras.compare_exchange_strong(seen,
+                                                     reinterpret_cast<std::uintptr_t>(fresh) | task_header::kExtrasTag,
+                                                     std::memory_order_acq_rel, std::memory_order_acquire))
+      return fresh;
+  }
   delete fresh;
-  return seen;
+  return reinterpret_cast<task_extras*>(seen - task_header::kExtrasTag);
 }
 }  // namespace
 
 task_extras& extras_for(task_header* task) {
   // acquire: another thread may have installed the record (task_id_of).
-  if (task_extras* e = task->extras.load(std::memory_order_acquire)) return *e;
+  if (task_extras* e = extras_of(task)) return *e;
   return *install_extras(task, new task_extras{});
 }
 
 std::uint64_t task_id_of(const task_header* task) noexcept {
-  task_extras* e = task->extras.load(std::memory_order_acquire);
+  task_extras* e = extras_of(task);
   if (e == nullptr) [[unlikely]] {
     auto* fresh = new (std::nothrow) task_extras{};
     if (fresh == nullptr) return 0;  // out of memory: "no task" rather than a duplicate
@@ -225,8 +232,10 @@ namespace {
 /// A name, task-local bindings or a panic record to free (out of line:
 /// rarely needed). Called by free_header when no sweep can be reading them.
 [[gnu::noinline]] void free_extras(task_header* task) noexcept {
-  // acquire: the record may have been installed by another thread.
-  task_extras* e = task->extras.exchange(nullptr, std::memory_order_acquire);
+  // acquire: the record may have been installed by another thread. The
+  // header goes back to holding the site alone.
+  task_extras* e = extras_of(task);
+  task->site_or_extras.store(reinterpret_cast<std::uintptr_t>(e->site), std::memory_order_relaxed);
   delete e->locals;
   if (task_panic* panic = e->panic) {
     panic->sink->release();
@@ -268,7 +277,7 @@ inline void solo_leave() noexcept {
 inline void free_task(task_header* task) noexcept {
   if (task->root) std::exchange(task->root, {}).destroy();
   // A value nobody took, or a panic record (in the extras) to clear.
-  if (task->result != nullptr || task->extras.load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+  if (task->result != nullptr || has_extras_relaxed(task)) [[unlikely]]
     drop_result(task);
   // Dead (no references) for pool sweeps, whichever path got here: see
   // "Sweeps" in header_pool.cpp. relaxed: free_header's barrier orders it.

@@ -19,7 +19,7 @@ const local_chain* try_current_local_chain() noexcept {
   task_header* task = tl_context.task;
   if (task == nullptr) return nullptr;
   // acquire: another thread may have installed the record (task_id_of).
-  const task_extras* extras = task->extras.load(std::memory_order_acquire);
+  const task_extras* extras = extras_of(task);
   if (extras == nullptr || extras->locals == nullptr) return nullptr;
   return &extras->locals->chain;
 }

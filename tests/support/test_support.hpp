@@ -214,3 +214,17 @@ inline std::string worker_name(const ::testing::TestParamInfo<std::size_t>& info
 }
 
 }  // namespace warden::testkit
+
+// ASSERT_* returns from the function, which a coroutine cannot do: these
+// record the failure and co_return instead.
+#define CO_ASSERT_TRUE(cond)                     \
+  if (!(cond)) {                                 \
+    ADD_FAILURE() << "expected true: " << #cond; \
+    co_return;                                   \
+  }
+#define CO_ASSERT_FALSE(cond) CO_ASSERT_TRUE(!(cond))
+#define CO_ASSERT_EQ(a, b) \
+  if (!((a) == (b))) {     \
+    EXPECT_EQ(a, b);       \
+    co_return;             \
+  }

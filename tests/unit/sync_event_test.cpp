@@ -159,9 +159,62 @@ TEST_P(sync_event_test, a_task_parking_again_and_again_is_woken_once_per_park) {
   for (auto& ev : events) EXPECT_EQ(ev.waiter_count(), 0u);
 }
 
-// P5: event — the awaiter stays byte-aligned and small, so that a task
-// parked on an event has an 88-byte frame under GCC (see event_wait_node).
-static_assert(sizeof(void*) != 8 || sizeof(warden::event::wait_awaiter) == 34);
+// P5: event — the awaiter stays byte-aligned and small (the event's address
+// and a flag), so that a task parked on an event with two reference
+// parameters has a 64-byte frame under GCC (see event::wait_awaiter).
+static_assert(sizeof(void*) != 8 || sizeof(warden::event::wait_awaiter) == 9);
+
+// P5: event — many waiters aborted while parked, interleaved with waiters
+// that stay: the aborted ones leave the count at once (their entries are
+// dropped lazily, in batches once they outnumber the parked ones), and set()
+// wakes exactly the ones that stayed. Round after round on one event, with
+// reset() between, so entries dropped by set(), by a compaction and by the
+// destructor all occur, and parking after a compaction appends correctly.
+TEST_P(sync_event_test, many_waiters_aborted_while_parked_leave_and_the_rest_are_woken) {
+  constexpr int kWaiters = 300;
+  warden::event ev;
+  run([&]() -> task<void> {
+    for (int round = 0; round < 4; ++round) {
+      std::atomic<int> woken{0};
+      std::vector<warden::join_handle<void>> handles;
+      for (int i = 0; i < kWaiters; ++i) handles.push_back(warden::spawn(wait_and_count(&ev, &woken)));
+      co_await until([&] { return ev.waiter_count() == kWaiters; });
+      // Keep every (round + 3)-th waiter; abort the rest, in FIFO order.
+      std::size_t staying = 0;
+      for (int i = 0; i < kWaiters; ++i) {
+        if (i % (round + 3) == 0) {
+          ++staying;
+          continue;
+        }
+        handles[static_cast<std::size_t>(i)].abort();
+        auto r = co_await handles[static_cast<std::size_t>(i)].result();
+        CO_ASSERT_TRUE(!r.has_value() && r.error().is_cancelled());
+        CO_ASSERT_EQ(ev.waiter_count(), kWaiters - static_cast<std::size_t>(i) + staying - 1);
+      }
+      CO_ASSERT_EQ(ev.waiter_count(), staying);
+      // Late arrivals park behind the compacted list.
+      for (int i = 0; i < 5; ++i) handles.push_back(warden::spawn(wait_and_count(&ev, &woken)));
+      co_await until([&] { return ev.waiter_count() == staying + 5; });
+      // The last round leaves its aborted entries for the destructor.
+      const auto stayed = [&](std::size_t i) { return i >= kWaiters || i % static_cast<std::size_t>(round + 3) == 0; };
+      if (round == 3) {
+        for (std::size_t i = 0; i < handles.size(); ++i)
+          if (stayed(i)) handles[i].abort();
+        for (std::size_t i = 0; i < handles.size(); ++i)
+          if (stayed(i)) (void)co_await handles[i].result();
+        CO_ASSERT_EQ(ev.waiter_count(), 0u);
+        CO_ASSERT_EQ(woken.load(), 0);
+        break;
+      }
+      ev.set();
+      for (std::size_t i = 0; i < handles.size(); ++i)
+        if (stayed(i)) co_await handles[i];
+      CO_ASSERT_EQ(woken.load(), static_cast<int>(staying) + 5);
+      CO_ASSERT_EQ(ev.waiter_count(), 0u);
+      ev.reset();
+    }
+  });
+}
 
 // P5: event — set from a plain thread (outside the runtime) wakes waiters.
 TEST_P(sync_event_test, set_from_a_plain_thread_wakes_the_waiters) {

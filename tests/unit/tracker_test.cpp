@@ -37,20 +37,6 @@ using warden::task_tracker;
 
 // ---- Helpers -----------------------------------------------------------------------
 
-// ASSERT_* returns from the function, which a coroutine cannot do: these
-// record the failure and co_return instead.
-#define CO_ASSERT_TRUE(cond)                     \
-  if (!(cond)) {                                 \
-    ADD_FAILURE() << "expected true: " << #cond; \
-    co_return;                                   \
-  }
-#define CO_ASSERT_FALSE(cond) CO_ASSERT_TRUE(!(cond))
-#define CO_ASSERT_EQ(a, b) \
-  if (!((a) == (b))) {     \
-    EXPECT_EQ(a, b);       \
-    co_return;             \
-  }
-
 std::shared_ptr<warden::unlimited_scheduler> unlimited() { return std::make_shared<warden::unlimited_scheduler>(); }
 std::shared_ptr<warden::semaphore_scheduler> at_most(std::size_t n) {
   return std::make_shared<warden::semaphore_scheduler>(n);

@@ -1,11 +1,14 @@
 // Internal: the allocator behind every coroutine frame warden creates.
 //
 // Frames are recycled through per-thread, size-class free lists so that a
-// spawn does not reach malloc in the steady state. A block may be freed on a
-// different thread than the one that allocated it; it then joins the freeing
-// thread's list (bounded; the excess goes back to the system allocator).
-// Under AddressSanitizer the lists are bypassed so that use-after-free of a
-// frame is still caught.
+// spawn does not reach malloc in the steady state. New blocks are carved from
+// slabs, so a block costs its class size and nothing more (no allocator
+// header, 16-byte steps: a parked task's frame is what it holds). A block may
+// be freed on a different thread than the one that allocated it; it then
+// joins the freeing thread's list (bounded; the excess goes to a global
+// depot that other threads refill from). Slab memory stays in these pools for
+// the life of the process. Under AddressSanitizer the lists and slabs are
+// bypassed so that use-after-free of a frame is still caught.
 #pragma once
 
 #include <array>
@@ -14,8 +17,9 @@
 
 namespace warden::detail {
 
-/// The allocator's own paths (frame_allocator.cpp): a miss or a full list,
-/// sizes beyond the classes, a thread not set up or exiting, AddressSanitizer.
+/// The allocator's own paths (frame_allocator.cpp): a miss (depot or new
+/// slab) or a full list, sizes beyond the classes, a thread not set up or
+/// exiting, AddressSanitizer.
 void* allocate_frame_slow(std::size_t size);
 void deallocate_frame_slow(void* block, std::size_t size) noexcept;
 
@@ -23,10 +27,10 @@ namespace frames {
 
 // Size classes (see frame_allocator.cpp for why these steps).
 inline constexpr std::size_t kFineStep = 16;
-inline constexpr std::size_t kFirst = 24;
-inline constexpr std::size_t kFineLimit = 264;
+inline constexpr std::size_t kFirst = 32;
+inline constexpr std::size_t kFineLimit = 256;
 inline constexpr std::size_t kCoarseStep = 64;
-inline constexpr std::size_t kLimit = 1032;
+inline constexpr std::size_t kLimit = 1024;
 inline constexpr std::size_t kFineClasses = (kFineLimit - kFirst) / kFineStep + 1;
 inline constexpr std::size_t kClasses = kFineClasses + (kLimit - kFineLimit) / kCoarseStep;
 inline constexpr std::uint32_t kBatch = 256;
@@ -44,11 +48,19 @@ struct free_block {
   free_block* next;
 };
 
+/// Where a thread carves new blocks of one class: the rest of its current
+/// slab, untouched until carved.
+struct slab_cursor {
+  char* next = nullptr;
+  char* end = nullptr;
+};
+
 /// A thread's free lists; only that thread touches them.
 struct frame_cache {
   std::array<free_block*, kClasses> heads{};
   // A spill walks kBatch blocks of its list once, amortised over kBatch frees.
   std::array<std::uint32_t, kClasses> counts{};
+  std::array<slab_cursor, kClasses> slabs{};
   bool registered = false;
   bool dead = false;  // thread is exiting: bypass the cache
   // registered && !dead: frees may go to the lists inline.

@@ -76,31 +76,38 @@
 //   itself: it leaves the value's bits to its poller and destroys itself
 //   without suspending at final_suspend ("Roots that end without
 //   suspending" in task.hpp); the poller then clears `root`.
-// * `site` (result_ops, scheduler and spawn location, interned per call
-//   site, result type and scheduler): written at spawn, never changed;
-//   anyone holding a reference may read it.
+// * the site (result_ops, scheduler and spawn location, interned per call
+//   site, result type and scheduler; `site_of`): written at spawn, never
+//   changed; anyone holding a reference may read it. It shares the word
+//   `site_or_extras` with the extras (below): the site pointer until the
+//   task has extras, then the extras' pointer tagged with kExtrasTag, and
+//   the extras hold the site.
 // * `result` shares the resume point's slot, unused once the task has
 //   finished: the completer stores the value there before COMPLETE is
 //   published.
-// * the value in `result` / the panic record (in `extras`): written before
+// * the value in `result` / the panic record (in the extras): written before
 //   COMPLETE is published; afterwards owned by the holder of JOIN_INTEREST (the join
 //   handle), or dropped by whoever ends that interest without taking them.
-// * `extras`: set before the header is published when the task has a name
-//   or inherits task-locals; otherwise installed (CAS from null, release)
-//   the first time the task binds a task_local or panics (its own thread),
-//   or anyone asks for its id (any thread holding a reference, or a sweep:
-//   task_id_of). Readers load it with acquire. The record is never
-//   replaced or freed before the header is; the id in it is set once (CAS
-//   from 0).
+// * the extras (`extras_of`): set before the header is published when the
+//   task has a name or inherits task-locals; otherwise installed (CAS of
+//   `site_or_extras` from the bare site, release) the first time the task
+//   binds a task_local or panics (its own thread), or anyone asks for its
+//   id (any thread holding a reference, or a sweep: task_id_of). Readers
+//   load the word with acquire. The record is never replaced or freed
+//   before the header is (freeing it puts the bare site back); the id in it
+//   is set once (CAS from 0).
 // * `queue_next` belongs to the queue that holds the task.
+// * `park_link` belongs to the event the task is parked in (see
+//   event.hpp), under that event's lock.
 //
 // # Size
 // 56 bytes, seven words; the pool packs them with no padding (a parked
 // task's memory is this plus its frame), so headers do not sit one per cache
-// line. Everything a plain task does not need lives in `extras`, the id
+// line. Everything a plain task does not need lives in the extras, the id
 // included (given when first asked for); the result_ops, the scheduler and
 // the spawn location are one pointer to an interned record per call site,
-// result type and scheduler (`site`); the value takes the resume point's
+// result type and scheduler, which shares its word with the extras'
+// pointer; an event's FIFO link has the seventh word; the value takes the resume point's
 // slot once the task has finished; the root promise is derived from `root`
 // (result_ops::promise); the join waker stays with the joiner (the header
 // keeps a pointer); the reference count shares the state word.
@@ -248,6 +255,9 @@ const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::sou
 /// Per-task data most tasks do not need, allocated only when used (see
 /// `task_header::extras` for who may create it) and freed with the header.
 struct task_extras {
+  // The task's spawn site: once a task has extras, its header points to
+  // them instead of to the site (see task_header::site_or_extras).
+  const spawn_site* site = nullptr;
   std::string name;  // set at spawn, never changed
   // task_local<T> bindings; only the task's own thread touches them.
   task_locals* locals = nullptr;
@@ -305,12 +315,22 @@ struct task_header {
   };
   std::coroutine_handle<> root;
   std::atomic<waker*> join_waiter{nullptr};
-  // The root's result_ops, the task's scheduler and the spawn location (set
-  // at spawn, never changed; see root_results and scheduler_of).
-  const spawn_site* site = nullptr;
-  // Name, task-locals, panic record (room for parent, tracker, registry
-  // link, token); see the top of this file.
-  std::atomic<task_extras*> extras{nullptr};
+  // The task's spawn site (its root's result_ops, its scheduler and the
+  // spawn location; see site_of), or, once the task has extras (name,
+  // task-locals, panic record, id; see extras_of), the extras tagged with
+  // kExtrasTag, which hold the site. One word for the two: most tasks never
+  // get extras, and the site costs one predictable branch more to reach.
+  // Written at spawn; then changed only by installing extras (a CAS, see
+  // "Who touches which field when" above) and by the pool freeing them.
+  std::atomic<std::uintptr_t> site_or_extras{0};
+  static constexpr std::uintptr_t kExtrasTag = 1;
+  // While the task is parked in an event: its entry in the event's FIFO,
+  // the next entry's header with the kQueued / kLeft bits (see event.hpp).
+  // Only the event touches it, under its lock (set() also reads an entry it
+  // has just taken out, before it wakes the task).
+  std::uintptr_t park_link = 0;
+  static constexpr std::uintptr_t kQueued = 1;  // in an event's FIFO
+  static constexpr std::uintptr_t kLeft = 2;    // the task left (aborted): a stale entry
 
   [[nodiscard]] bool is_complete() const noexcept { return (state.load(std::memory_order_acquire) & COMPLETE) != 0; }
 };
@@ -319,12 +339,42 @@ struct task_header {
 
 /// How to handle the value of the task's root frame (and of its result,
 /// once complete).
-inline const result_ops& root_results(const task_header* task) noexcept { return *task->site->results; }
+/// The task's spawn site (see task_header::site_or_extras).
+inline const spawn_site* site_of(const task_header* task) noexcept {
+  // acquire: pairs with the release CAS that installs extras (the extras'
+  // `site` is written before it).
+  const std::uintptr_t bits = task->site_or_extras.load(std::memory_order_acquire);
+  if ((bits & task_header::kExtrasTag) != 0) [[unlikely]]
+    return reinterpret_cast<const task_extras*>(bits - task_header::kExtrasTag)->site;
+  return reinterpret_cast<const spawn_site*>(bits);
+}
+/// The task's extras, null if it has none yet.
+inline task_extras* extras_of(const task_header* task) noexcept {
+  // acquire: the record may have been installed by another thread.
+  const std::uintptr_t bits = task->site_or_extras.load(std::memory_order_acquire);
+  return (bits & task_header::kExtrasTag) != 0 ? reinterpret_cast<task_extras*>(bits - task_header::kExtrasTag)
+                                               : nullptr;
+}
+/// Whether the task has extras (relaxed: for the owner of the header).
+inline bool has_extras_relaxed(const task_header* task) noexcept {
+  return (task->site_or_extras.load(std::memory_order_relaxed) & task_header::kExtrasTag) != 0;
+}
+/// For spawn, before the header is published: the task's site, and its
+/// name when it has one (then extras are made for it; throws
+/// std::bad_alloc).
+inline void set_spawn_site(task_header* task, const spawn_site* site, std::string_view name) {
+  std::uintptr_t bits = reinterpret_cast<std::uintptr_t>(site);
+  if (!name.empty()) [[unlikely]]
+    bits = reinterpret_cast<std::uintptr_t>(new task_extras{site, std::string(name)}) | task_header::kExtrasTag;
+  // relaxed: the header is published by the release store of its state.
+  task->site_or_extras.store(bits, std::memory_order_relaxed);
+}
+inline const result_ops& root_results(const task_header* task) noexcept { return *site_of(task)->results; }
 /// Where the task goes when it becomes runnable, and who is told when it
 /// ends (the runtime's scheduler, its blocking pool, a local executor's).
-inline task_scheduler* scheduler_of(const task_header* task) noexcept { return task->site->scheduler; }
+inline task_scheduler* scheduler_of(const task_header* task) noexcept { return site_of(task)->scheduler; }
 /// Where the task was spawned.
-inline const std::source_location& spawn_location(const task_header* task) noexcept { return task->site->location; }
+inline const std::source_location& spawn_location(const task_header* task) noexcept { return site_of(task)->location; }
 /// The promise of the task's root frame, while it is attached.
 inline promise_base& root_promise(const task_header* task) noexcept { return root_results(task).promise(task->root); }
 /// The task's extras, allocated if it has none yet. Only the task's own
@@ -340,7 +390,7 @@ std::uint64_t task_id_of(const task_header* task) noexcept;
 inline task_panic* panic_of(const task_header* task) noexcept {
   // relaxed: the record is written before COMPLETE is published, and every
   // reader has seen COMPLETE (acquire) or is the task's own thread.
-  task_extras* e = task->extras.load(std::memory_order_acquire);
+  task_extras* e = extras_of(task);
   return e != nullptr ? e->panic : nullptr;
 }
 

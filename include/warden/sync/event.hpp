@@ -17,8 +17,15 @@
 // outside tasks; `wait()` must be awaited inside a warden task.
 //
 // # Cancellation
-// A task aborted while parked in `wait()` is removed from the event; nothing
-// else changes (there is nothing to hand on: a set wakes everyone).
+// A task aborted while parked in `wait()` leaves the event; nothing else
+// changes (there is nothing to hand on: a set wakes everyone). Its entry (a
+// reference to its finished task) stays in the event until the next set(),
+// until aborted tasks outnumber the parked ones, or until the event is
+// destroyed, whichever comes first; it never counts in waiter_count().
+//
+// # Memory
+// A parked task costs its header (56 bytes) and its frame; the awaiter adds
+// 9 bytes to the frame and the event nothing per waiter.
 //
 // # Lifetime
 // The event must outlive every task parked on it (destroying an event with
@@ -36,63 +43,6 @@
 
 namespace warden {
 
-namespace detail {
-
-/// The node of a task parked in `event::wait()`, inside the awaiter (so
-/// inside the parked frame): the event's FIFO links and the parked task,
-/// which holds a reference (the one waker of that suspension; see
-/// waker::for_parked). Node states, guarded by the event's lock, as in
-/// wait_list.hpp: idle, queued, notified.
-///
-/// Byte-aligned on purpose: GCC 12 lays a coroutine frame out as resume and
-/// destroy pointers, promise, self handle, parameters, resume index and
-/// flags, initial awaiter, then the body's awaiters, then the final awaiter
-/// (one byte) last. An awaiter aligned to 8 starts at the next multiple of
-/// 8 and the final awaiter's byte then costs 8 more: with an 8-aligned
-/// 32-byte node (and the event pointer) a task parked on an event had a
-/// 104-byte frame (112-byte malloc chunk). Byte-aligned, the awaiter starts
-/// right after the initial awaiter and the final awaiter's byte fits in the
-/// frame's tail padding: 88 bytes (96-byte chunk). Every byte counts twice
-/// over: the awaiter has 34 to spend, so the task is kept without the
-/// waker's generation (read when the task is woken instead, see
-/// waker::for_parked). The pointers are copied in and out with memcpy
-/// (unaligned loads and stores, as cheap as aligned ones on x86-64).
-class event_wait_node {
- public:
-  enum class state : std::uint8_t { idle, queued, notified };
-
-  [[nodiscard]] event_wait_node* prev() const noexcept { return get<event_wait_node*>(prev_); }
-  [[nodiscard]] event_wait_node* next() const noexcept { return get<event_wait_node*>(next_); }
-  [[nodiscard]] task_header* task() const noexcept { return get<task_header*>(task_); }
-  void set_prev(event_wait_node* node) noexcept { put(prev_, node); }
-  void set_next(event_wait_node* node) noexcept { put(next_, node); }
-  void set_task(task_header* task) noexcept { put(task_, task); }
-
-  state status = state::idle;  // under the event's lock
-  // Whether the awaiter is parked and must leave when destroyed. Only the
-  // awaiting task's thread touches it; a separate byte from `status`, which
-  // the event writes under its lock, so the two never race.
-  bool parked = false;
-
- private:
-  template <class T>
-  static T get(const unsigned char (&bytes)[sizeof(T)]) noexcept {
-    T value;
-    std::memcpy(&value, bytes, sizeof(T));
-    return value;
-  }
-  template <class T>
-  static void put(unsigned char (&bytes)[sizeof(T)], T value) noexcept {
-    std::memcpy(bytes, &value, sizeof(T));
-  }
-
-  unsigned char prev_[sizeof(void*)]{};
-  unsigned char next_[sizeof(void*)]{};
-  unsigned char task_[sizeof(void*)]{};
-};
-
-}  // namespace detail
-
 class event {
  public:
   class wait_awaiter;
@@ -101,7 +51,9 @@ class event {
   explicit event(bool initially_set = false) noexcept : set_(initially_set) {}
   event(const event&) = delete;
   event& operator=(const event&) = delete;
-  ~event() = default;
+  /// Drops what tasks aborted while parked left behind. (Destroying an
+  /// event while tasks are parked on it is undefined behaviour.)
+  ~event();
 
   /// Sets the event and wakes every task parked in `wait()` at this moment,
   /// each exactly once. A no-op when the event is already set.
@@ -129,30 +81,48 @@ class event {
   [[nodiscard]] std::size_t waiter_count() const noexcept;
 
  private:
-  bool park(detail::event_wait_node& node, std::coroutine_handle<> awaiting);
-  void leave(detail::event_wait_node& node) noexcept;
-  // The FIFO of parked nodes (head_ .. tail_, linked through prev/next).
-  void push_back(detail::event_wait_node* node) noexcept;
-  void remove(detail::event_wait_node* node) noexcept;
-  detail::event_wait_node* pop_front() noexcept;
+  bool park(std::coroutine_handle<> awaiting);
+  void leave() noexcept;
+  /// Unlinks the entries of tasks that left (see below) and returns them,
+  /// chained through park_link, for the caller to release after the lock.
+  detail::task_header* unlink_left() noexcept;
+  static void release_chain(detail::task_header* chain) noexcept;
 
-  // Invariants (under lock_): every node in the FIFO is `queued`, belongs
-  // to a parked wait_awaiter and holds a reference to its task; the FIFO is
-  // empty whenever set_ has been true since the last lock release (set()
-  // pops everyone in the same critical section, and park() re-checks set_
-  // under the lock). waiter_count_ is the length of the FIFO. set_ is
-  // written only under lock_; read lock-free by is_set() and the awaiter's
-  // fast path.
+  // The FIFO of parked tasks is threaded through their headers
+  // (task_header::park_link): head_ .. tail_. Each entry holds a reference
+  // to its task (the one waker of that suspension; see waker::for_parked).
+  // A task aborted while parked does not unlink itself (the list is singly
+  // linked, and its header outlives its frame): it marks its entry "left"
+  // (kLeft), and the entry is dropped by the next set(), by a compaction
+  // (unlink_left, once left entries outnumber the parked ones) or by the
+  // destructor. Invariants (under lock_): an entry is `queued` (kQueued)
+  // exactly while it is in the FIFO; waiter_count_ counts the entries that
+  // are not left, left_count_ the others; the FIFO has no entry that is not
+  // left whenever set_ has been true since the last lock release (set()
+  // takes everyone in the same critical section, and park() re-checks set_
+  // under the lock). set_ is written only under lock_; read lock-free by
+  // is_set() and the awaiter's fast path.
   mutable std::mutex lock_;
   std::atomic<bool> set_;
-  detail::event_wait_node* head_ = nullptr;
-  detail::event_wait_node* tail_ = nullptr;
+  detail::task_header* head_ = nullptr;
+  detail::task_header* tail_ = nullptr;
   std::size_t waiter_count_ = 0;
+  std::size_t left_count_ = 0;
 };
 
-/// The awaitable returned by `event::wait()`. Not copyable or movable: it
-/// lives in the awaiting frame while parked. Byte-aligned, 34 bytes (see
-/// event_wait_node).
+/// The awaiter of `event::wait()`: the event's address and whether the task
+/// is parked, nothing else (the FIFO lives in the task headers).
+///
+/// Byte-aligned on purpose, and 9 bytes: GCC 12 lays a coroutine frame out
+/// as resume and destroy pointers, promise, self handle, parameters, resume
+/// index and flags, initial awaiter, then the body's awaiters, then the
+/// final awaiter (one byte) last. An awaiter aligned to 8 would start at the
+/// next multiple of 8 and push the final awaiter's byte into another 8.
+/// Byte-aligned, a task like `co_await ev.wait(); use(a, b);` with two
+/// reference parameters has a 64-byte frame, which the frame allocator
+/// keeps in a 64-byte block (frame_allocator.hpp). The event pointer is
+/// copied in and out with memcpy (unaligned loads and stores, as cheap as
+/// aligned ones on x86-64).
 class event::wait_awaiter {
  public:
   explicit wait_awaiter(event& e) noexcept {
@@ -162,20 +132,20 @@ class event::wait_awaiter {
   wait_awaiter(const wait_awaiter&) = delete;
   wait_awaiter& operator=(const wait_awaiter&) = delete;
   /// Runs on normal resumption and when the parked task is aborted: in the
-  /// latter case it removes the task from the event.
+  /// latter case it marks the task's entry in the event as left.
   ~wait_awaiter() {
-    if (node_.parked) target()->leave(node_);
+    if (parked_) target()->leave();
   }
 
   [[nodiscard]] bool await_ready() const noexcept { return target()->is_set(); }
   bool await_suspend(std::coroutine_handle<> awaiting) {
-    node_.parked = target()->park(node_, awaiting);
-    return node_.parked;
+    parked_ = target()->park(awaiting);
+    return parked_;
   }
-  // Resumed by set(): the node was popped and its task taken under the
-  // event's lock, and the wake orders that before this resumption, so the
-  // awaiter owns the node again and need not leave.
-  void await_resume() noexcept { node_.parked = false; }
+  // Resumed by set(): the entry was taken out of the FIFO under the event's
+  // lock, and the wake orders that before this resumption, so there is
+  // nothing to leave.
+  void await_resume() noexcept { parked_ = false; }
 
  private:
   [[nodiscard]] event* target() const noexcept {
@@ -185,10 +155,10 @@ class event::wait_awaiter {
   }
 
   unsigned char event_[sizeof(event*)];
-  detail::event_wait_node node_;  // node_.parked: only the awaiting task's thread touches it
+  bool parked_ = false;  // only the awaiting task's thread touches it
 };
-static_assert(sizeof(void*) != 8 || (sizeof(event::wait_awaiter) == 34 && alignof(event::wait_awaiter) == 1),
-              "the event's awaiter is meant to be byte-aligned and 34 bytes (see event_wait_node)");
+static_assert(sizeof(void*) != 8 || (sizeof(event::wait_awaiter) == 9 && alignof(event::wait_awaiter) == 1),
+              "the event's awaiter is meant to be byte-aligned and 9 bytes (see its comment)");
 
 inline event::wait_awaiter event::wait() noexcept { return wait_awaiter{*this}; }
 
