@@ -507,14 +507,14 @@ TEST_P(single_driver_test, a_thousand_yielding_tasks_run_in_rounds_each_once_per
 // queued task would run only after all of them.
 task<> pinger(warden::mpsc_sender<int> out, warden::mpsc_receiver<int> in, int round_trips, std::atomic<int>& done) {
   for (int i = 0; i < round_trips; ++i) {
-    EXPECT_TRUE(co_await out.send(int{i}));
+    EXPECT_TRUE(co_await out.send(i));
     EXPECT_EQ(co_await in.recv(), std::optional<int>(i));
     done.fetch_add(1);
   }
 }
 
 task<> ponger(warden::mpsc_receiver<int> in, warden::mpsc_sender<int> out) {
-  while (std::optional<int> v = co_await in.recv()) EXPECT_TRUE(co_await out.send(int{*v}));
+  while (std::optional<int> v = co_await in.recv()) EXPECT_TRUE(co_await out.send(*v));
 }
 
 task<int> observe(const std::atomic<int>& round_trips) { co_return round_trips.load(); }
