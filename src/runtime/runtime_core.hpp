@@ -28,7 +28,7 @@
 //
 // # Choosing the next task (next_task)
 // Every 61st pick looks at the injection queue first (fairness for outside
-// work); the LIFO slot is taken at most 3 times in a row (so a ping-pong
+// work); the LIFO slot is taken at most 16 times in a row (so a ping-pong
 // pair cannot starve the queue); then the local queue, then a batch from the
 // injection queue, then stealing half of a random victim's queue.
 //

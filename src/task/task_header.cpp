@@ -623,7 +623,35 @@ bool poll_task_yielded(task_header* task) noexcept {
     return false;
   }
   task->resume_point.resume();
-  const bool yielded = std::exchange(tl_context.yield_requested, outer_yield);
+  if (std::exchange(tl_context.yield_requested, outer_yield)) {
+    // yield_now, checked first: a poll that ends in a yield has not
+    // completed and deferred no park (the task suspended at the yield and
+    // nowhere else), so the checks below are for the other polls only.
+    //
+    // Back to the queue *still RUNNING*. To wakers and aborters the task
+    // looks like it is running: an abort sets ABORT (and NOTIFIED) and
+    // leaves the queuing to us; the next poller, on any worker, sees ABORT
+    // and destroys the frame. A wake of this generation would set NOTIFIED,
+    // so if this poll made a waker (tl_context.wakers_made moved; nested
+    // polls on this thread only make us do it needlessly), the generation
+    // moves on now and NOTIFIED is dropped (it was for a suspension that is
+    // over). Then the next poll starts with no waker of its generation in
+    // existence and needs no RMW. A pure yield loop makes no waker: no RMW
+    // on either side (but the first poll's yield moves off generation 0,
+    // which marks a never-polled task: see "Claimed in advance"). relaxed:
+    // the queue hand-off orders the frame; the state carries no data here.
+    s = task->state.load(std::memory_order_relaxed);
+    if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) {
+      while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
+                                                std::memory_order_relaxed)) {
+      }
+    }
+    // An abort that came before this check:
+    const bool aborted = (s & h::ABORT) != 0;
+    if (aborted) cancel_now(task);
+    tl_context.task = outer;
+    return !aborted;  // else the caller queues it
+  }
   if (tl_root_exit.frame != nullptr) [[likely]] {
     // The root ended without suspending (only a root of this poll can have
     // set it: nested polls clear theirs before they return).
@@ -651,31 +679,6 @@ bool poll_task_yielded(task_header* task) noexcept {
     // relaxed: the generation cannot change while the task runs.
     again = !park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)});
     s = task->state.load(std::memory_order_relaxed);
-  }
-  if (yielded) {
-    // yield_now: back to the queue *still RUNNING*. To wakers and aborters
-    // the task looks like it is running: an abort sets ABORT (and NOTIFIED)
-    // and leaves the queuing to us; the next poller, on any worker, sees
-    // ABORT and destroys the frame. A wake of this generation would set
-    // NOTIFIED, so if this poll made a waker (tl_context.wakers_made moved;
-    // nested polls on this thread only make us do it needlessly), the
-    // generation moves on now and NOTIFIED is dropped (it was for a
-    // suspension that is over). Then the next poll starts with no waker of
-    // its generation in existence and needs no RMW. A pure yield loop makes
-    // no waker: no RMW on either side (but the first poll's yield moves off
-    // generation 0, which marks a never-polled task: see "Claimed in
-    // advance"). relaxed: the queue hand-off orders
-    // the frame; the state carries no data here.
-    if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) {
-      while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
-                                                std::memory_order_relaxed)) {
-      }
-    }
-    // An abort that came before this check:
-    const bool aborted = (s & h::ABORT) != 0;
-    if (aborted) cancel_now(task);
-    tl_context.task = outer;
-    return !aborted;  // else the caller queues it
   }
   for (;;) {
     if ((s & h::ABORT) != 0) {

@@ -3,6 +3,8 @@
 // current-thread mode (SEMANTICS R3, R4, R5, R10, R14, R18, R19).
 #include "support/test_support.hpp"
 
+#include <warden/sync/mpsc.hpp>
+
 #include <pthread.h>
 
 #include <atomic>
@@ -496,6 +498,46 @@ TEST_P(single_driver_test, a_thousand_yielding_tasks_run_in_rounds_each_once_per
   for (int round = 0; round < kRounds; ++round)
     for (int id = 0; id < kTasks; ++id)
       ASSERT_EQ(order[static_cast<std::size_t>(round * kTasks + id)], id) << "round " << round;
+}
+
+// The LIFO slot runs a task woken by the running one next, but only so many
+// times in a row: a pair of tasks waking each other through channels (each
+// wake puts the other in the slot) cannot keep a task queued behind them
+// from running for more than a few round trips. Without the bound the
+// queued task would run only after all of them.
+task<> pinger(warden::mpsc_sender<int> out, warden::mpsc_receiver<int> in, int round_trips, std::atomic<int>& done) {
+  for (int i = 0; i < round_trips; ++i) {
+    EXPECT_TRUE(co_await out.send(i));
+    EXPECT_EQ(co_await in.recv(), std::optional<int>(i));
+    done.fetch_add(1);
+  }
+}
+
+task<> ponger(warden::mpsc_receiver<int> in, warden::mpsc_sender<int> out) {
+  while (std::optional<int> v = co_await in.recv()) EXPECT_TRUE(co_await out.send(*v));
+}
+
+task<int> observe(const std::atomic<int>& round_trips) { co_return round_trips.load(); }
+
+TEST_P(single_driver_test, a_ping_pong_pair_lets_a_task_queued_behind_it_run_within_a_few_round_trips) {
+  constexpr int kRoundTrips = 1000;
+  std::atomic<int> done{0};
+  // The spawner does not await (an await could run the queued task early,
+  // help_awaited): the handles are joined from this thread.
+  auto spawner = [&]() -> task<std::tuple<join_handle<void>, join_handle<void>, join_handle<int>>> {
+    auto [to_pong, from_ping] = warden::mpsc<int>(1);
+    auto [to_ping, from_pong] = warden::mpsc<int>(1);
+    join_handle<void> pong = warden::spawn(ponger(std::move(from_ping), std::move(to_ping)));
+    join_handle<void> ping = warden::spawn(pinger(std::move(to_pong), std::move(from_pong), kRoundTrips, done));
+    join_handle<int> queued = warden::spawn(observe(done));
+    co_return std::tuple{std::move(pong), std::move(ping), std::move(queued)};
+  };
+  auto [pong, ping, queued] = rt.block_on(spawner());
+  const int seen = queued.join();
+  ping.join();
+  pong.join();
+  EXPECT_EQ(done.load(), kRoundTrips);
+  EXPECT_LT(seen, 32) << "round trips before the queued task ran";
 }
 
 INSTANTIATE_TEST_SUITE_P(one_thread, single_driver_test, ::testing::Values<std::size_t>(0, 1),

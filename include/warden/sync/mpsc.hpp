@@ -139,6 +139,7 @@ class [[nodiscard]] mpsc_send_awaiter {
         promised = node_.amount == 1;
       }
     }
+    std::destroy_at(&node_);
     if (promised) state_->release_permit();
   }
 
@@ -156,6 +157,7 @@ class [[nodiscard]] mpsc_send_awaiter {
       lock.unlock();
       return !finish(got);
     }
+    std::construct_at(&node_);
     node_.wake = std::move(self);
     node_.amount = 0;
     state_->parked_senders.push_back(&node_);
@@ -168,8 +170,9 @@ class [[nodiscard]] mpsc_send_awaiter {
       // Woken holding a permit (amount 1) or by the close (0). Whoever woke
       // us took the node off the list under the lock before waking us.
       parked_ = false;
-      node_.status = detail::wait_node::state::idle;
-      if (node_.amount == 1) {
+      const bool promised = node_.amount == 1;
+      std::destroy_at(&node_);
+      if (promised) {
         if (state_->is_closed())
           state_->release_permit();  // closed before we ran: the send fails
         else
@@ -197,7 +200,12 @@ class [[nodiscard]] mpsc_send_awaiter {
 
   state_type* state_;
   std::optional<T> value_;  // engaged until the value is queued
-  detail::wait_node node_;
+  // Built only when the send parks (most never do: building and
+  // destroying it cost every send a few stores and a check); alive exactly
+  // while parked_.
+  union {
+    detail::wait_node node_;
+  };
   bool parked_ = false;  // suspended and not yet resumed: node_ belongs to the channel
 };
 
@@ -220,37 +228,23 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   [[gnu::always_inline]] bool await_ready() { return try_take(); }
 
-  bool await_suspend(std::coroutine_handle<> awaiting) {
+  [[gnu::always_inline]] bool await_suspend(std::coroutine_handle<> awaiting) {
     if (state_->single) {
       // Capacity 1 parks with one CAS on the slot word: deferred to the end
       // of the poll, after the task is idle, so that neither the poll end
       // nor the wake needs an RMW on the task (see defer_park). If a value
       // came meanwhile the commit fails and the task is polled again, into
-      // await_resume.
+      // await_resume. Inline: this is every recv of a ping-pong, and a call
+      // here cost a second prologue and epilogue inside the coroutine's.
       if (state_->receiver_parked.load(std::memory_order_relaxed))
         detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
-      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, this})) {
+      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, this})) [[likely]] {
         state_->receiver_parked.store(true, std::memory_order_relaxed);
         parked_ = true;
         return true;
       }
     }
-    const detail::unowned_waker self = detail::suspend_current_unowned(awaiting);
-    // No second look before parking: await_ready just looked, and parking
-    // (the park handshake, or capacity 1's parking CAS) sees whatever came
-    // since.
-    // A second recv while one waits (misuse; caught when the first one
-    // already parked).
-    if (state_->receiver_parked.load(std::memory_order_relaxed))
-      detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
-    state_->receiver_parked.store(true, std::memory_order_relaxed);
-    if (!state_->park_receiver_unless_ready(self)) {
-      // A value (or the close) came before our waker was visible.
-      state_->receiver_parked.store(false, std::memory_order_relaxed);
-      return !try_take();
-    }
-    parked_ = true;
-    return true;
+    return park_now(awaiting);
   }
 
   [[gnu::always_inline]] std::optional<T> await_resume() {
@@ -277,6 +271,27 @@ class [[nodiscard]] mpsc_recv_awaiter {
   friend class mpsc_receiver<T>;
   explicit mpsc_recv_awaiter(detail::mpsc_state<T>* state) noexcept : state_(state) {}
 
+  /// await_suspend's park with a waker published now: channels of other
+  /// capacities, and capacity 1 when a park is already deferred in this poll.
+  [[gnu::noinline]] bool park_now(std::coroutine_handle<> awaiting) {
+    const detail::unowned_waker self = detail::suspend_current_unowned(awaiting);
+    // No second look before parking: await_ready just looked, and parking
+    // (the park handshake, or capacity 1's parking CAS) sees whatever came
+    // since.
+    // A second recv while one waits (misuse; caught when the first one
+    // already parked).
+    if (state_->receiver_parked.load(std::memory_order_relaxed))
+      detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
+    state_->receiver_parked.store(true, std::memory_order_relaxed);
+    if (!state_->park_receiver_unless_ready(self)) {
+      // A value (or the close) came before our waker was visible.
+      state_->receiver_parked.store(false, std::memory_order_relaxed);
+      return !try_take();
+    }
+    parked_ = true;
+    return true;
+  }
+
   /// The deferred park of capacity 1 (see await_suspend).
   static bool commit_park(void* self, detail::unowned_waker waker) noexcept {
     return static_cast<mpsc_recv_awaiter*>(self)->state_->park_one(waker);
@@ -284,6 +299,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   /// Takes the oldest value, or sees closed-and-drained.
   [[gnu::always_inline]] bool try_take() {
+    if (state_->single) return state_->take_one(value_);
     if (state_->ready()) {
       value_.emplace(state_->pop());
       return true;

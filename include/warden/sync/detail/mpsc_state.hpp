@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -288,7 +289,7 @@ class locked_ring {
 /// closed and drained) publishes nothing and the receiver is polled again,
 /// straight into await_resume.
 template <class T>
-struct mpsc_state {
+struct alignas(64) mpsc_state {
   static constexpr std::uint64_t kClosed = 1;
   static constexpr std::uint64_t kSendersParked = 2;
   static constexpr std::uint64_t kOnePermit = 4;
@@ -300,10 +301,10 @@ struct mpsc_state {
 
   /// `capacity` 0 means unbounded.
   explicit mpsc_state(std::size_t capacity)
-      : bounded(capacity != 0),
+      : permits(capacity == 1 ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit),
+        bounded(capacity != 0),
         single(capacity == 1),
-        all_permits(single ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit),
-        permits(all_permits) {
+        all_permits(single ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit) {
     if (single)
       std::construct_at(&queue.one);
     else if (bounded)
@@ -709,6 +710,30 @@ struct mpsc_state {
     return (permits.load(std::memory_order_acquire) & kSlotMask) == kSlotFull;
   }
 
+  /// The receiver's take for capacity 1 (ready_one, pop and
+  /// closed_and_drained in one, the slot word read once): the oldest value
+  /// into `out` (true), or true with `out` empty if the channel is closed
+  /// and drained, else false. Reading `handed` first and the word after is
+  /// as good as closed_and_drained's order: only this receiver's park lets
+  /// a hand-off in, and it is not parked while it takes.
+  [[gnu::always_inline]] bool take_one(std::optional<T>& out) noexcept {
+    // acquire: as in ready_one.
+    if (handed.load(std::memory_order_acquire)) {
+      out.emplace(std::move(*queue.one.handed.value()));
+      std::destroy_at(queue.one.handed.value());
+      handed.store(false, std::memory_order_relaxed);
+      return true;
+    }
+    const std::uint64_t word = permits.load(std::memory_order_acquire);
+    if ((word & kSlotMask) == kSlotFull) {
+      out.emplace(std::move(*queue.one.slot.value()));
+      std::destroy_at(queue.one.slot.value());
+      free_one_slot();
+      return true;
+    }
+    return (word & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty);
+  }
+
   /// park_receiver_unless_ready for capacity 1: one CAS.
   bool park_one(unowned_waker self) noexcept {
     // No earlier waker is busy (receiver_state is kIdle: see the top).
@@ -740,11 +765,13 @@ struct mpsc_state {
     } one;
   };
 
-  const bool bounded;
-  const bool single;  // capacity 1: `queue.one` and the slot word
-  const std::uint64_t all_permits;
+  // Layout: what a message touches first, together, so that a capacity-1
+  // channel's traffic (the slot word, the receiver's state and waker, the
+  // value) stays in one cache line; the struct is line-aligned so that no
+  // other channel (often used by a pair of tasks on the other worker)
+  // shares that line. The rarely used rest (senders, the lock, the parked
+  // senders) follows.
   std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
-  values queue;
   std::atomic<std::uint8_t> receiver_state{kIdle};
   // A recv is suspended in recv, parked or woken and not yet resumed (to
   // catch a second recv). Written by the receiver only, relaxed.
@@ -753,7 +780,11 @@ struct mpsc_state {
   // the sender that took the parked receiver's waker, cleared by the
   // receiver.
   std::atomic<bool> handed{false};
+  const bool bounded;
+  const bool single;             // capacity 1: `queue.one` and the slot word
   unowned_waker receiver_waker;  // see "The receiver's waker"
+  values queue;
+  const std::uint64_t all_permits;
   std::atomic<std::size_t> senders{1};
   std::mutex mutex;  // guards parked_senders
   wait_list parked_senders;
