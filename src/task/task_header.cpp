@@ -428,7 +428,7 @@ void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) n
 /// none), and its completer is alone ("complete, alone" at the top), so
 /// there is no panic to report, nor a join waiter to wake. publish_outcome
 /// does the rest.
-inline void publish_finished(task_header* task, bool leftovers) noexcept {
+[[gnu::always_inline]] inline void publish_finished(task_header* task, bool leftovers) noexcept {
   using h = task_header;
   task_scheduler* const scheduler = scheduler_of(task);
   // acquire: the other owners' releases (we may free), and the join waker.
@@ -546,10 +546,14 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// A task whose root frame ended without suspending and destroyed itself,
 /// leaving the value's bits (see "Roots that end without suspending" in
 /// task.hpp): the value takes the resume point's slot, and publishes.
-inline void complete_exited(task_header* task, std::uintptr_t bits) noexcept {
+/// Returns false (the poll's result), so that the poll ends with a tail
+/// call: its own prologue stays as small as a yield loop needs, and the
+/// completion runs inlined here without a frame of its own.
+[[gnu::noinline]] bool complete_exited(task_header* task, std::uintptr_t bits) noexcept {
   task->root = {};  // destroyed already
   task->result = reinterpret_cast<void*>(bits);
   publish_finished(task, bits != 0);
+  return false;
 }
 
 void cancel_now(task_header* task) noexcept {
@@ -618,10 +622,10 @@ bool poll_task_yielded(task_header* task) noexcept {
   if (tl_root_exit.frame != nullptr) [[likely]] {
     // The root ended without suspending (only a root of this poll can have
     // set it: nested polls clear theirs before they return).
+    // The poller's task is restored first: the completion does not use it.
     tl_root_exit.frame = nullptr;
-    complete_exited(task, tl_root_exit.value);
     tl_context.task = outer;
-    return false;
+    return complete_exited(task, tl_root_exit.value);
   }
   if (task->root.done()) {
     complete_finished(task);
