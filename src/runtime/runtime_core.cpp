@@ -512,7 +512,7 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
   const std::uint32_t level = ++w.help_depth;
   w.stash_base[level] = w.stash_size;
   task_header* const outer = std::exchange(tl_context.awaited_here, awaited ? t : nullptr);
-  const bool yielded = poll_task_yielded(t);
+  const bool yielded = poll_helped_task(t);
   tl_context.awaited_here = outer;
   if (yielded) push_own(w, t);  // as in poll()
   // What `t` stashed and did not await: its poll is over.
