@@ -48,4 +48,8 @@ extern constinit thread_local thread_context tl_context;
 /// anywhere else.
 bool help_awaited(task_header* child) noexcept;
 
+/// poll_task_yielded for help_awaited's nested polls (task_header.cpp): the
+/// same, with the usual end of a helped child inlined.
+[[nodiscard]] bool poll_helped_task(task_header* task) noexcept;
+
 }  // namespace warden::detail

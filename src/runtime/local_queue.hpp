@@ -165,7 +165,11 @@ class local_queue {
   /// range ends below what we took (empty when we took all). A consumer
   /// reading the lowered tail with an older word sees a stale range and
   /// re-reads (steal_into) or fails its CAS.
-  std::size_t pop_back_batch(task_header** out, std::uint32_t n) noexcept {
+  ///
+  /// `copied`: `out` already holds the newest `n` entries, newest first (from
+  /// depth_from_back's copy), so only the claim is made. Only the owner
+  /// writes slots, so what it read before the claim is what it claims.
+  std::size_t pop_back_batch(task_header** out, std::uint32_t n, bool copied = false) noexcept {
     const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     std::uint64_t word = head_.load(std::memory_order_relaxed);
     for (;;) {
@@ -177,8 +181,9 @@ class local_queue {
       const std::uint32_t take = avail < n ? avail : n;
       tail_.store(tail - take, std::memory_order_relaxed);  // published by the CAS below
       if (head_.compare_exchange_weak(word, word + kEpochOne, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        for (std::uint32_t i = 0; i < take; ++i)
-          out[i] = slots_[(tail - 1 - i) & kMask].load(std::memory_order_relaxed);
+        if (!copied)
+          for (std::uint32_t i = 0; i < take; ++i)
+            out[i] = slots_[(tail - 1 - i) & kMask].load(std::memory_order_relaxed);
         return take;
       }
     }
@@ -187,10 +192,22 @@ class local_queue {
   /// Owner only: how far from the end `task` sits (1: the most recently
   /// pushed entry), looking at most `window` entries deep; 0 if not there.
   /// A hint (a thief may take it right after); pop_back decides.
-  [[nodiscard]] std::uint32_t depth_from_back(const task_header* task, std::uint32_t window) const noexcept {
+  /// Also copies the entries it looked at, newest first, into `out` (room
+  /// for `window`) when given: pop_back_batch(out, depth, true) then claims
+  /// them without reading the slots again.
+  [[nodiscard]] std::uint32_t depth_from_back(const task_header* task, std::uint32_t window,
+                                              task_header** out = nullptr) const noexcept {
     const std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     std::uint32_t n = tail - front(head_.load(std::memory_order_relaxed));
     if (n > window) n = window;
+    if (out != nullptr) {
+      for (std::uint32_t i = 1; i <= n; ++i) {
+        task_header* const entry = slots_[(tail - i) & kMask].load(std::memory_order_relaxed);
+        out[i - 1] = entry;
+        if (entry == task) return i;
+      }
+      return 0;
+    }
     for (std::uint32_t i = 1; i <= n; ++i)
       if (slots_[(tail - i) & kMask].load(std::memory_order_relaxed) == task) return i;
     return 0;

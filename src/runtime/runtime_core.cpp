@@ -466,14 +466,18 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
       }
     }
   }
-  const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow);
+  // With room for a whole window in the stash, the look for the child also
+  // copies what it passes into the stash's free end, where the claim below
+  // wants it (one pass over the slots instead of two).
+  task_header** const out = w.stash.data() + w.stash_size;
+  const bool copy = w.stash_size + kHelpWindow <= worker::kStashMax;
+  const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow, copy ? out : nullptr);
   if (depth == 0) return false;
   if (depth > 1 && !w.stop_helping && w.stash_size + depth <= worker::kStashMax && idle_.all_busy()) {
     // Every worker is busy (nobody would steal them): claim the stretch
     // down to the child with one CAS, run the child alone and stash its
     // younger siblings for the awaits that follow (see "The stash").
-    task_header** const out = w.stash.data() + w.stash_size;
-    const std::size_t n = w.queue.pop_back_batch(out, depth);
+    const std::size_t n = w.queue.pop_back_batch(out, depth, copy);
     if (n != 0 && out[n - 1] == child && never_started(child->state.load(std::memory_order_relaxed))) {
       w.stash_size += static_cast<std::uint32_t>(n - 1);
       run_helped(w, child, true);
@@ -514,7 +518,7 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
   const std::uint32_t level = ++w.help_depth;
   w.stash_base[level] = w.stash_size;
   task_header* const outer = std::exchange(tl_context.awaited_here, awaited ? t : nullptr);
-  const bool yielded = poll_task_yielded(t);
+  const bool yielded = poll_helped_task(t);
   tl_context.awaited_here = outer;
   if (yielded) push_own(w, t);  // as in poll()
   // What `t` stashed and did not await: its poll is over.

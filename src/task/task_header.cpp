@@ -266,7 +266,7 @@ inline bool solo_enter(const task_header* task) noexcept {
   return false;
 }
 
-inline void solo_leave() noexcept {
+[[gnu::always_inline]] inline void solo_leave() noexcept {
   // release: a sweep that saw us inside waits for this store, then reads
   // the state words we wrote.
   tl_context.solo_inside->store(0, std::memory_order_release);
@@ -437,7 +437,7 @@ void publish_outcome(task_header* task, std::uint64_t outcome, bool leftovers) n
 /// none), and its completer is alone ("complete, alone" at the top), so
 /// there is no panic to report, nor a join waiter to wake. publish_outcome
 /// does the rest.
-inline void publish_finished(task_header* task, bool leftovers) noexcept {
+[[gnu::always_inline]] inline void publish_finished(task_header* task, bool leftovers) noexcept {
   using h = task_header;
   task_scheduler* const scheduler = scheduler_of(task);
   // acquire: the other owners' releases (we may free), and the join waker.
@@ -555,13 +555,20 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// A task whose root frame ended without suspending and destroyed itself,
 /// leaving the value's bits (see "Roots that end without suspending" in
 /// task.hpp): the value takes the resume point's slot, and publishes.
-inline void complete_exited(task_header* task, std::uintptr_t bits) noexcept {
+/// Returns false (the poll's result), so that the poll ends with a tail
+/// call: its own prologue stays as small as a yield loop needs, and the
+/// completion runs inlined here without a frame of its own.
+[[gnu::always_inline]] inline void complete_exited_inline(task_header* task, std::uintptr_t bits) noexcept {
   task->root = {};  // destroyed already
   task->result = reinterpret_cast<void*>(bits);
   publish_finished(task, bits != 0);
 }
+[[gnu::noinline]] bool complete_exited(task_header* task, std::uintptr_t bits) noexcept {
+  complete_exited_inline(task, bits);
+  return false;
+}
 
-void cancel_now(task_header* task) noexcept {
+[[gnu::always_inline]] inline void cancel_now(task_header* task) noexcept {
   destroy_root(task);  // runs every destructor in the task's frames
   retire_results(task);
   publish_outcome(task, task_header::CANCELLED, false);
@@ -571,7 +578,7 @@ void cancel_now(task_header* task) noexcept {
 /// stores and commits `park`. False (nothing done) unless this thread may
 /// and the task is alone: no reference but the lifecycle one, nothing
 /// woke or aborted it during the poll.
-bool solo_park(task_header* task, deferred_park park) noexcept {
+[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park) noexcept {
   using h = task_header;
   if (!solo_enter(task)) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
@@ -596,7 +603,16 @@ bool solo_park(task_header* task, deferred_park park) noexcept {
 
 }  // namespace
 
-bool poll_task_yielded(task_header* task) noexcept {
+namespace {
+/// poll_task_yielded, and poll_helped_task (Helped) for a task that
+/// help_awaited runs inside an await: that one has the usual end of a
+/// helped child, a root that ended without suspending, inlined (its
+/// registers are saved anyway), while a worker's poll keeps the smaller
+/// prologue a yield loop needs (see complete_exited). With two copies GCC
+/// stopped inlining solo_park, solo_leave and cancel_now into them (+5%
+/// instructions on yield_many), hence their always_inline.
+template <bool Helped>
+bool poll_impl(task_header* task) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
   if ((s & h::RUNNING) == 0) {
@@ -655,10 +671,15 @@ bool poll_task_yielded(task_header* task) noexcept {
   if (tl_root_exit.frame != nullptr) [[likely]] {
     // The root ended without suspending (only a root of this poll can have
     // set it: nested polls clear theirs before they return).
+    // The poller's task is restored first: the completion does not use it.
     tl_root_exit.frame = nullptr;
-    complete_exited(task, tl_root_exit.value);
     tl_context.task = outer;
-    return false;
+    if constexpr (Helped) {
+      complete_exited_inline(task, tl_root_exit.value);
+      return false;
+    } else {
+      return complete_exited(task, tl_root_exit.value);
+    }
   }
   if (task->root.done()) {
     complete_finished(task);
@@ -704,6 +725,11 @@ bool poll_task_yielded(task_header* task) noexcept {
   tl_context.task = outer;
   return false;
 }
+
+}  // namespace
+
+bool poll_task_yielded(task_header* task) noexcept { return poll_impl<false>(task); }
+bool poll_helped_task(task_header* task) noexcept { return poll_impl<true>(task); }
 
 void poll_task(task_header* task) noexcept {
   if (poll_task_yielded(task)) scheduler_of(task)->schedule(task, schedule_hint::yield);
