@@ -25,6 +25,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+
+#include "../detail/batch_lock.hpp"
 #include <new>
 
 namespace warden::detail {
@@ -41,7 +43,7 @@ class inject_queue {
   /// Pushes `count` tasks, in order. Out of line: callers' fast paths
   /// (a push onto a local queue) stay small.
   [[gnu::noinline]] void push_batch(task_header* const* tasks, std::size_t count) noexcept {
-    std::lock_guard lock(mutex_);
+    const auto lock = lock_batch(mutex_);
     if (list_head_ == nullptr && (tail_ - head_ + count <= capacity_ || grow(tail_ - head_ + count))) {
       for (std::size_t i = 0; i < count; ++i) ring_[(tail_ + i) & (capacity_ - 1)] = tasks[i];
       tail_ += count;
@@ -68,7 +70,7 @@ class inject_queue {
   /// Pops up to `max` tasks into `out`; returns how many.
   std::size_t pop_batch(task_header** out, std::size_t max) noexcept {
     if (size_.load(std::memory_order_relaxed) == 0) return 0;
-    std::lock_guard lock(mutex_);
+    const auto lock = lock_batch(mutex_);
     std::size_t n = std::min<std::uint64_t>(max, tail_ - head_);
     for (std::size_t i = 0; i < n; ++i) out[i] = ring_[(head_ + i) & (capacity_ - 1)];
     head_ += n;

@@ -30,6 +30,7 @@
 // during static destruction).
 #include <warden/detail/frame_allocator.hpp>
 
+#include "../detail/batch_lock.hpp"
 #include "../detail/sanitizers.hpp"
 
 #include <array>
@@ -106,7 +107,7 @@ void give_to_depot(std::size_t cls, free_block* head, std::uint32_t length) noex
   auto* chain = reinterpret_cast<chain_head*>(head);
   chain->length = length;
   depot& d = global_depot();
-  std::lock_guard lock(d.mutex);
+  const auto lock = lock_batch(d.mutex);
   chain->next_chain = d.chains[cls];
   d.chains[cls] = chain;
 }
@@ -162,7 +163,7 @@ bool refill(frame_cache& c, std::size_t cls) noexcept {
   depot& d = global_depot();
   chain_head* taken;
   {
-    std::lock_guard lock(d.mutex);
+    const auto lock = lock_batch(d.mutex);
     taken = d.chains[cls];
     if (taken == nullptr) return false;
     d.chains[cls] = taken->next_chain;

@@ -1,8 +1,10 @@
 #include "header_pool.hpp"
 
 #include "../detail/asymmetric_fence.hpp"
+#include "../detail/batch_lock.hpp"
 #include "../detail/sanitizers.hpp"
 
+#include <algorithm>
 #include <array>
 #include <mutex>
 #include <new>
@@ -76,8 +78,9 @@ pool& global_pool() {
 
 [[gnu::noinline]] void spill(header_cache& c, std::uint32_t n) {
   pool& p = global_pool();
-  std::lock_guard lock(p.free_mutex);
-  for (std::uint32_t i = 0; i < n; ++i) p.free.push_back(c.items[--c.count]);
+  c.count -= n;
+  const auto lock = lock_batch(p.free_mutex);
+  p.free.insert(p.free.end(), c.items.begin() + c.count, c.items.begin() + c.count + n);
 }
 
 struct header_cache_cleanup {
@@ -104,7 +107,7 @@ inline void register_cleanup(header_cache& c) {
 
 [[gnu::noinline]] void refill(header_cache& c) {
   pool& p = global_pool();
-  std::lock_guard lock(p.free_mutex);
+  const auto lock = lock_batch(p.free_mutex);
   if (p.free.empty()) {
     auto* chunk = new task_header[kChunkSize];
     {
@@ -113,10 +116,10 @@ inline void register_cleanup(header_cache& c) {
     }
     for (std::size_t i = 0; i < kChunkSize; ++i) p.free.push_back(&chunk[i]);
   }
-  while (c.count < kBatch && !p.free.empty()) {
-    c.items[c.count++] = p.free.back();
-    p.free.pop_back();
-  }
+  const std::size_t n = std::min<std::size_t>(kBatch - c.count, p.free.size());
+  std::copy(p.free.end() - static_cast<std::ptrdiff_t>(n), p.free.end(), c.items.begin() + c.count);
+  p.free.resize(p.free.size() - n);
+  c.count += static_cast<std::uint32_t>(n);
 }
 
 /// Thread exit: straight back to the global list.
