@@ -44,6 +44,15 @@
 // (moved-from / default) handle throws `usage_error`. `join()` (the blocking
 // form, for threads outside the runtime) throws `usage_error` on a worker
 // thread, where it would deadlock.
+//
+// # Threads
+// A handle is an ordinary object: one task (or thread) uses it at a time,
+// like any other non-atomic value. Hand it over by moving it; to let several
+// tasks wait for one task, give them an `event` or a `broadcast` channel the
+// task signals instead. (Two tasks that do await one handle at the same time
+// are caught when both would park: the second gets `usage_error`; other
+// overlaps are a data race on the handle.) To cancel from elsewhere, give
+// each canceller its own copy of an `abort_handle` (copyable; any thread).
 #pragma once
 
 #include <warden/detail/task_header.hpp>
