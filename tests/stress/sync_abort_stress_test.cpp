@@ -320,6 +320,42 @@ TEST_F(sync_abort_stress, event_set_wakes_every_surviving_waiter_once) {
   }
 }
 
+// P5: event — enough waiters that aborted ones outnumber the parked ones
+// and the event compacts its list (it drops aborted waiters' entries in
+// batches of 64 or more), while set() runs on this thread and the waiters
+// are aborted from another: every waiter that was not aborted is woken
+// once, none is lost in a compaction, and the count ends at zero. One event
+// serves every round (reset first), so a round starts after the last one's
+// set() or compaction left the list.
+TEST_F(sync_abort_stress, event_compaction_racing_set_loses_no_waiter) {
+  SCOPED_TRACE(seed_trace(seed_));
+  hang_guard guard("event_compaction_racing_set_loses_no_waiter", progress_);
+  warden::event ev;
+  for (int it = 0; it < std::max(1, iterations_ / 30); ++it) {
+    progress_.store(it);
+    ev.reset();
+    std::atomic<int> woken{0};
+    const int tasks = 100 + static_cast<int>(rng_() % 200);
+    std::vector<warden::join_handle<void>> handles;
+    for (int i = 0; i < tasks; ++i) handles.push_back(rt_.spawn(wait_event(&ev, &woken)));
+    while (ev.waiter_count() < static_cast<std::size_t>(tasks) / 2) spin(64);
+    std::vector<warden::join_handle<void>*> doomed;
+    for (auto& h : handles)
+      if (rng_() % 4 != 0) doomed.push_back(&h);
+    const std::uint64_t spins = random_spin(rng_, 4096);
+    std::thread aborter([&] {
+      for (auto* h : doomed) h->abort();
+    });
+    spin(spins);
+    ev.set();
+    aborter.join();
+    int completed = 0;
+    for (auto& h : handles) completed += joined_normally(h) ? 1 : 0;
+    ASSERT_EQ(woken.load(), completed) << "iteration " << it;
+    ASSERT_EQ(ev.waiter_count(), 0u) << "iteration " << it;
+  }
+}
+
 // ---- latch --------------------------------------------------------------------
 
 task<void> wait_latch(warden::latch* l, std::atomic<int>* woken) {
