@@ -342,7 +342,7 @@ TEST_F(sync_abort_stress, event_compaction_racing_set_loses_no_waiter) {
     std::vector<warden::join_handle<void>*> doomed;
     for (auto& h : handles)
       if (rng_() % 4 != 0) doomed.push_back(&h);
-    const std::uint64_t spins = random_spin(rng_, 4096);
+    const std::uint32_t spins = random_spin(rng_, 12);
     std::thread aborter([&] {
       for (auto* h : doomed) h->abort();
     });
