@@ -15,6 +15,7 @@
 #include <list>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -54,6 +55,7 @@ inline void spin(std::uint32_t n) {
 /// A random spin length for spin(), log-uniform below 2^`max_bits` steps, so
 /// that racing actions land before, during and after a worker's poll.
 inline std::uint32_t random_spin(std::mt19937_64& rng, unsigned max_bits) {
+  if (max_bits > 32) throw std::invalid_argument("random_spin: max_bits counts bits (at most 32), not spin steps");
   const auto bits = static_cast<unsigned>(rng() % (max_bits + 1));
   return static_cast<std::uint32_t>(rng() & ((std::uint64_t{1} << bits) - 1));
 }
