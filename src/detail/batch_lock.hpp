@@ -9,16 +9,17 @@
 // with a pause first, and only then block.
 #pragma once
 
+#include <warden/detail/spin_pause.hpp>
+
 #include <mutex>
 
 namespace warden::detail {
 
 [[nodiscard]] inline std::unique_lock<std::mutex> lock_batch(std::mutex& m) noexcept {
-  for (int i = 0; i < 64; ++i) {
+  // Fewer rounds than spin_pause's 64 pauses: it never yields here.
+  for (unsigned round = 0; round < 63;) {
     if (m.try_lock()) return std::unique_lock<std::mutex>(m, std::adopt_lock);
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    spin_pause(round);
   }
   return std::unique_lock<std::mutex>(m);
 }

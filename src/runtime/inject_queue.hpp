@@ -20,13 +20,13 @@
 
 #include <warden/detail/task_header.hpp>
 
+#include "../detail/batch_lock.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
-
-#include "../detail/batch_lock.hpp"
 #include <new>
 
 namespace warden::detail {
