@@ -201,7 +201,7 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
   const spawn_site* const site = intern_spawn_site_inline(root, options.location, results,
                                                           blocking ? static_cast<task_scheduler*>(&blocking_) : this);
   worker* const here = own_worker();
-  if (!count_spawn(here != nullptr ? here->live : outside_live_)) {
+  if (!count_spawn(here)) {
     root.destroy();
     throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
   }
@@ -209,8 +209,11 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
   t->root = root;
   t->resume_point = root;
   set_spawn_site(t, site, options.name);
-  if (task_header* parent = tl_context.task; parent != nullptr && extras_of(parent) != nullptr)
-    inherit_into(t);  // acquire: a thread asking for the parent's id may have installed the record
+  // extras_of(parent) != nullptr, the tag alone (the record is never null).
+  // acquire: a thread asking for the parent's id may have installed the record.
+  if (task_header* parent = tl_context.task;
+      parent != nullptr && (parent->site_or_extras.load(std::memory_order_acquire) & task_header::kExtrasTag) != 0)
+    inherit_into(t);
   // Claimed in advance for its first poll (see task_header.cpp), with the
   // lifecycle and join handle references. release: a pool sweep that takes
   // a reference sees the fields above.
@@ -218,6 +221,12 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
                  std::memory_order_release);
   if (blocking)
     blocking_.schedule(t, schedule_hint::spawn);
+  else if (here != nullptr && here->help_depth != 0 && here->stash_size < worker::kStashMax && !here->stop_helping &&
+           idle_.all_busy())
+    // Spawned inside a helped poll while every worker is busy: straight to
+    // the stash, where this task's await finds it with no queue operation
+    // (see "The stash" in the header; given back when this poll ends).
+    here->stash[here->stash_size++] = t;
   else
     enqueue(here, t, schedule_hint::spawn);
   return t;
@@ -229,9 +238,10 @@ std::size_t runtime_core::alive() const noexcept {
   return sum > 0 ? static_cast<std::size_t>(sum) : 0;
 }
 
-inline bool runtime_core::count_spawn(std::atomic<std::int64_t>& shard) noexcept {
+inline bool runtime_core::count_spawn(worker* here) noexcept {
   // Spawn's half of the close handshake ("Live tasks" in the header).
-  if (light_live_ && &shard != &outside_live_) {
+  std::atomic<std::int64_t>& shard = here != nullptr ? here->live : outside_live_;
+  if (light_live_ && here != nullptr) {
     // Only this thread writes its worker's shard: a plain increment, and a
     // compiler barrier against shutdown's heavy fence.
     shard.store(shard.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -455,11 +465,25 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
       // The child stashed by an earlier await of this task, deeper than the
       // top (awaits out of spawn order)?
       const std::uint32_t base = w.stash_base[w.help_depth];
-      for (std::uint32_t i = w.stash_size; i-- > base;) {
-        if (w.stash[i] != child) continue;
+      // The oldest of the level first (spawned straight into the stash:
+      // the first await of a task that spawned several), then newest first.
+      std::uint32_t i = base;
+      if (base == w.stash_size || w.stash[base] != child) {
+        i = w.stash_size;
+        while (i-- > base && w.stash[i] != child) {
+        }
+      }
+      if (i >= base && i < w.stash_size) {
         if (w.stop_helping || !never_started(child->state.load(std::memory_order_relaxed)))
           return false;  // given back when this task's poll ends
-        for (std::uint32_t j = i + 1; j < w.stash_size; ++j) w.stash[j - 1] = w.stash[j];
+        if (i == base) {
+          // The oldest of the level: spawned straight into the stash, the
+          // level is in spawn order. Turn it over (newest first, as a
+          // claim leaves it), so the awaits that follow find theirs on top.
+          std::reverse(w.stash.begin() + base, w.stash.begin() + w.stash_size);
+        } else {
+          for (std::uint32_t j = i + 1; j < w.stash_size; ++j) w.stash[j - 1] = w.stash[j];
+        }
         --w.stash_size;
         run_helped(w, child, true);
         return child->is_complete();
@@ -529,7 +553,9 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
 
 void runtime_core::give_back_stash(worker& w, std::uint32_t base) noexcept {
   // Newest first in the stash: push the oldest first, so the end of the
-  // queue looks as it did (bar what ran meanwhile).
+  // queue looks as it did (bar what ran meanwhile). A level of spawns
+  // never awaited is in spawn order and goes back reversed: only the start
+  // order of never-awaited siblings differs, which nothing promises.
   while (w.stash_size > base) push_own(w, w.stash[--w.stash_size]);
 }
 
