@@ -453,6 +453,7 @@ static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth +
 }
 
 bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
+  if (scheduler_of(child) != static_cast<task_scheduler*>(this)) return false;  // another runtime's task
   // Current-thread mode keeps spawn order exactly (tests on the paused clock
   // rely on it); see "Awaiting a task that has not started".
   if (!threaded_ || w.help_depth >= kMaxHelpDepth) return false;
@@ -576,9 +577,11 @@ void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n
   for (std::size_t i = n; i-- > 0;) push_local(w, tasks[i]);
 }
 
-inline bool help_awaited(task_header* child) noexcept {
+[[gnu::always_inline]] inline bool help_awaited(task_header* child) noexcept {
   worker* w = tl_context.on_worker;
-  if (w == nullptr || scheduler_of(child) != static_cast<task_scheduler*>(w->core)) return false;
+  if (w == nullptr) return false;
+  // Whether the child is of w's runtime is asked on the slow path only: a
+  // task in the worker's stash is.
   return w->core->help_awaited(*w, child);
 }
 
