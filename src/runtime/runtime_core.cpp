@@ -545,11 +545,15 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
   task_header* const outer = std::exchange(tl_context.awaited_here, awaited ? t : nullptr);
   const bool yielded = poll_helped_task(t);
   tl_context.awaited_here = outer;
-  if (yielded) push_own(w, t);  // as in poll()
+  // The same worker, read again: nothing of it need live across the poll.
+  worker& v = *tl_context.on_worker;
+  if (yielded) v.core->push_own(v, t);  // as in poll()
   // What `t` stashed and did not await: its poll is over.
-  if (w.stash_size > w.stash_base[level]) [[unlikely]]
-    give_back_stash(w, w.stash_base[level]);
-  --w.help_depth;
+  // (help_depth is back at our level: every nested help restores it.)
+  const std::uint32_t here = v.help_depth;
+  if (v.stash_size > v.stash_base[here]) [[unlikely]]
+    v.core->give_back_stash(v, v.stash_base[here]);
+  v.help_depth = here - 1;
 }
 
 void runtime_core::give_back_stash(worker& w, std::uint32_t base) noexcept {
