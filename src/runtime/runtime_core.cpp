@@ -442,9 +442,16 @@ static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth +
   // this task (see "The stash" in the header), and every worker is still
   // busy. Ours: run it, no queue operation. (Only a threaded runtime
   // stashes.)
+  // Or the first await of a task that spawned straight into the stash:
+  // the child is the oldest of the level, at its bottom; the level is
+  // turned over (newest first, as a claim leaves it) so that the awaits
+  // that follow find theirs on top.
   const std::uint32_t size = w.stash_size;
-  if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && w.help_depth < kMaxHelpDepth &&
+  const std::uint32_t base = w.stash_base[w.help_depth];
+  if (size > base && (w.stash[size - 1] == child || w.stash[base] == child) && w.help_depth < kMaxHelpDepth &&
       !w.stop_helping && idle_.all_busy() && never_started(child->state.load(std::memory_order_relaxed))) [[likely]] {
+    if (w.stash[size - 1] != child) [[unlikely]]
+      std::reverse(w.stash.begin() + base, w.stash.begin() + size);
     w.stash_size = size - 1;
     run_helped(w, child, true);
     return child->is_complete();
