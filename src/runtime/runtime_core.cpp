@@ -221,12 +221,6 @@ inline std::atomic<std::int64_t>& runtime_core::live_shard() noexcept {
                  std::memory_order_release);
   if (blocking)
     blocking_.schedule(t, schedule_hint::spawn);
-  else if (here != nullptr && here->help_depth != 0 && here->stash_size < worker::kStashMax && !here->stop_helping &&
-           idle_.all_busy())
-    // Spawned inside a helped poll while every worker is busy: straight to
-    // the stash, where this task's await finds it with no queue operation
-    // (see "The stash" in the header; given back when this poll ends).
-    here->stash[here->stash_size++] = t;
   else
     enqueue(here, t, schedule_hint::spawn);
   return t;
@@ -442,16 +436,9 @@ static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth +
   // this task (see "The stash" in the header), and every worker is still
   // busy. Ours: run it, no queue operation. (Only a threaded runtime
   // stashes.)
-  // Or the first await of a task that spawned straight into the stash:
-  // the child is the oldest of the level, at its bottom; the level is
-  // turned over (newest first, as a claim leaves it) so that the awaits
-  // that follow find theirs on top.
   const std::uint32_t size = w.stash_size;
-  const std::uint32_t base = w.stash_base[w.help_depth];
-  if (size > base && (w.stash[size - 1] == child || w.stash[base] == child) && w.help_depth < kMaxHelpDepth &&
+  if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && w.help_depth < kMaxHelpDepth &&
       !w.stop_helping && idle_.all_busy() && never_started(child->state.load(std::memory_order_relaxed))) [[likely]] {
-    if (w.stash[size - 1] != child) [[unlikely]]
-      std::reverse(w.stash.begin() + base, w.stash.begin() + size);
     w.stash_size = size - 1;
     run_helped(w, child, true);
     return child->is_complete();
@@ -473,25 +460,11 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
       // The child stashed by an earlier await of this task, deeper than the
       // top (awaits out of spawn order)?
       const std::uint32_t base = w.stash_base[w.help_depth];
-      // The oldest of the level first (spawned straight into the stash:
-      // the first await of a task that spawned several), then newest first.
-      std::uint32_t i = base;
-      if (base == w.stash_size || w.stash[base] != child) {
-        i = w.stash_size;
-        while (i-- > base && w.stash[i] != child) {
-        }
-      }
-      if (i >= base && i < w.stash_size) {
+      for (std::uint32_t i = w.stash_size; i-- > base;) {
+        if (w.stash[i] != child) continue;
         if (w.stop_helping || !never_started(child->state.load(std::memory_order_relaxed)))
           return false;  // given back when this task's poll ends
-        if (i == base) {
-          // The oldest of the level: spawned straight into the stash, the
-          // level is in spawn order. Turn it over (newest first, as a
-          // claim leaves it), so the awaits that follow find theirs on top.
-          std::reverse(w.stash.begin() + base, w.stash.begin() + w.stash_size);
-        } else {
-          for (std::uint32_t j = i + 1; j < w.stash_size; ++j) w.stash[j - 1] = w.stash[j];
-        }
+        for (std::uint32_t j = i + 1; j < w.stash_size; ++j) w.stash[j - 1] = w.stash[j];
         --w.stash_size;
         run_helped(w, child, true);
         return child->is_complete();
@@ -565,9 +538,7 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
 
 void runtime_core::give_back_stash(worker& w, std::uint32_t base) noexcept {
   // Newest first in the stash: push the oldest first, so the end of the
-  // queue looks as it did (bar what ran meanwhile). A level of spawns
-  // never awaited is in spawn order and goes back reversed: only the start
-  // order of never-awaited siblings differs, which nothing promises.
+  // queue looks as it did (bar what ran meanwhile).
   while (w.stash_size > base) push_own(w, w.stash[--w.stash_size]);
 }
 

@@ -94,15 +94,6 @@
 // The whole stash, every level, is given back as soon as a worker searches
 // or sleeps (checked at each await that helps), outer levels first (older,
 // larger work nearer the front, where thieves take from).
-// A spawn from a task polled inside help (level 1 and deeper) while every
-// worker is busy skips the queue: the new task goes straight onto its
-// spawner's level of the stash, in spawn order, and the level is turned
-// over (newest first) by the first await that finds its child at the
-// level's bottom. So "spawn N, await each" below the top level makes no
-// queue operation at all. Such a task is under the same rules as a claimed
-// one: given back when the spawner's poll ends, or when an await sees a
-// worker searching. Level 0 spawns onto the queue as before (poll() keeps
-// no stash).
 //
 // # Idling without lost wakeups
 // A worker that found nothing registers as a sleeper (a seq_cst RMW on the
@@ -217,8 +208,7 @@ struct worker {
   /// worker claimed from the end of its queue, not run yet. Each help level
   /// owns stash[stash_base[level], the next level's base or stash_size):
   /// the claims of the task polled at that level (level 0: the task poll()
-  /// runs), newest first, or its spawns in spawn order (see "The stash").
-  /// Owner-only, like `claimed`.
+  /// runs), newest first. Owner-only, like `claimed`.
   static constexpr std::size_t kStashMax = 128;
   std::uint32_t stash_size = 0;
   std::array<std::uint32_t, 33> stash_base{};  // kMaxHelpDepth + 1 levels
