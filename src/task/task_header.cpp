@@ -563,9 +563,9 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   task->result = reinterpret_cast<void*>(bits);
   publish_finished(task, bits != 0);
 }
-[[gnu::noinline]] bool complete_exited(task_header* task, std::uintptr_t bits) noexcept {
+[[gnu::noinline]] task_header* complete_exited(task_header* task, std::uintptr_t bits) noexcept {
   complete_exited_inline(task, bits);
-  return false;
+  return nullptr;
 }
 
 [[gnu::always_inline]] inline void cancel_now(task_header* task) noexcept {
@@ -604,6 +604,10 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 }  // namespace
 
 namespace {
+/// The end of a worker's poll that parked its task solo: polls the task in
+/// `w`'s LIFO slot if the loop would pick it next (see poll_impl).
+[[gnu::noinline]] task_header* poll_woken_next(worker& w) noexcept;
+
 /// poll_task_yielded, and poll_helped_task (Helped) for a task that
 /// help_awaited runs inside an await: that one has the usual end of a
 /// helped child, a root that ended without suspending, inlined (its
@@ -612,7 +616,7 @@ namespace {
 /// stopped inlining solo_park, solo_leave and cancel_now into them (+5%
 /// instructions on yield_many), hence their always_inline.
 template <bool Helped>
-bool poll_impl(task_header* task) noexcept {
+task_header* poll_impl(task_header* task) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
   if ((s & h::RUNNING) == 0) {
@@ -636,7 +640,7 @@ bool poll_impl(task_header* task) noexcept {
     cancel_now(task);
     tl_context.task = outer;
     tl_context.yield_requested = outer_yield;
-    return false;
+    return nullptr;
   }
   task->resume_point.resume();
   if (std::exchange(tl_context.yield_requested, outer_yield)) {
@@ -666,7 +670,7 @@ bool poll_impl(task_header* task) noexcept {
     const bool aborted = (s & h::ABORT) != 0;
     if (aborted) cancel_now(task);
     tl_context.task = outer;
-    return !aborted;  // else the caller queues it
+    return aborted ? nullptr : task;  // else the caller queues it
   }
   if (tl_root_exit.frame != nullptr) [[likely]] {
     // The root ended without suspending (only a root of this poll can have
@@ -676,7 +680,7 @@ bool poll_impl(task_header* task) noexcept {
     tl_context.task = outer;
     if constexpr (Helped) {
       complete_exited_inline(task, tl_root_exit.value);
-      return false;
+      return nullptr;
     } else {
       return complete_exited(task, tl_root_exit.value);
     }
@@ -684,7 +688,7 @@ bool poll_impl(task_header* task) noexcept {
   if (task->root.done()) {
     complete_finished(task);
     tl_context.task = outer;
-    return false;
+    return nullptr;
   }
   // A park deferred to now (defer_park): solo if this poll made no other
   // waker, else committed below while the task is still RUNNING.
@@ -692,7 +696,20 @@ bool poll_impl(task_header* task) noexcept {
   if (tl_context.pending_park.commit != nullptr) park = std::exchange(tl_context.pending_park, deferred_park{});
   if (park.commit != nullptr && tl_context.wakers_made == wakers_before && solo_park(task, park)) {
     tl_context.task = outer;
-    return false;
+    if constexpr (!Helped) {
+      // Going on with the woken task: a worker's own poll (no outer task:
+      // not nested in help_awaited) whose task parked solo (so this is a
+      // worker of the task's runtime) polls the task in the LIFO slot next
+      // if its loop would pick it now (take_lifo_next), without returning
+      // to the loop: in a ping-pong the receiver the parked sender just
+      // woke. Same order, same bookkeeping, one call and return fewer.
+      // The parked task is not touched again (it may run elsewhere now).
+      // A tail call into a function of its own: a loop back to the top
+      // here (GCC makes one of a tail call to this function) cost every
+      // poll two more saved registers (chained_spawn +1.4%).
+      if (outer == nullptr) return poll_woken_next(*tl_context.on_worker);
+    }
+    return nullptr;
   }
   s = task->state.load(std::memory_order_relaxed);
   bool again = false;  // the deferred park found its value: poll the task again
@@ -723,16 +740,21 @@ bool poll_impl(task_header* task) noexcept {
       break;
   }
   tl_context.task = outer;
-  return false;
+  return nullptr;
+}
+
+task_header* poll_woken_next(worker& w) noexcept {
+  task_header* const next = w.core->take_lifo_next(w);
+  return next != nullptr ? poll_impl<false>(next) : nullptr;  // a tail call
 }
 
 }  // namespace
 
-bool poll_task_yielded(task_header* task) noexcept { return poll_impl<false>(task); }
-bool poll_helped_task(task_header* task) noexcept { return poll_impl<true>(task); }
+task_header* poll_task_yielded(task_header* task) noexcept { return poll_impl<false>(task); }
+bool poll_helped_task(task_header* task) noexcept { return poll_impl<true>(task) != nullptr; }
 
 void poll_task(task_header* task) noexcept {
-  if (poll_task_yielded(task)) scheduler_of(task)->schedule(task, schedule_hint::yield);
+  if (task_header* yielded = poll_task_yielded(task)) scheduler_of(yielded)->schedule(yielded, schedule_hint::yield);
 }
 
 bool set_join_waker(task_header* task, waker& w) {

@@ -429,10 +429,13 @@ void drop_result(task_header* task) noexcept;
 /// destroys it if aborted), then completes, parks or re-queues it.
 void poll_task(task_header* task) noexcept;
 /// poll_task, except that a task that awaited yield_now is not re-queued:
-/// true then, and the caller queues it (at the back, as schedule_hint::yield
-/// would), still RUNNING. For a worker polling a task of its own runtime,
-/// which knows where the task goes without asking the scheduler.
-[[nodiscard]] bool poll_task_yielded(task_header* task) noexcept;
+/// returned instead (else nullptr), and the caller queues it (at the back,
+/// as schedule_hint::yield would), still RUNNING. For a worker polling a
+/// task of its own runtime, which knows where the task goes without asking
+/// the scheduler. On a worker's loop the poll may go on with the task it
+/// woke (runtime_core::take_lifo_next), so the task returned may be that
+/// one rather than `task`.
+[[nodiscard]] task_header* poll_task_yielded(task_header* task) noexcept;
 
 /// The task the calling thread is running now (nullptr outside tasks).
 task_header* current_task() noexcept;
