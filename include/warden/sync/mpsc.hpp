@@ -255,9 +255,17 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // its value in (a few instructions, no waiting): then we wait for it.
       // Capacity 1 first waits for the waker to be done with our header
       // (which also makes a handed value readable).
+      // A handed value (the usual wake of a capacity-1 recv) goes straight
+      // into the result, not through value_ (a store and a reload in the
+      // frame), and the channel's pointer and layout are read once.
       parked_ = false;
-      state_->receiver_parked.store(false, std::memory_order_relaxed);
-      state_->receiver_resumed();
+      detail::mpsc_state<T>* const state = state_;
+      state->receiver_parked.store(false, std::memory_order_relaxed);
+      if (state->single) {
+        state->wait_until_receiver_idle();
+        if (std::optional<T> handed = state->take_handed()) return handed;
+      }
+      state->receiver_resumed();
       for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
     // Rebuilt field by field, not copied whole: a copy of the optional would
