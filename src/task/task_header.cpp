@@ -250,9 +250,9 @@ namespace {
 /// true if the thread may now change the task's state word with plain
 /// stores where only a sweep could race, until solo_leave(); false (not
 /// entered) off the workers of the task's runtime, or when a sweep comes.
-inline bool solo_enter(const task_header* task) noexcept {
+inline bool solo_enter(const task_scheduler* scheduler) noexcept {
   thread_context& c = tl_context;
-  if (c.solo_scheduler != scheduler_of(task)) return false;  // null off the workers
+  if (c.solo_scheduler != scheduler) return false;  // null off the workers
   if constexpr (WARDEN_TSAN) {
     // TSan models neither fence: seq_cst on both sides orders them.
     c.solo_inside->store(1, std::memory_order_seq_cst);
@@ -319,21 +319,26 @@ void release(task_header* task) noexcept { release_inline(task); }
 void wake(task_header* task, std::uint32_t generation) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_acquire);
-  if ((s & h::SOLO) != 0 && solo_enter(task)) {
-    // Wake, solo (see the top of this file): we hold the one waker of this
-    // suspension and no sweep runs, so nobody else writes the word now.
-    s = task->state.load(std::memory_order_relaxed);
-    if ((s & (h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED)) == h::SOLO &&
-        h::generation_of(s) == generation) {
-      // relaxed: the frame reached us through the park's commit; the queue
-      // passes it on.
-      task->state.store(((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING, std::memory_order_relaxed);
+  if ((s & h::SOLO) != 0) {
+    // Read once (after the solo section's barrier the compiler would read
+    // it again for the queuing).
+    task_scheduler* const scheduler = scheduler_of(task);
+    if (solo_enter(scheduler)) {
+      // Wake, solo (see the top of this file): we hold the one waker of this
+      // suspension and no sweep runs, so nobody else writes the word now.
+      s = task->state.load(std::memory_order_relaxed);
+      if ((s & (h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED)) == h::SOLO &&
+          h::generation_of(s) == generation) {
+        // relaxed: the frame reached us through the park's commit; the queue
+        // passes it on.
+        task->state.store(((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING, std::memory_order_relaxed);
+        solo_leave();
+        // solo_enter saw this thread on a worker of the task's runtime.
+        static_cast<runtime_core*>(scheduler)->schedule_woken_here(*tl_context.on_worker, task);
+        return;
+      }
       solo_leave();
-      // solo_enter saw this thread on a worker of the task's runtime.
-      static_cast<runtime_core*>(scheduler_of(task))->schedule_woken_here(*tl_context.on_worker, task);
-      return;
     }
-    solo_leave();
   }
   for (;;) {
     if (h::generation_of(s) != generation) return;  // stale: polled since this waker was made
@@ -580,7 +585,7 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// woke or aborted it during the poll.
 [[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park) noexcept {
   using h = task_header;
-  if (!solo_enter(task)) return false;
+  if (!solo_enter(scheduler_of(task))) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
   if (h::refs_of(s) != 1 || (s & (h::NOTIFIED | h::ABORT)) != 0) {
     solo_leave();
