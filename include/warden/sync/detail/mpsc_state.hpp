@@ -748,7 +748,9 @@ struct alignas(64) mpsc_state {
   /// park_receiver_unless_ready for capacity 1: one CAS.
   bool park_one(unowned_waker self) noexcept {
     // No earlier waker is busy (receiver_state is kIdle: see the top).
-    receiver_waker = self;
+    // Field by field: a copy of the whole struct went through the stack.
+    receiver_waker.task = self.task;
+    receiver_waker.generation = self.generation;
     receiver_state.store(kParked, std::memory_order_relaxed);  // released by the CAS
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
