@@ -277,13 +277,18 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // A handed value (the usual wake of a capacity-1 recv) goes straight
       // into the result, not through value_ (a store and a reload in the
       // frame), and the channel's pointer and layout are read once.
-      parked_ = false;
+      // parked_ is cleared after the atomic loads, so the compiler knows it
+      // for the destructor's check.
       detail::mpsc_state<T>* const state = state_;
       state->receiver_parked.store(false, std::memory_order_relaxed);
       if (state->single) {
         state->wait_until_receiver_idle();
-        if (std::optional<T> handed = state->take_handed()) return handed;
+        if (std::optional<T> handed = state->take_handed()) {
+          parked_ = false;
+          return handed;
+        }
       }
+      parked_ = false;
       state->receiver_resumed();
       for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
