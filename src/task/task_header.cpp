@@ -158,14 +158,7 @@ unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting) {
   return {self, task_header::generation_of(self->state.load(std::memory_order_relaxed))};
 }
 
-bool defer_park(std::coroutine_handle<> awaiting, deferred_park park) {
-  task_header* self = tl_context.task;
-  if (self == nullptr) throw usage_error("a warden awaitable was awaited outside a warden task");
-  if (tl_context.pending_park.commit != nullptr) return false;
-  self->resume_point = awaiting;
-  tl_context.pending_park = park;
-  return true;
-}
+void throw_deferred_park_outside_task() { throw usage_error("a warden awaitable was awaited outside a warden task"); }
 
 std::string_view task_name(const task_header* task) noexcept {
   // acquire: pairs with the release store in extras_for (the record may be
