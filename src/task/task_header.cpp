@@ -580,7 +580,8 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   using h = task_header;
   if (!solo_enter(scheduler_of(task))) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  if (h::refs_of(s) != 1 || (s & (h::NOTIFIED | h::ABORT)) != 0) {
+  // One reference, neither NOTIFIED nor ABORT (one masked compare).
+  if ((s & (h::REF_MASK | h::NOTIFIED | h::ABORT)) != h::REF_ONE) {
     solo_leave();
     return false;
   }
@@ -683,31 +684,37 @@ task_header* poll_impl(task_header* task) noexcept {
       return complete_exited(task, tl_root_exit.value);
     }
   }
-  if (task->root.done()) {
-    complete_finished(task);
-    tl_context.task = outer;
-    return nullptr;
-  }
   // A park deferred to now (defer_park): solo if this poll made no other
-  // waker, else committed below while the task is still RUNNING.
-  deferred_park park;
-  if (tl_context.pending_park.commit != nullptr) park = std::exchange(tl_context.pending_park, deferred_park{});
-  if (park.commit != nullptr && tl_context.wakers_made == wakers_before && solo_park(task, park)) {
-    tl_context.task = outer;
-    if constexpr (!Helped) {
-      // Going on with the woken task: a worker's own poll (no outer task:
-      // not nested in help_awaited) whose task parked solo (so this is a
-      // worker of the task's runtime) polls the task in the LIFO slot next
-      // if its loop would pick it now (take_lifo_next), without returning
-      // to the loop: in a ping-pong the receiver the parked sender just
-      // woke. Same order, same bookkeeping, one call and return fewer.
-      // The parked task is not touched again (it may run elsewhere now).
-      // A tail call into a function of its own: a loop back to the top
-      // here (GCC makes one of a tail call to this function) cost every
-      // poll two more saved registers (chained_spawn +1.4%).
-      if (outer == nullptr) return poll_woken_next(*tl_context.on_worker);
+  // waker, else committed below while the task is still RUNNING. Looked at
+  // before done(): a task that deferred a park suspended right after, so
+  // its root is not done. Only `commit` is cleared (`awaiter` means nothing
+  // without it).
+  const deferred_park park = tl_context.pending_park;
+  if (park.commit == nullptr) {
+    if (task->root.done()) {
+      complete_finished(task);
+      tl_context.task = outer;
+      return nullptr;
     }
-    return nullptr;
+  } else {
+    tl_context.pending_park.commit = nullptr;
+    if (tl_context.wakers_made == wakers_before && solo_park(task, park)) {
+      tl_context.task = outer;
+      if constexpr (!Helped) {
+        // Going on with the woken task: a worker's own poll (no outer task:
+        // not nested in help_awaited) whose task parked solo (so this is a
+        // worker of the task's runtime) polls the task in the LIFO slot next
+        // if its loop would pick it now (take_lifo_next), without returning
+        // to the loop: in a ping-pong the receiver the parked sender just
+        // woke. Same order, same bookkeeping, one call and return fewer.
+        // The parked task is not touched again (it may run elsewhere now).
+        // A tail call into a function of its own: a loop back to the top
+        // here (GCC makes one of a tail call to this function) cost every
+        // poll two more saved registers (chained_spawn +1.4%).
+        if (outer == nullptr) return poll_woken_next(*tl_context.on_worker);
+      }
+      return nullptr;
+    }
   }
   s = task->state.load(std::memory_order_relaxed);
   bool again = false;  // the deferred park found its value: poll the task again
