@@ -30,7 +30,9 @@
 // Every 61st pick looks at the injection queue first (fairness for outside
 // work); the LIFO slot is taken at most 16 times in a row (so a ping-pong
 // pair cannot starve the queue); then the local queue, then a batch from the
-// injection queue, then stealing half of a random victim's queue.
+// injection queue, then stealing half of a random victim's queue. A poll
+// that parked its task solo takes the LIFO pick itself (take_lifo_next) and
+// goes on with that task without returning to the loop.
 //
 // The owner takes from the front of its local queue a few tasks at a time
 // (`claimed`, up to kClaimMax, at most a quarter of the queue: one CAS on
