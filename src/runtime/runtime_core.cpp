@@ -23,15 +23,7 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kGlobalQueueInterval = 61;
-/// How many times in a row the LIFO slot is taken before the queue gets a
-/// turn (a bound, so a pair waking each other cannot starve the queue). 16,
-/// not tokio's 3: each time the bound is hit the woken task goes to the back
-/// of the queue and the next comes from its front (a push and a claim, ~60
-/// instructions), a quarter of ping_pong's messages at 3; and a pair that
-/// keeps running stays in this core's L1 instead of cycling its frames,
-/// headers and channel through it with every other pair's. A queued task
-/// waits at most 16 short polls more.
-constexpr std::uint32_t kMaxLifoStreak = 16;
+constexpr std::uint32_t kMaxLifoStreak = runtime_core::kMaxLifoStreak;  // see there
 /// How deeply help_awaited may nest on one worker (each level is a poll on
 /// the stack).
 constexpr std::uint32_t kMaxHelpDepth = 32;
@@ -577,7 +569,8 @@ inline void runtime_core::poll(worker& w, task_header* task) noexcept {
   }
   // A yielded task goes to the back of this worker's queue, where
   // schedule() would put it (the task is this runtime's: see enqueue).
-  if (poll_task_yielded(task)) push_own(w, task);
+  // (Or the task that this poll went on with: see take_lifo_next.)
+  if (task_header* yielded = poll_task_yielded(task)) push_own(w, yielded);
   // Nothing stashed at this level is left: see help_awaited_slow.
 }
 

@@ -540,6 +540,34 @@ TEST_P(single_driver_test, a_ping_pong_pair_lets_a_task_queued_behind_it_run_wit
   EXPECT_LT(seen, 32) << "round trips before the queued task ran";
 }
 
+// A poll whose task parks after waking the other of a pair goes on with the
+// woken task without returning to the loop (take_lifo_next in
+// runtime_core.hpp); a task reached that way that yields must be the one
+// re-queued (not the parked one): every round trip completes.
+task<> yielding_ponger(warden::mpsc_receiver<int> in, warden::mpsc_sender<int> out) {
+  while (std::optional<int> v = co_await in.recv()) {
+    co_await warden::yield_now{};
+    EXPECT_TRUE(co_await out.send(*v));
+    co_await warden::yield_now{};
+  }
+}
+
+TEST_P(single_driver_test, a_ping_pong_pair_whose_receiver_yields_completes_every_round_trip) {
+  constexpr int kRoundTrips = 500;
+  std::atomic<int> done{0};
+  auto spawner = [&]() -> task<std::tuple<join_handle<void>, join_handle<void>>> {
+    auto [to_pong, from_ping] = warden::mpsc<int>(1);
+    auto [to_ping, from_pong] = warden::mpsc<int>(1);
+    join_handle<void> pong = warden::spawn(yielding_ponger(std::move(from_ping), std::move(to_ping)));
+    join_handle<void> ping = warden::spawn(pinger(std::move(to_pong), std::move(from_pong), kRoundTrips, done));
+    co_return std::tuple{std::move(pong), std::move(ping)};
+  };
+  auto [pong, ping] = rt.block_on(spawner());
+  ping.join();
+  pong.join();
+  EXPECT_EQ(done.load(), kRoundTrips);
+}
+
 INSTANTIATE_TEST_SUITE_P(one_thread, single_driver_test, ::testing::Values<std::size_t>(0, 1),
                          warden::testkit::worker_name);
 

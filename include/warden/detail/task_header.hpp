@@ -429,10 +429,13 @@ void drop_result(task_header* task) noexcept;
 /// destroys it if aborted), then completes, parks or re-queues it.
 void poll_task(task_header* task) noexcept;
 /// poll_task, except that a task that awaited yield_now is not re-queued:
-/// true then, and the caller queues it (at the back, as schedule_hint::yield
-/// would), still RUNNING. For a worker polling a task of its own runtime,
-/// which knows where the task goes without asking the scheduler.
-[[nodiscard]] bool poll_task_yielded(task_header* task) noexcept;
+/// returned instead (else nullptr), and the caller queues it (at the back,
+/// as schedule_hint::yield would), still RUNNING. For a worker polling a
+/// task of its own runtime, which knows where the task goes without asking
+/// the scheduler. On a worker's loop the poll may go on with the task it
+/// woke (runtime_core::take_lifo_next), so the task returned may be that
+/// one rather than `task`.
+[[nodiscard]] task_header* poll_task_yielded(task_header* task) noexcept;
 
 /// The task the calling thread is running now (nullptr outside tasks).
 task_header* current_task() noexcept;
@@ -482,6 +485,41 @@ struct deferred_park {
   void* awaiter = nullptr;
 };
 
+class runtime_core;
+struct worker;
+
+/// What the calling thread is doing for warden right now. Each thread has
+/// one `thread_context`. Only the thread itself reads or writes it, so it
+/// needs no synchronisation. (Here rather than in the library's sources so
+/// that defer_park can be inline.)
+struct thread_context {
+  runtime_core* core = nullptr;  // the runtime this thread belongs to (worker, driver, blocking thread)
+  worker* on_worker = nullptr;   // set on a worker thread, and on a current-thread driver while driving
+  task_header* task = nullptr;   // the task being polled on this thread
+  bool yield_requested = false;  // the polled task awaited yield_now: re-queue it when the poll ends
+  // Task wakers made on this thread (waker::for_task), ever; wraps. poll_task
+  // compares it before and after a resume: see "poll end, yield" in
+  // task_header.cpp.
+  std::uint32_t wakers_made = 0;
+  // The task help_awaited is polling for the join handle it awaits on this
+  // thread (the handle is idle meanwhile: see "complete" in task_header.cpp).
+  task_header* awaited_here = nullptr;
+  // A park the polled task deferred to the end of its poll (defer_park);
+  // empty outside that window.
+  deferred_park pending_park;
+  // Set on the threads of a runtime that lets its workers change the state
+  // word of its tasks with plain stores where only a shutdown sweep could
+  // race ("Solo" in task_header.cpp): that runtime, its flag saying a sweep
+  // is coming, and this thread's flag saying it is inside such a change.
+  const task_scheduler* solo_scheduler = nullptr;
+  const std::atomic<bool>* solo_blocked = nullptr;
+  std::atomic<std::uint8_t>* solo_inside = nullptr;
+};
+
+extern constinit thread_local thread_context tl_context;
+
+[[noreturn, gnu::cold]] void throw_deferred_park_outside_task();
+
 /// For an awaiter whose only waker is an unowned_waker that one atomic
 /// operation publishes (the receiver of a capacity-1 channel): records
 /// `awaiting` as the resume point and hands `park` to the poller, which
@@ -492,8 +530,18 @@ struct deferred_park {
 /// while a park is pending, and the pending park is the polled task's own). False
 /// (nothing recorded) if a park is already deferred in this poll: park now
 /// with suspend_current_unowned instead. Throws usage_error outside a
-/// warden task.
-bool defer_park(std::coroutine_handle<> awaiting, deferred_park park);
+/// warden task. Inline: a call cost the recv a second prologue and
+/// epilogue (~10 instructions per parked recv).
+[[gnu::always_inline]] inline bool defer_park(std::coroutine_handle<> awaiting, deferred_park park) {
+  thread_context& c = tl_context;
+  task_header* const self = c.task;
+  if (self == nullptr) [[unlikely]]
+    throw_deferred_park_outside_task();
+  if (c.pending_park.commit != nullptr) return false;
+  self->resume_point = awaiting;
+  c.pending_park = park;
+  return true;
+}
 
 /// Blocks the calling (non-worker) thread until `task` completes.
 void block_until_complete(task_header* task);

@@ -127,25 +127,27 @@ class [[nodiscard]] mpsc_send_awaiter {
   mpsc_send_awaiter(const mpsc_send_awaiter&) = delete;
   mpsc_send_awaiter& operator=(const mpsc_send_awaiter&) = delete;
   ~mpsc_send_awaiter() {
-    if (!parked_) return;
-    // Aborted while parked: leave the queue, or hand a promised permit on.
-    bool promised = false;
-    {
-      std::lock_guard lock(state_->mutex);
-      if (node_.status == detail::wait_node::state::queued) {
-        state_->parked_senders.remove(&node_);
-        state_->parked_list_changed();
-      } else {
-        promised = node_.amount == 1;
+    if (phase_ == kParked) [[unlikely]] {
+      // Aborted while parked: leave the queue, or hand a promised permit on.
+      bool promised = false;
+      {
+        std::lock_guard lock(state_->mutex);
+        if (node_.status == detail::wait_node::state::queued) {
+          state_->parked_senders.remove(&node_);
+          state_->parked_list_changed();
+        } else {
+          promised = node_.amount == 1;
+        }
       }
+      std::destroy_at(&node_);
+      if (promised) state_->release_permit();
     }
-    std::destroy_at(&node_);
-    if (promised) state_->release_permit();
+    if (phase_ != kSent) std::destroy_at(&value_);
   }
 
   [[gnu::always_inline]] bool await_ready() {
-    const acquired got = state_->send_now(*value_);
-    if (got == acquired::permit) value_.reset();
+    const acquired got = state_->send_now(value_);
+    if (got == acquired::permit) sent();
     return got != acquired::full;
   }
 
@@ -161,15 +163,15 @@ class [[nodiscard]] mpsc_send_awaiter {
     node_.wake = std::move(self);
     node_.amount = 0;
     state_->parked_senders.push_back(&node_);
-    parked_ = true;
+    phase_ = kParked;
     return true;
   }
 
   std::expected<void, T> await_resume() {
-    if (parked_) {
+    if (phase_ == kParked) [[unlikely]] {
       // Woken holding a permit (amount 1) or by the close (0). Whoever woke
       // us took the node off the list under the lock before waking us.
-      parked_ = false;
+      phase_ = kHolding;
       const bool promised = node_.amount == 1;
       std::destroy_at(&node_);
       if (promised) {
@@ -179,34 +181,51 @@ class [[nodiscard]] mpsc_send_awaiter {
           finish(acquired::permit);
       }
     }
-    if (value_.has_value()) return std::unexpected(std::move(*value_));
+    if (phase_ == kHolding) return std::unexpected(std::move(value_));
     return {};
   }
 
  private:
   friend class mpsc_sender<T>;
-  mpsc_send_awaiter(state_type* state, T&& value) : state_(state), value_(std::move(value)) {}
+  mpsc_send_awaiter(state_type* state, T&& value) : state_(state) { std::construct_at(&value_, std::move(value)); }
+
+  /// The value is queued (moved from): gone from the awaiter.
+  [[gnu::always_inline]] void sent() noexcept {
+    std::destroy_at(&value_);
+    phase_ = kSent;
+  }
 
   /// Completes the send if `got` allows it: a permit queues the value, closed
   /// keeps it to give back. False when the channel is full.
   bool finish(acquired got) {
     if (got == acquired::full) return false;
     if (got == acquired::permit) {
-      state_->push(std::move(*value_));
-      value_.reset();
+      state_->push(std::move(value_));
+      sent();
     }
     return true;
   }
 
+  // kHolding: value_ holds the value (not sent yet, or given back: the
+  // channel closed); kSent: queued or handed over, value_ is gone;
+  // kParked: suspended and not yet resumed, value_ held and node_ belongs to
+  // the channel. One byte for both questions the awaiter asks after the
+  // send (parked? sent?), written after the send's wake, so the compiler
+  // knows it there (a wake is a call it cannot see into, after which an
+  // optional's flag and a separate parked flag had to be read back).
+  static constexpr std::uint8_t kHolding = 0, kSent = 1, kParked = 2;
+
   state_type* state_;
-  std::optional<T> value_;  // engaged until the value is queued
+  union {
+    T value_;  // alive unless phase_ is kSent
+  };
   // Built only when the send parks (most never do: building and
   // destroying it cost every send a few stores and a check); alive exactly
-  // while parked_.
+  // while parked.
   union {
     detail::wait_node node_;
   };
-  bool parked_ = false;  // suspended and not yet resumed: node_ belongs to the channel
+  std::uint8_t phase_ = kHolding;
 };
 
 /// Awaitable returned by `mpsc_receiver::recv`; yields `std::optional<T>`
@@ -255,9 +274,22 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // its value in (a few instructions, no waiting): then we wait for it.
       // Capacity 1 first waits for the waker to be done with our header
       // (which also makes a handed value readable).
+      // A handed value (the usual wake of a capacity-1 recv) goes straight
+      // into the result, not through value_ (a store and a reload in the
+      // frame), and the channel's pointer and layout are read once.
+      // parked_ is cleared after the atomic loads, so the compiler knows it
+      // for the destructor's check.
+      detail::mpsc_state<T>* const state = state_;
+      state->receiver_parked.store(false, std::memory_order_relaxed);
+      if (state->single) {
+        state->wait_until_receiver_idle();
+        if (std::optional<T> handed = state->take_handed()) {
+          parked_ = false;
+          return handed;
+        }
+      }
       parked_ = false;
-      state_->receiver_parked.store(false, std::memory_order_relaxed);
-      state_->receiver_resumed();
+      state->receiver_resumed();
       for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
     // Rebuilt field by field, not copied whole: a copy of the optional would

@@ -734,10 +734,23 @@ struct alignas(64) mpsc_state {
     return (word & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty);
   }
 
+  /// Receiver, capacity 1: the handed value if there is one (as take_one's
+  /// first step), else empty.
+  [[gnu::always_inline]] std::optional<T> take_handed() noexcept {
+    // acquire: as in ready_one.
+    if (!handed.load(std::memory_order_acquire)) return std::nullopt;
+    std::optional<T> out(std::in_place, std::move(*queue.one.handed.value()));
+    std::destroy_at(queue.one.handed.value());
+    handed.store(false, std::memory_order_relaxed);
+    return out;
+  }
+
   /// park_receiver_unless_ready for capacity 1: one CAS.
   bool park_one(unowned_waker self) noexcept {
     // No earlier waker is busy (receiver_state is kIdle: see the top).
-    receiver_waker = self;
+    // Field by field: a copy of the whole struct went through the stack.
+    receiver_waker.task = self.task;
+    receiver_waker.generation = self.generation;
     receiver_state.store(kParked, std::memory_order_relaxed);  // released by the CAS
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
