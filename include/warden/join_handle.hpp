@@ -249,8 +249,20 @@ class join_handle_base {
   }
   [[nodiscard]] bool ready() const noexcept { return task_->is_complete(); }
   /// Registers `slot` (made here) as the join waker; the awaiter keeps it
-  /// until leave() (see set_join_waker).
-  bool suspend(std::coroutine_handle<> awaiting, detail::waker& slot);
+  /// until leave() (see set_join_waker). False when the task completed
+  /// meanwhile (run_awaited ran it here, or it finished elsewhere).
+  bool suspend(std::coroutine_handle<> awaiting, detail::waker& slot) {
+    if (run_awaited()) return false;
+    return wait(awaiting, slot);
+  }
+  /// The first part of suspend: throws usage_error outside a warden task;
+  /// true if the task, never started, ran to completion here. A function of
+  /// its own with only the task to keep across the nested poll, so the
+  /// common case saves fewer registers (suspend's other arguments are the
+  /// awaiter's, whose frame keeps them anyway).
+  [[nodiscard]] bool run_awaited();
+  /// The second part: registers the waker, false if the task completed.
+  bool wait(std::coroutine_handle<> awaiting, detail::waker& slot);
   void leave() const noexcept;
   void block();
   /// After completion: the cancel/panic error, or nullopt-like false when the

@@ -959,32 +959,33 @@ std::size_t runtime::worker_count() const noexcept { return core_->worker_count(
 std::size_t runtime::alive_tasks() const noexcept { return core_->alive(); }
 bool runtime::is_shutting_down() const noexcept { return core_->closed(); }
 
-// ---- join_handle_base::suspend ------------------------------------------------
-// Here rather than in task_header.cpp: help_awaited inlines into it, so the
-// common case (the child runs inside the await, from the stash) is one call.
+// ---- join_handle_base::run_awaited, wait --------------------------------------
+// Here rather than in task_header.cpp: help_awaited inlines into
+// run_awaited, so the common case (the child runs inside the await, from the
+// stash) is one call, which keeps only the task across the nested poll.
 
 namespace {
-/// The waiting part, out of line. The waker lives in the awaiter's `slot`
-/// while the header points at it (see set_join_waker).
-[[gnu::noinline]] bool wait_for_join(detail::task_header* task, std::coroutine_handle<> awaiting, detail::waker& slot) {
-  slot = detail::suspend_current(awaiting);
-  if (detail::set_join_waker(task, slot)) return true;
-  slot.reset();
-  return false;
-}
 [[noreturn, gnu::noinline, gnu::cold]] void throw_join_outside_task() {
   throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
 }
 }  // namespace
 
-bool join_handle_base::suspend(std::coroutine_handle<> awaiting, detail::waker& slot) {
+bool join_handle_base::run_awaited() {
   if (detail::tl_context.task == nullptr) [[unlikely]]
     throw_join_outside_task();
   // A child still queued and never run: run it here instead of suspending
   // (its younger siblings may run first, or wait in the worker's stash for
   // their own awaits); see runtime_core.hpp.
-  if (detail::help_awaited(task_)) return false;
-  return wait_for_join(task_, awaiting, slot);
+  return detail::help_awaited(task_);
+}
+
+/// The waker lives in the awaiter's `slot` while the header points at it
+/// (see set_join_waker).
+bool join_handle_base::wait(std::coroutine_handle<> awaiting, detail::waker& slot) {
+  slot = detail::suspend_current(awaiting);
+  if (detail::set_join_waker(task_, slot)) return true;
+  slot.reset();
+  return false;
 }
 
 }  // namespace warden
