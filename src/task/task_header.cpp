@@ -633,7 +633,12 @@ task_header* poll_impl(task_header* task) noexcept {
   // our load is seen at the end of the poll).
   const std::uint32_t wakers_before = tl_context.wakers_made;
   task_header* const outer = tl_context.task;
-  const bool outer_yield = std::exchange(tl_context.yield_requested, false);
+  // The flag is set only between yield_now's await_suspend and the end of
+  // the resume that it suspends, where no await can start a nested poll: a
+  // helped poll (inside an await) always finds it clear, and leaves it so
+  // (one register less to keep across the resume).
+  bool outer_yield = false;
+  if constexpr (!Helped) outer_yield = std::exchange(tl_context.yield_requested, false);
   tl_context.task = task;
   if ((s & h::ABORT) != 0) {
     cancel_now(task);
@@ -1019,8 +1024,9 @@ void join_handle_base::throw_cannot_take() const {
       "value from the first await");
 }
 
-// join_handle_base::suspend is in runtime_core.cpp, next to help_awaited,
-// so that the common case (the child runs inside the await) is one call.
+// join_handle_base::run_awaited and wait are in runtime_core.cpp, next to
+// help_awaited, so that the common case (the child runs inside the await) is
+// one call.
 
 void join_handle_base::leave() const noexcept {
   if (task_ != nullptr) detail::clear_join_waker(task_);
