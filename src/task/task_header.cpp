@@ -647,7 +647,15 @@ task_header* poll_impl(task_header* task) noexcept {
     return nullptr;
   }
   task->resume_point.resume();
-  if (std::exchange(tl_context.yield_requested, outer_yield)) {
+  bool yielded;
+  if constexpr (Helped) {
+    // Cleared only if set (it was clear when the poll began).
+    yielded = tl_context.yield_requested;
+    if (yielded) tl_context.yield_requested = false;
+  } else {
+    yielded = std::exchange(tl_context.yield_requested, outer_yield);
+  }
+  if (yielded) {
     // yield_now, checked first: a poll that ends in a yield has not
     // completed and deferred no park (the task suspended at the yield and
     // nowhere else), so the checks below are for the other polls only.
