@@ -561,6 +561,30 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   task->result = reinterpret_cast<void*>(bits);
   publish_finished(task, bits != 0);
 }
+/// complete_exited_inline for a helped poll's task (poll_helped_task): it
+/// is of the runtime whose worker this thread is (help_awaited runs tasks
+/// from the worker's own queue and stash), so the scheduler is not read; and
+/// the awaited child, with its handle idle, is tested first, in one masked
+/// compare ("complete, alone" at the top).
+[[gnu::always_inline]] inline void complete_helped(task_header* task, std::uintptr_t bits) noexcept {
+  using h = task_header;
+  task->root = {};  // destroyed already
+  task->result = reinterpret_cast<void*>(bits);
+  // acquire: as in publish_finished.
+  const std::uint64_t s = task->state.load(std::memory_order_acquire);
+  const bool awaited = (s & (h::REF_MASK | h::JOIN_INTEREST | h::JOIN_WAITER)) == 2 * h::REF_ONE + h::JOIN_INTEREST &&
+                       task == tl_context.awaited_here;
+  if (awaited || h::refs_of(s) == 1) [[likely]] {
+    // release: as in publish_finished.
+    task->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE) - h::REF_ONE,
+                      std::memory_order_release);
+    if ((s & h::JOIN_INTEREST) == 0) free_task(task);  // the lifecycle reference was the only one
+    worker& w = *tl_context.on_worker;
+    w.core->on_complete_here(w);
+    return;
+  }
+  publish_outcome(task, 0, bits != 0);
+}
 [[gnu::noinline]] task_header* complete_exited(task_header* task, std::uintptr_t bits) noexcept {
   complete_exited_inline(task, bits);
   return nullptr;
@@ -691,7 +715,7 @@ task_header* poll_impl(task_header* task) noexcept {
     tl_root_exit.frame = nullptr;
     tl_context.task = outer;
     if constexpr (Helped) {
-      complete_exited_inline(task, tl_root_exit.value);
+      complete_helped(task, tl_root_exit.value);
       return nullptr;
     } else {
       return complete_exited(task, tl_root_exit.value);
