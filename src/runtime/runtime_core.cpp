@@ -81,7 +81,9 @@ struct context_scope {
 // ---- idle_state ---------------------------------------------------------------
 
 idle_state::idle_state(std::size_t workers)
-    : state_(static_cast<std::uint32_t>(workers) << kUnparkedShift), workers_(workers) {
+    : state_(static_cast<std::uint32_t>(workers) << kUnparkedShift),
+      all_busy_state_(static_cast<std::uint32_t>(workers) << kUnparkedShift),
+      workers_(workers) {
   sleepers_.reserve(workers);
 }
 
@@ -130,10 +132,7 @@ bool idle_state::should_notify_unfenced() const noexcept {
   return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;
 }
 
-bool idle_state::all_busy() const noexcept {
-  const std::uint32_t s = state_.load(std::memory_order_relaxed);
-  return (s & kSearchMask) == 0 && (s >> kUnparkedShift) == workers_;
-}
+bool idle_state::all_busy() const noexcept { return state_.load(std::memory_order_relaxed) == all_busy_state_; }
 
 bool idle_state::should_notify() noexcept {
   const std::uint32_t s = load_after_barrier(state_);

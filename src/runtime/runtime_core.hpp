@@ -254,6 +254,9 @@ class idle_state {
   static constexpr std::uint32_t kUnparkedShift = 16;
   static constexpr std::uint32_t kSearchMask = (1u << kUnparkedShift) - 1;
   std::atomic<std::uint32_t> state_;
+  /// `state_` when every worker is unparked and none searches (all_busy: one
+  /// compare; the packing assumes fewer than 2^16 workers anyway).
+  std::uint32_t all_busy_state_;
   std::size_t workers_;
   std::mutex mutex_;
   std::vector<std::size_t> sleepers_;
