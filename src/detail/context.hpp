@@ -18,8 +18,8 @@ namespace warden::detail {
 /// worker (stashed, or among the newest in its queue; younger siblings may
 /// run first or be stashed: see "The stash" in runtime_core.hpp); true if
 /// `child` is then complete (the awaiter need not suspend). False at once
-/// anywhere else.
-bool help_awaited(task_header* child) noexcept;
+/// anywhere else. Throws usage_error when no task is polled on this thread.
+bool help_awaited(task_header* child);
 
 /// poll_task_yielded for help_awaited's nested polls (task_header.cpp): the
 /// same, with the usual end of a helped child inlined.

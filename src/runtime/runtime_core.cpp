@@ -422,7 +422,13 @@ bool never_started(std::uint64_t s) noexcept {
 
 static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth + 1);
 
-[[gnu::always_inline]] inline bool runtime_core::help_awaited(worker& w, task_header* child) noexcept {
+namespace {
+[[noreturn, gnu::noinline, gnu::cold]] void throw_join_outside_task() {
+  throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
+}
+}  // namespace
+
+[[gnu::always_inline]] inline bool runtime_core::help_awaited(worker& w, task_header* child) {
   // The common case first: the child was stashed by an earlier await of
   // this task (see "The stash" in the header), and every worker is still
   // busy. Ours: run it, no queue operation. (Only a threaded runtime
@@ -434,6 +440,10 @@ static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth +
     run_helped(w, child, true);
     return child->is_complete();
   }
+  // (A stash entry above the current level's base exists only inside a
+  // helped poll, so the fast path above needs no such check.)
+  if (tl_context.task == nullptr) [[unlikely]]
+    throw_join_outside_task();
   return help_awaited_slow(w, child);
 }
 
@@ -550,9 +560,13 @@ void runtime_core::give_back(worker& w, task_header* const* tasks, std::size_t n
   for (std::size_t i = n; i-- > 0;) push_local(w, tasks[i]);
 }
 
-[[gnu::always_inline]] inline bool help_awaited(task_header* child) noexcept {
+[[gnu::always_inline]] inline bool help_awaited(task_header* child) {
   worker* w = tl_context.on_worker;
-  if (w == nullptr) return false;
+  if (w == nullptr) {
+    if (tl_context.task == nullptr) [[unlikely]]
+      throw_join_outside_task();
+    return false;
+  }
   // Whether the child is of w's runtime is asked on the slow path only: a
   // task in the worker's stash is.
   return w->core->help_awaited(*w, child);
@@ -963,16 +977,8 @@ bool runtime::is_shutting_down() const noexcept { return core_->closed(); }
 // run_awaited, so the common case (the child runs inside the await, from the
 // stash) is one call, which keeps only the task across the nested poll.
 
-namespace {
-[[noreturn, gnu::noinline, gnu::cold]] void throw_join_outside_task() {
-  throw usage_error("co_await on a join_handle outside a warden task; use join() from a plain thread");
-}
-}  // namespace
-
 bool join_handle_base::run_awaited() {
-  if (detail::tl_context.task == nullptr) [[unlikely]]
-    throw_join_outside_task();
-  // A child still queued and never run: run it here instead of suspending
+  // (Throws outside a task.) A child still queued and never run: run it here instead of suspending
   // (its younger siblings may run first, or wait in the worker's stash for
   // their own awaits); see runtime_core.hpp.
   return detail::help_awaited(task_);

@@ -363,8 +363,9 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// Runs tasks from the calling worker's own queue while `child` (a task
   /// of this runtime the current task awaits) has not started; true if
   /// `child` is complete afterwards. See "Awaiting a task that has not
-  /// started" above.
-  bool help_awaited(worker& w, task_header* child) noexcept;
+  /// started" above. Throws usage_error outside a task (checked after the
+  /// stash: a task stashed at the current level means a task is polled).
+  bool help_awaited(worker& w, task_header* child);
   /// help_awaited's less common cases (out of line).
   bool help_awaited_slow(worker& w, task_header* child) noexcept;
   /// Pushes tasks help_awaited took from the end of the queue but did not
