@@ -85,8 +85,11 @@ struct leaked_task {
 };
 
 struct runtime_options {
-  /// Worker threads; 0 selects current-thread mode (see the top of this header).
+  /// Worker threads; 0 selects current-thread mode (see the top of this
+  /// header). At most max_worker_threads: the runtime's constructor throws
+  /// usage_error beyond that.
   std::size_t worker_threads = default_worker_threads();
+  static constexpr std::size_t max_worker_threads = 65535;
   /// Upper bound of the blocking pool (threads start on demand).
   std::size_t blocking_threads = 64;
   /// An idle blocking thread exits after this long.
@@ -182,6 +185,10 @@ struct handle_access {
 
 class runtime {
  public:
+  /// Starts the workers. Throws usage_error for options it cannot honour
+  /// (more than runtime_options::max_worker_threads workers, start_paused
+  /// with workers, a failure_feed_capacity of 0), each with a message that
+  /// names the option.
   explicit runtime(runtime_options options = {});
   ~runtime();
   runtime(const runtime&) = delete;

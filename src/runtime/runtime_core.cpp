@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <string>
 
 namespace warden::detail {
 
@@ -941,6 +942,12 @@ std::size_t runtime_options::default_worker_threads() noexcept {
 
 namespace {
 void validate(const runtime_options& options) {
+  // The idle state packs the counts of searching and unparked workers into
+  // 16 bits each (see idle_state in runtime_core.hpp).
+  if (options.worker_threads > runtime_options::max_worker_threads)
+    throw usage_error("runtime_options::worker_threads is " + std::to_string(options.worker_threads) +
+                      "; a runtime has at most " + std::to_string(runtime_options::max_worker_threads) +
+                      " worker threads");
   if (options.start_paused && options.worker_threads != 0)
     throw usage_error(
         "runtime_options::start_paused needs current-thread mode (worker_threads = 0), where "

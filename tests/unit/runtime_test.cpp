@@ -137,6 +137,19 @@ TEST_P(runtime_test, a_handle_spawned_on_a_plain_thread_can_be_awaited_from_a_ta
   EXPECT_EQ(rt.block_on(body()), "hello, warden");
 }
 
+// Options a runtime cannot honour are refused up front, naming the option.
+TEST(runtime_errors, more_worker_threads_than_the_idle_state_can_count_throw_usage_error_naming_the_option) {
+  warden::runtime_options o;
+  o.worker_threads = warden::runtime_options::max_worker_threads + 1;
+  try {
+    warden::runtime rt(std::move(o));
+    ADD_FAILURE() << "a runtime with " << warden::runtime_options::max_worker_threads + 1 << " workers started";
+  } catch (const warden::usage_error& e) {
+    EXPECT_TRUE(contains(e.what(), "worker_threads")) << e.what();
+    EXPECT_TRUE(contains(e.what(), std::to_string(warden::runtime_options::max_worker_threads))) << e.what();
+  }
+}
+
 // ---- R4: spawning where it cannot work ----
 
 // R4: free spawn with no runtime on this thread (and none at all) throws a
