@@ -735,7 +735,9 @@ struct alignas(64) mpsc_state {
   }
 
   /// Receiver, capacity 1: the handed value if there is one (as take_one's
-  /// first step), else empty.
+  /// first step), else empty. Written out, not shared with take_one: built
+  /// through a common helper (an optional filled in place) the value went
+  /// through the frame, +4.5% instructions on ping_pong.
   [[gnu::always_inline]] std::optional<T> take_handed() noexcept {
     // acquire: as in ready_one.
     if (!handed.load(std::memory_order_acquire)) return std::nullopt;
