@@ -657,28 +657,22 @@ task_header* poll_impl(task_header* task) noexcept {
   // our load is seen at the end of the poll).
   const std::uint32_t wakers_before = tl_context.wakers_made;
   task_header* const outer = tl_context.task;
-  // The flag is set only between yield_now's await_suspend and the end of
-  // the resume that it suspends, where no await can start a nested poll: a
-  // helped poll (inside an await) always finds it clear, and leaves it so
-  // (one register less to keep across the resume).
-  bool outer_yield = false;
-  if constexpr (!Helped) outer_yield = std::exchange(tl_context.yield_requested, false);
+  // tl_context.yield_requested is set only between yield_now's
+  // await_suspend and the end of the resume that it suspends, where no poll
+  // can start (nor a helped one inside an await, nor one of a local
+  // executor driven from a task's body): every poll finds it clear, and
+  // leaves it so. No save and restore (one register less to keep across
+  // the resume).
   tl_context.task = task;
   if ((s & h::ABORT) != 0) {
     cancel_now(task);
     tl_context.task = outer;
-    tl_context.yield_requested = outer_yield;
     return nullptr;
   }
   task->resume_point.resume();
-  bool yielded;
-  if constexpr (Helped) {
-    // Cleared only if set (it was clear when the poll began).
-    yielded = tl_context.yield_requested;
-    if (yielded) tl_context.yield_requested = false;
-  } else {
-    yielded = std::exchange(tl_context.yield_requested, outer_yield);
-  }
+  // Cleared only if set (it was clear when the poll began).
+  const bool yielded = tl_context.yield_requested;
+  if (yielded) tl_context.yield_requested = false;
   if (yielded) {
     // yield_now, checked first: a poll that ends in a yield has not
     // completed and deferred no park (the task suspended at the yield and
