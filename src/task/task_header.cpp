@@ -319,12 +319,15 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
     if (solo_enter(scheduler)) {
       // Wake, solo (see the top of this file): we hold the one waker of this
       // suspension and no sweep runs, so nobody else writes the word now.
+      // Idle, SOLO and still in the waker's generation: one masked compare.
+      constexpr std::uint64_t mask =
+          ~(h::GENERATION_ONE - 1) | h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED;
       s = task->state.load(std::memory_order_relaxed);
-      if ((s & (h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED)) == h::SOLO &&
-          h::generation_of(s) == generation) {
-        // relaxed: the frame reached us through the park's commit; the queue
-        // passes it on.
-        task->state.store(((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING, std::memory_order_relaxed);
+      if ((s & mask) == ((std::uint64_t{generation} << h::GENERATION_SHIFT) | h::SOLO)) {
+        // SOLO off, RUNNING on, the next generation: one add (the compare
+        // fixed those bits). relaxed: the frame reached us through the
+        // park's commit; the queue passes it on.
+        task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
         solo_leave();
         // solo_enter saw this thread on a worker of the task's runtime.
         static_cast<runtime_core*>(scheduler)->schedule_woken_here(*tl_context.on_worker, task);
