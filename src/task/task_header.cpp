@@ -607,14 +607,16 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   using h = task_header;
   if (!solo_enter(scheduler_of(task))) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  // One reference, neither NOTIFIED nor ABORT (one masked compare).
-  if ((s & (h::REF_MASK | h::NOTIFIED | h::ABORT)) != h::REF_ONE) {
+  // One reference, neither NOTIFIED nor ABORT, RUNNING and not SOLO (one
+  // masked compare; the last two always hold in a poll).
+  if ((s & (h::REF_MASK | h::NOTIFIED | h::ABORT | h::RUNNING | h::SOLO)) != h::REF_ONE + h::RUNNING) {
     solo_leave();
     return false;
   }
-  // release: the frame, for whoever polls the task next (the commit's
-  // release passes it on to the waker).
-  task->state.store((s & ~h::RUNNING) | h::SOLO, std::memory_order_release);
+  // RUNNING off, SOLO on: one add (the compare fixed both bits). release:
+  // the frame, for whoever polls the task next (the commit's release passes
+  // it on to the waker).
+  task->state.store(s + (h::SOLO - h::RUNNING), std::memory_order_release);
   if (park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)})) {
     solo_leave();  // the task may already run elsewhere: not touched again
     return true;
