@@ -239,13 +239,9 @@ namespace {
 
 namespace {
 
-/// Enters this thread's solo section for `task` (see "Solo" at the top):
-/// true if the thread may now change the task's state word with plain
-/// stores where only a sweep could race, until solo_leave(); false (not
-/// entered) off the workers of the task's runtime, or when a sweep comes.
-inline bool solo_enter(const task_scheduler* scheduler) noexcept {
-  thread_context& c = tl_context;
-  if (c.solo_scheduler != scheduler) return false;  // null off the workers
+/// The handshake part of solo_enter, for a caller that knows this thread
+/// is a worker of the task's runtime with solo sections enabled.
+inline bool solo_enter_here(thread_context& c) noexcept {
   if constexpr (WARDEN_TSAN) {
     // TSan models neither fence: seq_cst on both sides orders them.
     c.solo_inside->store(1, std::memory_order_seq_cst);
@@ -257,6 +253,17 @@ inline bool solo_enter(const task_scheduler* scheduler) noexcept {
   }
   c.solo_inside->store(0, std::memory_order_relaxed);
   return false;
+}
+
+/// Enters this thread's solo section for a task of `scheduler` (see "Solo"
+/// at the top): true if the thread may now change the task's state word
+/// with plain stores where only a sweep could race, until solo_leave();
+/// false (not entered) off the workers of the task's runtime, or when a
+/// sweep comes.
+inline bool solo_enter(const task_scheduler* scheduler) noexcept {
+  thread_context& c = tl_context;
+  if (c.solo_scheduler != scheduler) return false;  // null off the workers
+  return solo_enter_here(c);
 }
 
 [[gnu::always_inline]] inline void solo_leave() noexcept {
@@ -603,9 +610,17 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// stores and commits `park`. False (nothing done) unless this thread may
 /// and the task is alone: no reference but the lifecycle one, nothing
 /// woke or aborted it during the poll.
-[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park) noexcept {
+/// `loop`: the poll is a worker loop's own (no outer task); see below.
+[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, bool loop) noexcept {
   using h = task_header;
-  if (!solo_enter(scheduler_of(task))) return false;
+  thread_context& c = tl_context;
+  // A poll with no outer task on a thread with a solo scheduler is one of
+  // that runtime's loop (poll() or the LIFO chain, see poll_woken_next),
+  // so its task is that runtime's: the scheduler need not be read (other
+  // polls there run inside a task's poll: nested help, a local executor
+  // driven by a task's body).
+  if (loop ? c.solo_scheduler == nullptr : c.solo_scheduler != scheduler_of(task)) return false;
+  if (!solo_enter_here(c)) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // One reference, neither NOTIFIED nor ABORT, RUNNING and not SOLO (one
   // masked compare; the last two always hold in a poll).
@@ -734,7 +749,7 @@ task_header* poll_impl(task_header* task) noexcept {
     }
   } else {
     tl_context.pending_park.commit = nullptr;
-    if (tl_context.wakers_made == wakers_before && solo_park(task, park)) {
+    if (tl_context.wakers_made == wakers_before && solo_park(task, park, !Helped && outer == nullptr)) {
       tl_context.task = outer;
       if constexpr (!Helped) {
         // Going on with the woken task: a worker's own poll (no outer task:
