@@ -610,16 +610,22 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// stores and commits `park`. False (nothing done) unless this thread may
 /// and the task is alone: no reference but the lifecycle one, nothing
 /// woke or aborted it during the poll.
-/// `loop`: the poll is a worker loop's own (no outer task); see below.
-[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, bool loop) noexcept {
+/// What solo_park must check to know that this thread is a worker of the
+/// task's runtime with solo sections: the task's scheduler against the
+/// thread's solo scheduler; only that the thread has one (`loop`: a poll
+/// with no outer task on such a thread is one of that runtime's loop,
+/// poll() or the LIFO chain, so its task is that runtime's; other polls
+/// there run inside a task's poll: nested help, a local executor driven by
+/// a task's body); or nothing (a LIFO chain poll: a solo park on this
+/// thread started the chain).
+enum class solo_check : std::uint8_t { scheduler, loop, none };
+
+[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, solo_check check) noexcept {
   using h = task_header;
   thread_context& c = tl_context;
-  // A poll with no outer task on a thread with a solo scheduler is one of
-  // that runtime's loop (poll() or the LIFO chain, see poll_woken_next),
-  // so its task is that runtime's: the scheduler need not be read (other
-  // polls there run inside a task's poll: nested help, a local executor
-  // driven by a task's body).
-  if (loop ? c.solo_scheduler == nullptr : c.solo_scheduler != scheduler_of(task)) return false;
+  if (check == solo_check::scheduler ? c.solo_scheduler != scheduler_of(task)
+                                     : check == solo_check::loop && c.solo_scheduler == nullptr)
+    return false;
   if (!solo_enter_here(c)) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // One reference, neither NOTIFIED nor ABORT, RUNNING and not SOLO (one
@@ -648,21 +654,36 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 
 namespace {
 /// The end of a worker's poll that parked its task solo: polls the task in
-/// `w`'s LIFO slot if the loop would pick it next (see poll_impl).
+/// `w`'s LIFO slot while the loop would pick it next (see poll_impl).
 [[gnu::noinline]] task_header* poll_woken_next(worker& w) noexcept;
 
-/// poll_task_yielded, and poll_helped_task (Helped) for a task that
-/// help_awaited runs inside an await: that one has the usual end of a
+/// Which poll: a worker loop's own (poll_task_yielded, also poll_task's), a
+/// helped one (poll_helped_task: a task that help_awaited runs inside an
+/// await), or one of the LIFO chain that a loop's poll goes on with after
+/// a solo park (poll_woken_next: no outer task, a worker of the task's
+/// runtime with solo sections, the task claimed in advance).
+enum class poll_kind : std::uint8_t { loop, helped, chain };
+
+/// What a chain poll returns when its task parked solo: go on with the
+/// LIFO slot's task.
+task_header* const kParkedSolo = reinterpret_cast<task_header*>(alignof(task_header));
+
+/// The poll, one copy per kind. The helped one has the usual end of a
 /// helped child, a root that ended without suspending, inlined (its
 /// registers are saved anyway), while a worker's poll keeps the smaller
-/// prologue a yield loop needs (see complete_exited). With two copies GCC
-/// stopped inlining solo_park, solo_leave and cancel_now into them (+5%
+/// prologue a yield loop needs (see complete_exited). The chain's skips
+/// what its kind fixes (the claim, the outer task, the solo checks) and
+/// runs in poll_woken_next's loop. With several copies GCC stopped
+/// inlining solo_park, solo_leave and cancel_now into them (+5%
 /// instructions on yield_many), hence their always_inline.
-template <bool Helped>
-task_header* poll_impl(task_header* task) noexcept {
+template <poll_kind Kind>
+[[gnu::always_inline]] inline task_header* poll_impl(task_header* task) noexcept {
   using h = task_header;
+  constexpr bool Helped = Kind == poll_kind::helped;
+  constexpr bool Chain = Kind == poll_kind::chain;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  if ((s & h::RUNNING) == 0) {
+  // A task in the LIFO slot was woken: claimed in advance, RUNNING.
+  if (!Chain && (s & h::RUNNING) == 0) {
     // SCHEDULED -> RUNNING and a new generation in one add: a task queued
     // this way has SCHEDULED set and RUNNING clear, and nobody else changes
     // those two bits while it is queued (wakes and aborts of a queued task
@@ -676,7 +697,7 @@ task_header* poll_impl(task_header* task) noexcept {
   // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
   // our load is seen at the end of the poll).
   const std::uint32_t wakers_before = tl_context.wakers_made;
-  task_header* const outer = tl_context.task;
+  task_header* const outer = Chain ? nullptr : tl_context.task;
   // tl_context.yield_requested is set only between yield_now's
   // await_suspend and the end of the resume that it suspends, where no poll
   // can start (nor a helped one inside an await, nor one of a local
@@ -749,8 +770,12 @@ task_header* poll_impl(task_header* task) noexcept {
     }
   } else {
     tl_context.pending_park.commit = nullptr;
-    if (tl_context.wakers_made == wakers_before && solo_park(task, park, !Helped && outer == nullptr)) {
+    const solo_check check = Chain                         ? solo_check::none
+                             : !Helped && outer == nullptr ? solo_check::loop
+                                                           : solo_check::scheduler;
+    if (tl_context.wakers_made == wakers_before && solo_park(task, park, check)) {
       tl_context.task = outer;
+      if constexpr (Chain) return kParkedSolo;
       if constexpr (!Helped) {
         // Going on with the woken task: a worker's own poll (no outer task:
         // not nested in help_awaited) whose task parked solo (so this is a
@@ -759,9 +784,10 @@ task_header* poll_impl(task_header* task) noexcept {
         // to the loop: in a ping-pong the receiver the parked sender just
         // woke. Same order, same bookkeeping, one call and return fewer.
         // The parked task is not touched again (it may run elsewhere now).
-        // A tail call into a function of its own: a loop back to the top
-        // here (GCC makes one of a tail call to this function) cost every
-        // poll two more saved registers (chained_spawn +1.4%).
+        // A tail call into a function of its own, which loops over the
+        // chain with a copy of the poll of its own: a loop back to the top
+        // here cost every poll two more saved registers (chained_spawn
+        // +1.4%).
         if (outer == nullptr) return poll_woken_next(*tl_context.on_worker);
       }
       return nullptr;
@@ -800,14 +826,22 @@ task_header* poll_impl(task_header* task) noexcept {
 }
 
 task_header* poll_woken_next(worker& w) noexcept {
-  task_header* const next = w.core->take_lifo_next(w);
-  return next != nullptr ? poll_impl<false>(next) : nullptr;  // a tail call
+  for (;;) {
+    task_header* const next = w.core->take_lifo_next(w);
+    if (next == nullptr) return nullptr;
+    task_header* const yielded = poll_impl<poll_kind::chain>(next);
+    if (yielded != kParkedSolo) return yielded;
+  }
 }
 
 }  // namespace
 
-task_header* poll_task_yielded(task_header* task) noexcept { return poll_impl<false>(task); }
-bool poll_helped_task(task_header* task) noexcept { return poll_impl<true>(task) != nullptr; }
+[[gnu::noinline]] task_header* poll_task_yielded(task_header* task) noexcept {
+  return poll_impl<poll_kind::loop>(task);
+}
+[[gnu::noinline]] bool poll_helped_task(task_header* task) noexcept {
+  return poll_impl<poll_kind::helped>(task) != nullptr;
+}
 
 void poll_task(task_header* task) noexcept {
   if (task_header* yielded = poll_task_yielded(task)) scheduler_of(yielded)->schedule(yielded, schedule_hint::yield);
