@@ -638,7 +638,7 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
   // the frame, for whoever polls the task next (the commit's release passes
   // it on to the waker).
   task->state.store(s + (h::SOLO - h::RUNNING), std::memory_order_release);
-  if (park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)})) {
+  if (park.commit(park.awaiter, task, h::generation_of(s))) {
     solo_leave();  // the task may already run elsewhere: not touched again
     return true;
   }
@@ -797,7 +797,7 @@ template <poll_kind Kind>
   bool again = false;  // the deferred park found its value: poll the task again
   if (park.commit != nullptr && (s & h::ABORT) == 0) {
     // relaxed: the generation cannot change while the task runs.
-    again = !park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)});
+    again = !park.commit(park.awaiter, task, h::generation_of(s));
     s = task->state.load(std::memory_order_relaxed);
   }
   for (;;) {
