@@ -649,8 +649,14 @@ struct alignas(64) mpsc_state {
     receiver_state.store(kIdle, std::memory_order_release);
   }
 
-  void wait_until_receiver_idle() const noexcept {
-    // acquire: pairs with wake_taken_receiver's release.
+  [[gnu::always_inline]] void wait_until_receiver_idle() const noexcept {
+    // acquire: pairs with wake_taken_receiver's release. The wait out of
+    // line: its loop's setup was hoisted above the usual first look.
+    if (receiver_state.load(std::memory_order_acquire) != kIdle) [[unlikely]]
+      spin_until_receiver_idle();
+  }
+  [[gnu::noinline, gnu::cold]] void spin_until_receiver_idle() const noexcept {
+    // acquire: as in wait_until_receiver_idle.
     for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) != kIdle;) spin_pause(round);
   }
 
