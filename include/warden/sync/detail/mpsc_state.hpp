@@ -731,6 +731,8 @@ struct alignas(64) mpsc_state {
       return true;
     }
     const std::uint64_t word = permits.load(std::memory_order_acquire);
+    // Empty and open first (one test): the recv that is going to park.
+    if ((word & (kClosed | kSlotMask)) == kSlotEmpty) return false;
     if ((word & kSlotMask) == kSlotFull) {
       out.emplace(std::move(*queue.one.slot.value()));
       std::destroy_at(queue.one.slot.value());
