@@ -765,7 +765,9 @@ struct alignas(64) mpsc_state {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint64_t slot = word & kSlotMask;
-      if (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0)) {
+      // Empty and open, the usual park, in one test.
+      if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
+          (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
         receiver_state.store(kIdle, std::memory_order_relaxed);
         return false;
       }
