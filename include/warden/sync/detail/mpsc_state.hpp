@@ -610,8 +610,11 @@ struct alignas(64) mpsc_state {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     std::uint64_t claimed;
     do {
-      if ((word & kClosed) != 0) return acquired::closed;
-      if ((word & kSlotMask) != kSlotEmpty) return acquired::full;  // also while senders are parked
+      // Closed or occupied: one test for both.
+      if ((word & (kClosed | kSlotMask)) != kSlotEmpty) {
+        if ((word & kClosed) != 0) return acquired::closed;
+        return acquired::full;  // also while senders are parked
+      }
       // A parked receiver: the hand-off, the slot stays empty.
       claimed = (word & kReceiverParked) != 0 ? word & ~kReceiverParked : word | kSlotClaimed;
       // acquire: the receiver read the last value before it emptied the slot
