@@ -711,49 +711,54 @@ template <poll_kind Kind>
     return nullptr;
   }
   task->resume_point.resume();
-  // Cleared only if set (it was clear when the poll began).
-  const bool yielded = tl_context.yield_requested;
-  if (yielded) tl_context.yield_requested = false;
-  if (yielded) {
-    // yield_now, checked first: a poll that ends in a yield has not
-    // completed and deferred no park (the task suspended at the yield and
-    // nowhere else), so the checks below are for the other polls only.
-    //
-    // Back to the queue *still RUNNING*. To wakers and aborters the task
-    // looks like it is running: an abort sets ABORT (and NOTIFIED) and
-    // leaves the queuing to us; the next poller, on any worker, sees ABORT
-    // and destroys the frame. A wake of this generation would set NOTIFIED,
-    // so if this poll made a waker (tl_context.wakers_made moved; nested
-    // polls on this thread only make us do it needlessly), the generation
-    // moves on now and NOTIFIED is dropped (it was for a suspension that is
-    // over). Then the next poll starts with no waker of its generation in
-    // existence and needs no RMW. A pure yield loop makes no waker: no RMW
-    // on either side (but the first poll's yield moves off generation 0,
-    // which marks a never-polled task: see "Claimed in advance"). relaxed:
-    // the queue hand-off orders the frame; the state carries no data here.
-    s = task->state.load(std::memory_order_relaxed);
-    if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) {
-      while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
-                                                std::memory_order_relaxed)) {
+  // A chain poll looks for a deferred park first: its tasks were woken,
+  // mostly by a message, and park again for the next (a poll that deferred
+  // a park suspended right after: it neither yielded nor ended).
+  if (!Chain || tl_context.pending_park.commit == nullptr) {
+    // Cleared only if set (it was clear when the poll began).
+    const bool yielded = tl_context.yield_requested;
+    if (yielded) tl_context.yield_requested = false;
+    if (yielded) {
+      // yield_now, checked first: a poll that ends in a yield has not
+      // completed and deferred no park (the task suspended at the yield and
+      // nowhere else), so the checks below are for the other polls only.
+      //
+      // Back to the queue *still RUNNING*. To wakers and aborters the task
+      // looks like it is running: an abort sets ABORT (and NOTIFIED) and
+      // leaves the queuing to us; the next poller, on any worker, sees ABORT
+      // and destroys the frame. A wake of this generation would set NOTIFIED,
+      // so if this poll made a waker (tl_context.wakers_made moved; nested
+      // polls on this thread only make us do it needlessly), the generation
+      // moves on now and NOTIFIED is dropped (it was for a suspension that is
+      // over). Then the next poll starts with no waker of its generation in
+      // existence and needs no RMW. A pure yield loop makes no waker: no RMW
+      // on either side (but the first poll's yield moves off generation 0,
+      // which marks a never-polled task: see "Claimed in advance"). relaxed:
+      // the queue hand-off orders the frame; the state carries no data here.
+      s = task->state.load(std::memory_order_relaxed);
+      if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) {
+        while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
+                                                  std::memory_order_relaxed)) {
+        }
       }
+      // An abort that came before this check:
+      const bool aborted = (s & h::ABORT) != 0;
+      if (aborted) cancel_now(task);
+      tl_context.task = outer;
+      return aborted ? nullptr : task;  // else the caller queues it
     }
-    // An abort that came before this check:
-    const bool aborted = (s & h::ABORT) != 0;
-    if (aborted) cancel_now(task);
-    tl_context.task = outer;
-    return aborted ? nullptr : task;  // else the caller queues it
-  }
-  if (tl_root_exit.frame != nullptr) [[likely]] {
-    // The root ended without suspending (only a root of this poll can have
-    // set it: nested polls clear theirs before they return).
-    // The poller's task is restored first: the completion does not use it.
-    tl_root_exit.frame = nullptr;
-    tl_context.task = outer;
-    if constexpr (Helped) {
-      complete_helped(task, tl_root_exit.value);
-      return nullptr;
-    } else {
-      return complete_exited(task, tl_root_exit.value);
+    if (tl_root_exit.frame != nullptr) [[likely]] {
+      // The root ended without suspending (only a root of this poll can have
+      // set it: nested polls clear theirs before they return).
+      // The poller's task is restored first: the completion does not use it.
+      tl_root_exit.frame = nullptr;
+      tl_context.task = outer;
+      if constexpr (Helped) {
+        complete_helped(task, tl_root_exit.value);
+        return nullptr;
+      } else {
+        return complete_exited(task, tl_root_exit.value);
+      }
     }
   }
   // A park deferred to now (defer_park): solo if this poll made no other
