@@ -239,21 +239,30 @@ namespace {
 
 namespace {
 
+/// A thread's two solo flags (thread_context::solo_inside, solo_blocked),
+/// for a LIFO chain that reads them once (poll_woken_next).
+struct solo_flags {
+  std::atomic<std::uint8_t>* inside = nullptr;
+  const std::atomic<bool>* blocked = nullptr;
+};
+
 /// The handshake part of solo_enter, for a caller that knows this thread
-/// is a worker of the task's runtime with solo sections enabled.
-inline bool solo_enter_here(thread_context& c) noexcept {
+/// is a worker of the task's runtime with solo sections enabled (`f`: its
+/// flags).
+[[gnu::always_inline]] inline bool solo_enter_with(solo_flags f) noexcept {
   if constexpr (WARDEN_TSAN) {
     // TSan models neither fence: seq_cst on both sides orders them.
-    c.solo_inside->store(1, std::memory_order_seq_cst);
-    if (!c.solo_blocked->load(std::memory_order_seq_cst)) return true;
+    f.inside->store(1, std::memory_order_seq_cst);
+    if (!f.blocked->load(std::memory_order_seq_cst)) return true;
   } else {
-    c.solo_inside->store(1, std::memory_order_relaxed);
+    f.inside->store(1, std::memory_order_relaxed);
     light_fence();  // the runtime enables solo only where heavy_fence works
-    if (!c.solo_blocked->load(std::memory_order_relaxed)) return true;
+    if (!f.blocked->load(std::memory_order_relaxed)) return true;
   }
-  c.solo_inside->store(0, std::memory_order_relaxed);
+  f.inside->store(0, std::memory_order_relaxed);
   return false;
 }
+inline bool solo_enter_here(thread_context& c) noexcept { return solo_enter_with({c.solo_inside, c.solo_blocked}); }
 
 /// Enters this thread's solo section for a task of `scheduler` (see "Solo"
 /// at the top): true if the thread may now change the task's state word
@@ -266,11 +275,12 @@ inline bool solo_enter(const task_scheduler* scheduler) noexcept {
   return solo_enter_here(c);
 }
 
-[[gnu::always_inline]] inline void solo_leave() noexcept {
+[[gnu::always_inline]] inline void solo_leave_with(std::atomic<std::uint8_t>* inside) noexcept {
   // release: a sweep that saw us inside waits for this store, then reads
   // the state words we wrote.
-  tl_context.solo_inside->store(0, std::memory_order_release);
+  inside->store(0, std::memory_order_release);
 }
+[[gnu::always_inline]] inline void solo_leave() noexcept { solo_leave_with(tl_context.solo_inside); }
 
 /// After the last reference went: destroys what is left and returns the
 /// header to the pool.
@@ -606,10 +616,6 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   publish_outcome(task, task_header::CANCELLED, false);
 }
 
-/// Poll end, solo (see the top of this file): parks the task with plain
-/// stores and commits `park`. False (nothing done) unless this thread may
-/// and the task is alone: no reference but the lifecycle one, nothing
-/// woke or aborted it during the poll.
 /// What solo_park must check to know that this thread is a worker of the
 /// task's runtime with solo sections: the task's scheduler against the
 /// thread's solo scheduler; only that the thread has one (`loop`: a poll
@@ -620,18 +626,34 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// thread started the chain).
 enum class solo_check : std::uint8_t { scheduler, loop, none };
 
-[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, solo_check check) noexcept {
+/// solo_leave for solo_park (with the chain's flags when it has them).
+[[gnu::always_inline]] inline void solo_park_leave(solo_check check, solo_flags chain) noexcept {
+  if (check == solo_check::none)
+    solo_leave_with(chain.inside);
+  else
+    solo_leave();
+}
+
+/// Poll end, solo (see the top of this file): parks the task with plain
+/// stores and commits `park`. False (nothing done) unless this thread may
+/// and the task is alone: no reference but the lifecycle one, nothing
+/// woke or aborted it during the poll. `chain`: the thread's solo flags
+/// as a LIFO chain read them (check none), else read here.
+[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, solo_check check,
+                                             solo_flags chain) noexcept {
   using h = task_header;
   thread_context& c = tl_context;
   if (check == solo_check::scheduler ? c.solo_scheduler != scheduler_of(task)
                                      : check == solo_check::loop && c.solo_scheduler == nullptr)
     return false;
-  if (!solo_enter_here(c)) return false;
+  // Off the chain the flags are read again for the leave, not kept across
+  // the commit.
+  if (!(check == solo_check::none ? solo_enter_with(chain) : solo_enter_here(c))) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // One reference, neither NOTIFIED nor ABORT, RUNNING and not SOLO (one
   // masked compare; the last two always hold in a poll).
   if ((s & (h::REF_MASK | h::NOTIFIED | h::ABORT | h::RUNNING | h::SOLO)) != h::REF_ONE + h::RUNNING) {
-    solo_leave();
+    solo_park_leave(check, chain);
     return false;
   }
   // RUNNING off, SOLO on: one add (the compare fixed both bits). release:
@@ -639,13 +661,13 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
   // it on to the waker).
   task->state.store(s + (h::SOLO - h::RUNNING), std::memory_order_release);
   if (park.commit(park.awaiter, task, h::generation_of(s))) {
-    solo_leave();  // the task may already run elsewhere: not touched again
+    solo_park_leave(check, chain);  // the task may already run elsewhere: not touched again
     return true;
   }
   // Nothing published: still ours alone. Claimed in advance for the poll
   // that finds what it awaited (a new generation, as after any poll).
   task->state.store(s + h::GENERATION_ONE, std::memory_order_relaxed);
-  solo_leave();
+  solo_park_leave(check, chain);
   scheduler_of(task)->schedule(task, schedule_hint::yield);
   return true;
 }
@@ -677,7 +699,7 @@ task_header* const kParkedSolo = reinterpret_cast<task_header*>(alignof(task_hea
 /// inlining solo_park, solo_leave and cancel_now into them (+5%
 /// instructions on yield_many), hence their always_inline.
 template <poll_kind Kind>
-[[gnu::always_inline]] inline task_header* poll_impl(task_header* task) noexcept {
+[[gnu::always_inline]] inline task_header* poll_impl(task_header* task, solo_flags chain = {}) noexcept {
   using h = task_header;
   constexpr bool Helped = Kind == poll_kind::helped;
   constexpr bool Chain = Kind == poll_kind::chain;
@@ -778,9 +800,11 @@ template <poll_kind Kind>
     const solo_check check = Chain                         ? solo_check::none
                              : !Helped && outer == nullptr ? solo_check::loop
                                                            : solo_check::scheduler;
-    if (tl_context.wakers_made == wakers_before && solo_park(task, park, check)) {
-      tl_context.task = outer;
+    if (tl_context.wakers_made == wakers_before && solo_park(task, park, check, chain)) {
+      // A chain poll leaves tl_context.task to the next one (or to
+      // poll_woken_next's exit).
       if constexpr (Chain) return kParkedSolo;
+      tl_context.task = outer;
       if constexpr (!Helped) {
         // Going on with the woken task: a worker's own poll (no outer task:
         // not nested in help_awaited) whose task parked solo (so this is a
@@ -831,10 +855,16 @@ template <poll_kind Kind>
 }
 
 task_header* poll_woken_next(worker& w) noexcept {
+  // Read once for the chain (a solo park on this thread started it, so the
+  // thread has them).
+  const solo_flags flags{tl_context.solo_inside, tl_context.solo_blocked};
   for (;;) {
     task_header* const next = w.core->take_lifo_next(w);
-    if (next == nullptr) return nullptr;
-    task_header* const yielded = poll_impl<poll_kind::chain>(next);
+    if (next == nullptr) {
+      tl_context.task = nullptr;  // the chain's last poll left its task
+      return nullptr;
+    }
+    task_header* const yielded = poll_impl<poll_kind::chain>(next, flags);
     if (yielded != kParkedSolo) return yielded;
   }
 }
