@@ -741,9 +741,10 @@ template <poll_kind Kind>
     const bool yielded = tl_context.yield_requested;
     if (yielded) tl_context.yield_requested = false;
     if (yielded) {
-      // yield_now, checked first: a poll that ends in a yield has not
-      // completed and deferred no park (the task suspended at the yield and
-      // nowhere else), so the checks below are for the other polls only.
+      // yield_now, checked first (after a chain poll's deferred park): a
+      // poll that ends in a yield has not completed and deferred no park
+      // (the task suspended at the yield and nowhere else), so the checks
+      // below are for the other polls only.
       //
       // Back to the queue *still RUNNING*. To wakers and aborters the task
       // looks like it is running: an abort sets ABORT (and NOTIFIED) and
