@@ -34,6 +34,7 @@
 #include "../detail/sanitizers.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <new>
@@ -94,13 +95,21 @@ static_assert(sizeof(chain_head) <= kFirst);
 
 struct depot {
   std::mutex mutex;
-  std::array<chain_head*, kClasses> chains{};
+  // Written under `mutex`; read without it only as a hint (refill: an empty
+  // class is not worth the lock).
+  std::array<std::atomic<chain_head*>, kClasses> chains{};
 };
 
-depot& global_depot() {
-  static depot* d = new depot;  // leaked on purpose (see above)
-  return *d;
-}
+// Never destroyed (frames may be freed during static destruction), and
+// constant-initialised: no guard to test on every use.
+union depot_storage {
+  depot d;
+  constexpr depot_storage() : d() {}
+  ~depot_storage() {}
+};
+constinit depot_storage g_depot;
+
+depot& global_depot() noexcept { return g_depot.d; }
 
 /// Hands the chain `head` .. (`length` blocks) to the depot.
 void give_to_depot(std::size_t cls, free_block* head, std::uint32_t length) noexcept {
@@ -108,8 +117,10 @@ void give_to_depot(std::size_t cls, free_block* head, std::uint32_t length) noex
   chain->length = length;
   depot& d = global_depot();
   const auto lock = lock_batch(d.mutex);
-  chain->next_chain = d.chains[cls];
-  d.chains[cls] = chain;
+  // relaxed: the mutex orders the chains' contents; refill's look without it
+  // is a hint only.
+  chain->next_chain = d.chains[cls].load(std::memory_order_relaxed);
+  d.chains[cls].store(chain, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -161,12 +172,17 @@ thread_local frame_cache_cleanup tl_cleanup;
 /// the depot has none.
 bool refill(frame_cache& c, std::size_t cls) noexcept {
   depot& d = global_depot();
+  // relaxed, a hint: a class that looks empty is not locked (a chain given
+  // meanwhile waits for the next miss; the caller carves a block instead).
+  // The common miss of a spawner that outruns the threads freeing its
+  // frames, or of a burst that needs more frames than were ever freed.
+  if (d.chains[cls].load(std::memory_order_relaxed) == nullptr) return false;
   chain_head* taken;
   {
     const auto lock = lock_batch(d.mutex);
-    taken = d.chains[cls];
+    taken = d.chains[cls].load(std::memory_order_relaxed);  // relaxed: under the mutex
     if (taken == nullptr) return false;
-    d.chains[cls] = taken->next_chain;
+    d.chains[cls].store(taken->next_chain, std::memory_order_relaxed);  // relaxed: under the mutex
   }
   c.heads[cls] = &taken->block;
   c.counts[cls] = taken->length;
@@ -211,12 +227,13 @@ void* allocate_frame_slow(std::size_t size) {
   const std::size_t cls = size_class(size);
   if (cls >= kClasses) return ::operator new(size);
   frame_cache& c = frames::tl_frame_cache;
-  // A thread that is exiting (its lists went to the depot) neither takes a
-  // chain nor begins a slab, which it would not hand back: its block comes
-  // from the system, and joins the pool when freed.
-  if (c.dead) [[unlikely]]
-    return ::operator new(class_size(cls));
-  register_cleanup(c);
+  if (!c.open) [[unlikely]] {
+    // A thread that is exiting (its lists went to the depot) neither takes
+    // a chain nor begins a slab, which it would not hand back: its block
+    // comes from the system, and joins the pool when freed.
+    if (c.dead) return ::operator new(class_size(cls));
+    register_cleanup_slow(c);
+  }
   if (c.heads[cls] == nullptr && !refill(c, cls)) return carve(c, cls);
   free_block* b = c.heads[cls];
   c.heads[cls] = b->next;
