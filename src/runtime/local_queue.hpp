@@ -72,18 +72,45 @@ class local_queue {
     return true;
   }
 
-  /// Owner only: claims `n` entries from the front into `out` (for moving
-  /// half of a full queue to the injection queue). Returns how many it got.
-  std::size_t pop_batch(task_header** out, std::size_t n) noexcept {
+  /// Owner only: claims up to `n` entries from the front (for moving half of
+  /// a full queue to the injection queue) and returns how many it got; they
+  /// are claimed(from), claimed(from + 1), ... with `from` set here. Only the
+  /// owner writes slots, so they keep their tasks until its next push.
+  std::uint32_t claim_batch(std::uint32_t n, std::uint32_t& from) noexcept {
     std::uint64_t word = head_.load(std::memory_order_acquire);
     for (;;) {
       const std::uint32_t avail = tail_.load(std::memory_order_relaxed) - front(word);
-      const std::size_t take = avail < n ? avail : n;
+      const std::uint32_t take = avail < n ? avail : n;
       if (take == 0) return 0;
-      for (std::size_t i = 0; i < take; ++i) out[i] = slots_[(front(word) + i) & kMask].load(std::memory_order_relaxed);
-      if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_acq_rel, std::memory_order_acquire))
+      if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+        from = front(word);
         return take;
+      }
     }
+  }
+
+  /// Owner only: an entry claim_batch claimed (`index` in its range).
+  [[nodiscard]] task_header* claimed(std::uint32_t index) const noexcept {
+    return slots_[index & kMask].load(std::memory_order_relaxed);  // relaxed: the owner's own write
+  }
+
+  /// Owner only: how many pushes fit now (consumers may make more room).
+  /// The head is read with acquire, as push reads it: consumers' reads of
+  /// the slots that fit happened before, so stage may overwrite them.
+  [[nodiscard]] std::uint32_t room_owner() const noexcept { return kCapacity - size_owner(); }
+
+  /// Owner only: a batch push without a check and a publication per task.
+  /// stage(end_owner() + i, task) for i below room_owner(), then
+  /// publish(end_owner() + count) makes them visible, in order, at once.
+  [[nodiscard]] std::uint32_t end_owner() const noexcept {
+    return tail_.load(std::memory_order_relaxed);  // relaxed: only the owner writes it
+  }
+  void stage(std::uint32_t index, task_header* task) noexcept {
+    slots_[index & kMask].store(task, std::memory_order_relaxed);  // published by publish()
+  }
+  void publish(std::uint32_t end) noexcept {
+    tail_.store(end, std::memory_order_release);  // release: the staged slots come with it
   }
 
   /// Owner only: claims the front of the queue into `out` with one CAS: a
@@ -218,9 +245,14 @@ class local_queue {
   /// nothing from a queue holding fewer than `min_tasks` (a lone task is
   /// about to be run by its owner; see "Spinning" in runtime_core.hpp).
   task_header* steal_into(local_queue& into, std::uint32_t min_tasks = 1) noexcept {
-    std::array<task_header*, kCapacity / 2> buffer;
+    // The stolen entries after the first go straight into `into`'s free
+    // slots, staged there before the claim (unpublished until it succeeds,
+    // staged again if it fails).
+    const std::uint32_t end = into.end_owner();
+    const std::uint32_t room = into.room_owner();  // (only grows meanwhile)
     std::uint64_t word = head_.load(std::memory_order_acquire);
-    std::size_t take = 0;
+    std::uint32_t take = 0;
+    task_header* first = nullptr;
     for (;;) {
       // After the head word (acquire): a word written by pop_back's CAS
       // comes with the tail it lowered.
@@ -234,16 +266,16 @@ class local_queue {
         continue;
       }
       take = avail - avail / 2;
-      const std::uint32_t room = kCapacity - into.size_owner();
-      if (take > buffer.size()) take = buffer.size();
+      if (take > kCapacity / 2) take = kCapacity / 2;
       if (take > room + 1) take = room + 1;
-      for (std::size_t i = 0; i < take; ++i)
-        buffer[i] = slots_[(front(word) + i) & kMask].load(std::memory_order_relaxed);
+      first = slots_[front(word) & kMask].load(std::memory_order_relaxed);
+      for (std::uint32_t i = 1; i < take; ++i)
+        into.stage(end - 1 + i, slots_[(front(word) + i) & kMask].load(std::memory_order_relaxed));
       if (head_.compare_exchange_weak(word, advanced(word, take), std::memory_order_acq_rel, std::memory_order_acquire))
         break;
     }
-    for (std::size_t i = 1; i < take; ++i) into.push(buffer[i]);
-    return buffer[0];
+    if (take > 1) into.publish(end - 1 + take);
+    return first;
   }
 
   /// Approximate length, any thread (used to look for work before parking).

@@ -311,12 +311,17 @@ inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hi
 }
 
 bool runtime_core::overflow(worker& w, task_header* task) noexcept {
-  // Full: move half of it, plus the task, to the injection queue.
-  std::array<task_header*, local_queue::kCapacity / 2 + 1> batch;
-  const std::size_t n = w.queue.pop_batch(batch.data(), local_queue::kCapacity / 2);
-  if (n == 0 && w.queue.push(task)) return true;  // thieves made room
-  batch[n] = task;
-  inject_.push_batch(batch.data(), n + 1);
+  // Full: move half of it to the injection queue, straight from our slots
+  // (claimed first, so no thief takes them meanwhile), then push the task
+  // into the room that made (once they are copied: it reuses a slot of
+  // theirs).
+  std::uint32_t from = 0;
+  local_queue& q = w.queue;
+  const std::uint32_t n = q.claim_batch(local_queue::kCapacity / 2, from);
+  if (n != 0)
+    inject_.push_each(n, [&q, from](std::size_t i) { return q.claimed(from + static_cast<std::uint32_t>(i)); });
+  if (!q.push(task)) [[unlikely]]
+    inject_.push(task);  // (only thieves take from it, so this cannot be)
   return true;
 }
 
@@ -379,16 +384,30 @@ task_header* runtime_core::periodic_check() noexcept {
 }
 
 task_header* runtime_core::take_injected(worker& w, std::size_t max) noexcept {
-  std::array<task_header*, local_queue::kCapacity / 2> batch;
-  const std::size_t n = inject_.pop_batch(batch.data(), std::min<std::size_t>(max, batch.size()));
+  // The first task is ours to run; the rest go straight from the injection
+  // queue into our queue's free slots, published with one store.
+  local_queue& q = w.queue;
+  const std::size_t room = q.room_owner();
+  // The i-th task popped goes to slot end - 1 + i, the first (i == 0) to
+  // `first`: end - 1 is never written.
+  const std::uint32_t end = q.end_owner();
+  task_header* first = nullptr;
+  const std::size_t n = inject_.pop_each(std::min<std::size_t>({max, room + 1, local_queue::kCapacity / 2}),
+                                         [&first, &q, end](std::size_t i, task_header* task) {
+                                           if (i == 0) [[unlikely]]
+                                             first = task;
+                                           else
+                                             q.stage(end - 1 + static_cast<std::uint32_t>(i), task);
+                                         });
   if (n == 0) return nullptr;
-  const std::size_t moved = n - 1;
-  for (std::size_t i = 1; i < n; ++i) push_local(w, batch[i]);
-  task_header* first = batch[0];
-  // While the batch was in transit (off the injection queue, not yet in our
-  // queue) a searching worker may have looked, found nothing and gone to
-  // sleep; the tasks now in our queue must not wait behind the one we run.
-  if (moved != 0) notify_parked();
+  if (n > 1) {
+    q.publish(end + static_cast<std::uint32_t>(n - 1));
+    // While the batch was in transit (off the injection queue, not yet in
+    // our queue) a searching worker may have looked, found nothing and gone
+    // to sleep; the tasks now in our queue must not wait behind the one we
+    // run.
+    notify_parked();
+  }
   return first;
 }
 
