@@ -8,9 +8,10 @@
 //
 // # Slabs
 // A block is never a system allocation of its own: a thread whose list and
-// the depot are both empty carves the next block of its current slab for the
-// class (kSlabBytes from the system, carved one block at a time, so pages
-// are touched only as blocks are used). A block then costs exactly its class
+// the depot are both empty carves the next blocks of its current slab for
+// the class (kSlabBytes from the system, carved kCarveBytes at a time: the
+// first is returned, the others go onto the list, so pages are touched only
+// shortly before their blocks are used). A block then costs exactly its class
 // size: malloc would add its 8-byte size word and round to 16, which for a
 // parked task's 64-byte frame is 80 bytes. Slabs are never returned to the
 // system; their blocks circulate between the threads' lists and the depot
@@ -63,6 +64,10 @@ using frames::size_class;
 using frames::slab_cursor;
 
 constexpr std::size_t kSlabBytes = 16 * 1024;
+// How much of a slab a miss carves at once (at least one block): the blocks
+// after the one it returns go onto the thread's list.
+constexpr std::size_t kCarveBytes = 2048;
+static_assert(kCarveBytes >= kLimit);
 
 /// The block size of class `cls`.
 constexpr std::size_t class_size(std::size_t cls) noexcept {
@@ -191,7 +196,9 @@ bool refill(frame_cache& c, std::size_t cls) noexcept {
 
 /// The next block of this thread's slab for `cls`, starting a new slab when
 /// the current one is used up (the last few bytes of a slab that hold no
-/// whole block are never used).
+/// whole block are never used). The blocks after it, up to kCarveBytes of
+/// them, go onto the class's list (empty here), so the misses of a thread
+/// that outruns the frees come once per few blocks, not once per block.
 void* carve(frame_cache& c, std::size_t cls) {
   slab_cursor& s = c.slabs[cls];
   const std::size_t size = class_size(cls);
@@ -202,8 +209,18 @@ void* carve(frame_cache& c, std::size_t cls) {
     s.next = slab;
     s.end = slab + kSlabBytes / size * size;
   }
-  void* block = s.next;
-  s.next += size;
+  char* const block = s.next;
+  const std::size_t left = static_cast<std::size_t>(s.end - block) / size;
+  const std::size_t count = left < kCarveBytes / size ? left : kCarveBytes / size;  // (both at least 1)
+  s.next = block + count * size;
+  if (count > 1) {
+    char* const last = block + (count - 1) * size;
+    for (char* p = block + size; p != last; p += size)
+      reinterpret_cast<free_block*>(p)->next = reinterpret_cast<free_block*>(p + size);
+    reinterpret_cast<free_block*>(last)->next = nullptr;
+    c.heads[cls] = reinterpret_cast<free_block*>(block + size);
+    c.counts[cls] = static_cast<std::uint32_t>(count - 1);
+  }
   return block;
 }
 

@@ -69,7 +69,9 @@ TEST(frame_allocator, frames_freed_on_another_thread_return_through_the_depot) {
     p = allocate_frame(kSize);
     reused += first.count(p);
   }
-  EXPECT_EQ(reused, kCount);
+  // All but the few blocks this thread's last miss carved ahead (2 KiB of
+  // its slab, see carve()), which its list hands out first.
+  EXPECT_GE(reused, kCount - 2048 / kSize);
   for (void* p : made) deallocate_frame(p, kSize);
 }
 
