@@ -49,7 +49,7 @@ struct free_block {
 };
 
 /// Where a thread carves new blocks of one class: the rest of its current
-/// slab, untouched until carved.
+/// slab, untouched until carved (a few blocks at a time).
 struct slab_cursor {
   char* next = nullptr;
   char* end = nullptr;
