@@ -37,6 +37,11 @@ struct pool {
   // Headers freed while a sweep ran, reused only once no sweep runs (under
   // free_mutex; see "Sweeps" at for_each_live_header).
   std::vector<task_header*> deferred;
+  // The newest chunk's headers that were never handed out (under
+  // free_mutex): refill takes them after `free`, by address, so a chunk's
+  // headers are not pushed onto `free` one by one first.
+  task_header* fresh_next = nullptr;
+  task_header* fresh_end = nullptr;
   std::atomic<std::uint64_t> next_id_block{1};
 };
 
@@ -109,12 +114,21 @@ inline void register_cleanup(header_cache& c) {
   pool& p = global_pool();
   const auto lock = lock_batch(p.free_mutex);
   if (p.free.empty()) {
-    auto* chunk = new task_header[kChunkSize];
-    {
-      std::lock_guard chunks_lock(p.chunks_mutex);
-      p.chunks.push_back(chunk);
+    if (p.fresh_next == p.fresh_end) {
+      // Constructed whole: a sweep reads every header of every chunk.
+      auto* chunk = new task_header[kChunkSize];
+      {
+        std::lock_guard chunks_lock(p.chunks_mutex);
+        p.chunks.push_back(chunk);
+      }
+      p.fresh_next = chunk;
+      p.fresh_end = chunk + kChunkSize;
     }
-    for (std::size_t i = 0; i < kChunkSize; ++i) p.free.push_back(&chunk[i]);
+    const std::size_t n = std::min<std::size_t>(kBatch - c.count, static_cast<std::size_t>(p.fresh_end - p.fresh_next));
+    for (std::size_t i = 0; i < n; ++i) c.items[c.count + i] = p.fresh_next + i;
+    p.fresh_next += n;
+    c.count += static_cast<std::uint32_t>(n);
+    return;
   }
   const std::size_t n = std::min<std::size_t>(kBatch - c.count, p.free.size());
   std::copy(p.free.end() - static_cast<std::ptrdiff_t>(n), p.free.end(), c.items.begin() + c.count);
