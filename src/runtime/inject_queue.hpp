@@ -98,7 +98,9 @@ class inject_queue {
       task_header* const* const ring = ring_;
       const std::uint64_t mask = capacity_ - 1;
       const std::uint64_t head = head_;
-      for (std::size_t i = 0; i < n; ++i) sink(i, ring[(head + i) & mask]);
+      // The first apart: a sink that treats it differently tests no index.
+      if (n != 0) sink(std::size_t{0}, ring[head & mask]);
+      for (std::size_t i = 1; i < n; ++i) sink(i, ring[(head + i) & mask]);
       head_ = head + n;
     }
     while (n < max && list_head_ != nullptr) {
