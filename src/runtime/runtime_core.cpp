@@ -321,7 +321,7 @@ bool runtime_core::overflow(worker& w, task_header* task) noexcept {
   if (n != 0)
     inject_.push_each(n, [&q, from](std::size_t i) { return q.claimed(from + static_cast<std::uint32_t>(i)); });
   if (!q.push(task)) [[unlikely]]
-    inject_.push(task);  // (only thieves take from it, so this cannot be)
+    inject_.push(task);  // (cannot be: we claimed some, or it was empty)
   return true;
 }
 
