@@ -23,11 +23,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-constexpr std::uint32_t kGlobalQueueInterval = 61;
-constexpr std::uint32_t kMaxLifoStreak = runtime_core::kMaxLifoStreak;  // see there
-/// How deeply help_awaited may nest on one worker (each level is a poll on
-/// the stack).
-constexpr std::uint32_t kMaxHelpDepth = 32;
+constexpr std::uint32_t kGlobalQueueInterval = runtime_core::kGlobalQueueInterval;  // see there
+constexpr std::uint32_t kMaxLifoStreak = runtime_core::kMaxLifoStreak;              // see there
+constexpr std::uint32_t kMaxHelpDepth = runtime_core::kMaxHelpDepth;                // see there
 /// help_awaited runs the awaited task only if it is among this many most
 /// recently queued tasks of the worker, and runs at most this many tasks.
 constexpr std::uint32_t kHelpWindow = 32;
@@ -410,17 +408,6 @@ task_header* runtime_core::search(worker& w, std::uint32_t min_victim_tasks) noe
   return take_injected(w, local_queue::kCapacity / 2);
 }
 
-namespace {
-/// Of a task in a run queue: never polled, so help_awaited may run it
-/// (spawn queues a task RUNNING in generation 0, and every poll that
-/// re-queues it moves the generation on; see "Claimed in advance" in
-/// task_header.cpp). Also true of a task in its first poll.
-bool never_started(std::uint64_t s) noexcept {
-  using h = task_header;
-  return (s & (h::RUNNING | h::COMPLETE)) == h::RUNNING && h::generation_of(s) == 0;
-}
-}  // namespace
-
 static_assert(std::tuple_size_v<decltype(worker::stash_base)> == kMaxHelpDepth + 1);
 
 namespace {
@@ -434,10 +421,7 @@ namespace {
   // this task (see "The stash" in the header), and every worker is still
   // busy. Ours: run it, no queue operation. (Only a threaded runtime
   // stashes.)
-  const std::uint32_t size = w.stash_size;
-  if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && w.help_depth < kMaxHelpDepth &&
-      !w.stop_helping && idle_.all_busy() && never_started(child->state.load(std::memory_order_relaxed))) [[likely]] {
-    w.stash_size = size - 1;
+  if (take_stashed(w, child, 0)) [[likely]] {
     run_helped(w, child, true);
     return child->is_complete();
   }
@@ -517,25 +501,19 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
 }
 
 [[gnu::always_inline]] inline void runtime_core::run_helped(worker& w, task_header* t, bool awaited) noexcept {
-  if (--w.picks_to_check == 0) [[unlikely]] {
-    w.picks_to_check = kGlobalQueueInterval;
-    time_.fire_due();
-    if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
-  }
-  const std::uint32_t level = ++w.help_depth;
-  w.stash_base[level] = w.stash_size;
+  enter_helped(w);
   task_header* const outer = std::exchange(tl_context.awaited_here, awaited ? t : nullptr);
   const bool yielded = poll_helped_task(t);
   tl_context.awaited_here = outer;
   // The same worker, read again: nothing of it need live across the poll.
   worker& v = *tl_context.on_worker;
-  if (yielded) v.core->push_own(v, t);  // as in poll()
-  // What `t` stashed and did not await: its poll is over.
-  // (help_depth is back at our level: every nested help restores it.)
-  const std::uint32_t here = v.help_depth;
-  if (v.stash_size > v.stash_base[here]) [[unlikely]]
-    v.core->give_back_stash(v, v.stash_base[here]);
-  v.help_depth = here - 1;
+  v.core->leave_helped(v, yielded ? t : nullptr);
+}
+
+void runtime_core::help_periodic(worker& w) noexcept {
+  w.picks_to_check = kGlobalQueueInterval;
+  time_.fire_due();
+  if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
 }
 
 void runtime_core::give_back_stash(worker& w, std::uint32_t base) noexcept {
@@ -979,16 +957,16 @@ std::size_t runtime::worker_count() const noexcept { return core_->worker_count(
 std::size_t runtime::alive_tasks() const noexcept { return core_->alive(); }
 bool runtime::is_shutting_down() const noexcept { return core_->closed(); }
 
-// ---- join_handle_base::run_awaited, wait --------------------------------------
+// ---- join_handle_base::await_now_slow, wait ------------------------------------
 // Here rather than in task_header.cpp: help_awaited inlines into
-// run_awaited, so the common case (the child runs inside the await, from the
-// stash) is one call, which keeps only the task across the nested poll.
+// await_now_slow.
 
-bool join_handle_base::run_awaited() {
+detail::await_outcome join_handle_base::await_now_slow() {
+  if (task_->is_complete()) return {0, kComplete};
   // (Throws outside a task.) A child still queued and never run: run it here instead of suspending
   // (its younger siblings may run first, or wait in the worker's stash for
   // their own awaits); see runtime_core.hpp.
-  return detail::help_awaited(task_);
+  return {0, detail::help_awaited(task_) ? kComplete : kPending};
 }
 
 /// The waker lives in the awaiter's `slot` while the header points at it

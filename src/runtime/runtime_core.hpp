@@ -360,6 +360,63 @@ class runtime_core final : public task_scheduler, public timer_host {
   [[nodiscard]] time_driver& time() noexcept { return time_; }
   [[nodiscard]] const cancellation_token& root_token() const noexcept { return root_; }
 
+  /// How deeply help_awaited may nest on one worker (each level is a poll on
+  /// the stack).
+  static constexpr std::uint32_t kMaxHelpDepth = 32;
+  /// Picks between two periodic checks (timers, outside work).
+  static constexpr std::uint32_t kGlobalQueueInterval = 61;
+  /// Of a task in a run queue: never polled, so help_awaited may run it
+  /// (spawn queues a task RUNNING in generation 0, and every poll that
+  /// re-queues it moves the generation on; see "Claimed in advance" in
+  /// task_header.cpp). Also true of a task in its first poll.
+  static bool never_started(std::uint64_t s) noexcept {
+    using h = task_header;
+    return (s & (h::RUNNING | h::COMPLETE)) == h::RUNNING && h::generation_of(s) == 0;
+  }
+  /// help_awaited's common case (see "The stash" above): `child` is the
+  /// newest entry of the current level's part of `w`'s stash, helping may
+  /// go on, every worker is busy, and `child` never started and has none of
+  /// the state bits in `not_set`. Then it is taken off the stash (true).
+  [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set) const noexcept {
+    const std::uint32_t size = w.stash_size;
+    if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && w.help_depth < kMaxHelpDepth &&
+        !w.stop_helping && idle_.all_busy()) [[likely]] {
+      // relaxed: a stashed task is ours (only an abort may add ABORT, which
+      // the poll handles, or which `not_set` turns away).
+      const std::uint64_t s = child->state.load(std::memory_order_relaxed);
+      if (never_started(s) && (s & not_set) == 0) [[likely]] {
+        w.stash_size = size - 1;
+        return true;
+      }
+    }
+    return false;
+  }
+  /// Before a helped poll (run_helped): the periodic check's count, one help
+  /// level deeper, the new level's stash part starts empty.
+  [[gnu::always_inline]] void enter_helped(worker& w) noexcept {
+    if (--w.picks_to_check == 0) [[unlikely]]
+      help_periodic(w);
+    const std::uint32_t level = ++w.help_depth;
+    w.stash_base[level] = w.stash_size;
+  }
+  /// After a helped poll, on `v` (the same worker, read again: nothing of it
+  /// need live across the poll): queues `yielded` (a task the poll left to
+  /// re-queue, or null) as poll() does, gives back what the polled task
+  /// stashed and did not await (its poll is over), one level up.
+  [[gnu::always_inline]] void leave_helped(worker& v, task_header* yielded) noexcept {
+    if (yielded != nullptr) [[unlikely]]
+      push_displaced(v, yielded);
+    // (help_depth is back at our level: every nested help restores it.)
+    const std::uint32_t here = v.help_depth;
+    if (v.stash_size > v.stash_base[here]) [[unlikely]]
+      give_back_stash(v, v.stash_base[here]);
+    v.help_depth = here - 1;
+  }
+  /// enter_helped's every-61st duty: fire due timers; if the injection
+  /// queue or the LIFO slot holds work, stop helping (see "Awaiting a task
+  /// that has not started").
+  [[gnu::noinline]] void help_periodic(worker& w) noexcept;
+
   /// Runs tasks from the calling worker's own queue while `child` (a task
   /// of this runtime the current task awaits) has not started; true if
   /// `child` is complete afterwards. See "Awaiting a task that has not

@@ -631,46 +631,16 @@ namespace {
 /// `w`'s LIFO slot if the loop would pick it next (see poll_impl).
 [[gnu::noinline]] task_header* poll_woken_next(worker& w) noexcept;
 
-/// poll_task_yielded, and poll_helped_task (Helped) for a task that
-/// help_awaited runs inside an await: that one has the usual end of a
-/// helped child, a root that ended without suspending, inlined (its
-/// registers are saved anyway), while a worker's poll keeps the smaller
-/// prologue a yield loop needs (see complete_exited). With two copies GCC
-/// stopped inlining solo_park, solo_leave and cancel_now into them (+5%
-/// instructions on yield_many), hence their always_inline.
+/// The part of poll_impl after the resume: whatever `task`'s poll ended
+/// in (a yield, a completion, a park, a wake or an abort during the poll).
+/// `outer`: the task polled on this thread around this poll (restored
+/// here); `outer_yield`: its yield_requested (worker polls only);
+/// `wakers_before`: tl_context.wakers_made when the poll began.
 template <bool Helped>
-task_header* poll_impl(task_header* task) noexcept {
+[[gnu::always_inline]] inline task_header* poll_end(task_header* task, task_header* const outer, bool outer_yield,
+                                                    std::uint32_t wakers_before) noexcept {
   using h = task_header;
-  std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  if ((s & h::RUNNING) == 0) {
-    // SCHEDULED -> RUNNING and a new generation in one add: a task queued
-    // this way has SCHEDULED set and RUNNING clear, and nobody else changes
-    // those two bits while it is queued (wakes and aborts of a queued task
-    // only add ABORT), so the add cannot carry into other bits. acquire:
-    // see the frame as the previous poller (or the spawner) left it. The
-    // new generation makes the wakers of earlier suspensions stale.
-    s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
-  }
-  // Else claimed in advance (woken, re-queued or yielded; see the top of
-  // this file): no waker of the current generation exists, nothing to
-  // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
-  // our load is seen at the end of the poll).
-  const std::uint32_t wakers_before = tl_context.wakers_made;
-  task_header* const outer = tl_context.task;
-  // The flag is set only between yield_now's await_suspend and the end of
-  // the resume that it suspends, where no await can start a nested poll: a
-  // helped poll (inside an await) always finds it clear, and leaves it so
-  // (one register less to keep across the resume).
-  bool outer_yield = false;
-  if constexpr (!Helped) outer_yield = std::exchange(tl_context.yield_requested, false);
-  tl_context.task = task;
-  if ((s & h::ABORT) != 0) {
-    cancel_now(task);
-    tl_context.task = outer;
-    tl_context.yield_requested = outer_yield;
-    return nullptr;
-  }
-  task->resume_point.resume();
+  std::uint64_t s;
   bool yielded;
   if constexpr (Helped) {
     // Cleared only if set (it was clear when the poll began).
@@ -697,7 +667,7 @@ task_header* poll_impl(task_header* task) noexcept {
     // which marks a never-polled task: see "Claimed in advance"). relaxed:
     // the queue hand-off orders the frame; the state carries no data here.
     s = task->state.load(std::memory_order_relaxed);
-    if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) {
+    if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) [[unlikely]] {
       while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
                                                 std::memory_order_relaxed)) {
       }
@@ -783,6 +753,62 @@ task_header* poll_impl(task_header* task) noexcept {
   }
   tl_context.task = outer;
   return nullptr;
+}
+
+/// poll_task_yielded, and poll_helped_task (Helped) for a task that
+/// help_awaited runs inside an await: that one has the usual end of a
+/// helped child, a root that ended without suspending, inlined (its
+/// registers are saved anyway), while a worker's poll keeps the smaller
+/// prologue a yield loop needs (see complete_exited). With two copies GCC
+/// stopped inlining solo_park, solo_leave and cancel_now into them (+5%
+/// instructions on yield_many), hence their always_inline.
+template <bool Helped>
+task_header* poll_impl(task_header* task) noexcept {
+  using h = task_header;
+  std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  if ((s & h::RUNNING) == 0) {
+    // SCHEDULED -> RUNNING and a new generation in one add: a task queued
+    // this way has SCHEDULED set and RUNNING clear, and nobody else changes
+    // those two bits while it is queued (wakes and aborts of a queued task
+    // only add ABORT), so the add cannot carry into other bits. acquire:
+    // see the frame as the previous poller (or the spawner) left it. The
+    // new generation makes the wakers of earlier suspensions stale.
+    s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
+  }
+  // Else claimed in advance (woken, re-queued or yielded; see the top of
+  // this file): no waker of the current generation exists, nothing to
+  // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
+  // our load is seen at the end of the poll).
+  const std::uint32_t wakers_before = tl_context.wakers_made;
+  task_header* const outer = tl_context.task;
+  // The flag is set only between yield_now's await_suspend and the end of
+  // the resume that it suspends, where no await can start a nested poll: a
+  // helped poll (inside an await) always finds it clear, and leaves it so
+  // (one register less to keep across the resume).
+  bool outer_yield = false;
+  if constexpr (!Helped) outer_yield = std::exchange(tl_context.yield_requested, false);
+  tl_context.task = task;
+  if ((s & h::ABORT) != 0) {
+    cancel_now(task);
+    tl_context.task = outer;
+    tl_context.yield_requested = outer_yield;
+    return nullptr;
+  }
+  task->resume_point.resume();
+  return poll_end<Helped>(task, outer, outer_yield, wakers_before);
+}
+
+/// The rest of a helped poll of an awaited child that await_now could not
+/// finish itself (see there): poll_end with awaited_here set, as
+/// run_helped sets it for the whole poll (during the resume, only
+/// completions of other tasks look at it, in nested polls that set their
+/// own). The task to re-queue (it yielded), or null.
+[[gnu::noinline]] task_header* poll_end_awaited(task_header* task, task_header* outer,
+                                                std::uint32_t wakers_before) noexcept {
+  task_header* const outer_awaited = std::exchange(tl_context.awaited_here, task);
+  task_header* const yielded = poll_end<true>(task, outer, false, wakers_before);
+  tl_context.awaited_here = outer_awaited;
+  return yielded;
 }
 
 task_header* poll_woken_next(worker& w) noexcept {
@@ -1029,6 +1055,57 @@ void join_handle_base::release_handle() noexcept {
   detail::release_join_interest(task);
 }
 
+detail::await_outcome join_handle_base::await_now() {
+  using detail::task_header;
+  using h = task_header;
+  task_header* const child = task_;
+  // The common case of help_awaited (runtime_core.cpp), the helped poll and
+  // its completion in one: the child waits on top of this worker's stash
+  // (see "The stash" in runtime_core.hpp), not aborted, and ends without
+  // suspending ("Roots that end without suspending" in task.hpp) while we
+  // are its only other owner. A stashed child is of this worker's runtime.
+  detail::worker* const w = detail::tl_context.on_worker;
+  if (w != nullptr && w->core->take_stashed(*w, child, h::ABORT)) [[likely]] {
+    w->core->enter_helped(*w);
+    // poll_impl<true>'s start: claimed in advance, never started, so no
+    // state change; not aborted (checked above; an abort from now on is
+    // seen after the resume, like any abort of a running task).
+    const std::uint32_t wakers_before = detail::tl_context.wakers_made;
+    task_header* const outer = detail::tl_context.task;
+    detail::tl_context.task = child;
+    child->resume_point.resume();
+    if (detail::tl_root_exit.frame != nullptr) [[likely]] {
+      // The child's root ended without suspending (so it did not yield).
+      // acquire: as in publish_finished.
+      const std::uint64_t s = child->state.load(std::memory_order_acquire);
+      // Its references: the lifecycle one and this handle's (the handle
+      // keeps JOIN_INTEREST with it), nobody registered as a join waiter:
+      // "complete, alone" (top of this file), and the value goes straight
+      // to the awaiter, the handle consumed (one masked compare).
+      if ((s & (h::REF_MASK | h::JOIN_INTEREST | h::JOIN_WAITER)) == 2 * h::REF_ONE + h::JOIN_INTEREST) [[likely]] {
+        const std::uintptr_t bits = detail::tl_root_exit.value;
+        detail::tl_root_exit.frame = nullptr;
+        detail::tl_context.task = outer;
+        child->root = {};         // destroyed already
+        child->result = nullptr;  // taken: nothing for the handle's drop to free
+        // release: as in publish_finished (a sweep may read the header).
+        child->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE) - h::REF_ONE,
+                           std::memory_order_release);
+        consumed_ = true;
+        detail::worker& v = *detail::tl_context.on_worker;  // read again: nothing of it lives across the poll
+        v.core->on_complete_here(v);
+        v.core->leave_helped(v, nullptr);
+        return {bits, kTaken};
+      }
+    }
+    task_header* const yielded = detail::poll_end_awaited(child, outer, wakers_before);
+    detail::worker& v = *detail::tl_context.on_worker;
+    v.core->leave_helped(v, yielded);
+    return {0, child->is_complete() ? kComplete : kPending};
+  }
+  return await_now_slow();
+}
+
 void join_handle_base::abort() const noexcept {
   if (task_ != nullptr) detail::abort(task_);
 }
@@ -1056,9 +1133,8 @@ void join_handle_base::throw_cannot_take() const {
       "value from the first await");
 }
 
-// join_handle_base::run_awaited and wait are in runtime_core.cpp, next to
-// help_awaited, so that the common case (the child runs inside the await) is
-// one call.
+// join_handle_base::await_now_slow and wait are in runtime_core.cpp, next
+// to help_awaited.
 
 void join_handle_base::leave() const noexcept {
   if (task_ != nullptr) detail::clear_join_waker(task_);
