@@ -131,8 +131,6 @@ bool idle_state::should_notify_unfenced() const noexcept {
   return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;
 }
 
-bool idle_state::all_busy() const noexcept { return state_.load(std::memory_order_relaxed) == all_busy_state_; }
-
 bool idle_state::should_notify() noexcept {
   const std::uint32_t s = load_after_barrier(state_);
   return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;

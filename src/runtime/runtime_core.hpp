@@ -248,7 +248,7 @@ class idle_state {
   /// onto its own queue (see "Idling" above).
   [[nodiscard]] bool should_notify_unfenced() const noexcept;
   /// A hint (relaxed read): no worker is searching for work or asleep.
-  [[nodiscard]] bool all_busy() const noexcept;
+  [[nodiscard]] bool all_busy() const noexcept { return state_.load(std::memory_order_relaxed) == all_busy_state_; }
 
  private:
   static constexpr std::uint32_t kUnparkedShift = 16;
