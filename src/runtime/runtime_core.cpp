@@ -290,6 +290,13 @@ inline void runtime_core::push_own(worker& w, task_header* task) noexcept {
 
 void runtime_core::schedule(task_header* task, schedule_hint hint) noexcept { enqueue(own_worker(), task, hint); }
 
+void runtime_core::task_gone_here(worker& w) noexcept { task_gone(w.live); }
+
+void runtime_core::push_own_overflowed(worker& w, task_header* task) noexcept {
+  overflow(w, task);  // as push_own
+  notify_parked();
+}
+
 void runtime_core::push_displaced(worker& w, task_header* task) noexcept { push_own(w, task); }
 
 inline void runtime_core::enqueue(worker* w, task_header* task, schedule_hint hint) noexcept {
@@ -892,7 +899,10 @@ task_header* spawn_root(runtime_core& core, std::coroutine_handle<> root, const 
   return core.spawn(root, results, std::move(options), blocking);
 }
 
-task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options) {
+namespace {
+/// spawn_current's general case.
+[[gnu::noinline]] task_header* spawn_current_slow(std::coroutine_handle<> root, const result_ops& results,
+                                                  spawn_options&& options) {
   runtime_core* const core = tl_context.core;
   if (core == nullptr) [[unlikely]] {
     if (root) root.destroy();  // never started
@@ -901,6 +911,67 @@ task_header* spawn_current(std::coroutine_handle<> root, const result_ops& resul
   if (!root) [[unlikely]]
     throw usage_error("spawn: the task is empty (moved-from or default-constructed)");
   return core->spawn(root, results, std::move(options), false);
+}
+
+/// The rare ends of spawn_current's common case (tail calls there, so that
+/// the common case needs no frame of its own): the runtime closed after the
+/// count went up (as count_spawn's refusal, then as spawn's), the queue
+/// full (as push_own), a sleeper to wake (as push_own).
+[[gnu::noinline]] task_header* spawn_refused(runtime_core& core, worker& w, std::coroutine_handle<> root) {
+  core.task_gone_here(w);
+  root.destroy();
+  throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
+}
+[[gnu::noinline]] task_header* spawn_overflowed(runtime_core& core, worker& w, task_header* t) noexcept {
+  core.push_own_overflowed(w, t);
+  return t;
+}
+[[gnu::noinline]] task_header* spawn_notify(runtime_core& core, task_header* t) noexcept {
+  core.notify_sleeper();
+  return t;
+}
+}  // namespace
+
+task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options) {
+  // The common case, spawn's work in a straight line: a spawn on a worker of
+  // the caller's runtime (with the light live count), at the place of the
+  // thread's last spawn, without a name, from a task without extras
+  // (task-locals to inherit), a header in the thread's cache. Every check
+  // comes before any effect, and the other cases are tail calls, so this
+  // needs no frame of its own (callgrind: ~25 instructions fewer per spawn).
+  runtime_core* const core = tl_context.core;
+  worker* const w = tl_context.on_worker;
+  headers::header_cache& cache = headers::tl_header_cache;
+  task_header* const parent = tl_context.task;
+  const spawn_site* const site = last_spawn_site_for(options.location, results, core);
+  // extras_of(parent) != nullptr, the tag alone (as spawn). acquire: a
+  // thread asking for the parent's id may have installed the record.
+  if (core == nullptr || w == nullptr || w->core != core || !root || site == nullptr || !core->light_live_ ||
+      !options.name.empty() || !cache.open || cache.count == 0 ||
+      (parent != nullptr && (parent->site_or_extras.load(std::memory_order_acquire) & task_header::kExtrasTag) != 0))
+      [[unlikely]]
+    return spawn_current_slow(root, results, std::move(options));
+  // count_spawn's light case.
+  w->live.store(w->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  light_fence();
+  if (core->closed_.load(std::memory_order_relaxed)) [[unlikely]]
+    return spawn_refused(*core, *w, root);
+  // allocate_header's inline case, and spawn's fields.
+  task_header* const t = cache.items[--cache.count];
+  t->root = root;
+  t->resume_point = root;
+  // relaxed: published by the state's release store below (set_spawn_site).
+  t->site_or_extras.store(reinterpret_cast<std::uintptr_t>(site), std::memory_order_relaxed);
+  // As in spawn: claimed in advance, two references. release: see there.
+  t->state.store(task_header::RUNNING | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE,
+                 std::memory_order_release);
+  // push_own.
+  bool was_empty = false;
+  if (!w->queue.push(t, was_empty)) [[unlikely]]
+    return spawn_overflowed(*core, *w, t);
+  if (was_empty && core->idle_.should_notify_unfenced()) [[unlikely]]
+    return spawn_notify(*core, t);
+  return t;
 }
 
 void block_on_root(runtime_core& core, task_header* task) {

@@ -438,6 +438,15 @@ class runtime_core final : public task_scheduler, public timer_host {
   void give_back_all_stashed(worker& w) noexcept;
 
   task_header* spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options, bool blocking);
+  /// warden::spawn's common case takes this runtime's private paths
+  /// (runtime_core.cpp).
+  friend task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options);
+  /// For spawn_current's rare ends: one task fewer on `w`'s shard (a spawn
+  /// refused after its count); push_own's full-queue case; a sleeper woken
+  /// if nobody searches.
+  void task_gone_here(worker& w) noexcept;
+  void push_own_overflowed(worker& w, task_header* task) noexcept;
+  void notify_sleeper() noexcept { notify_parked(); }
   void shutdown(std::chrono::nanoseconds grace);
 
   [[nodiscard]] std::size_t worker_count() const noexcept { return threaded_ ? workers_.size() : 0; }

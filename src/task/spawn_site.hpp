@@ -14,14 +14,12 @@ namespace warden::detail {
 /// before the first). Records are never freed, so it stays valid.
 extern constinit thread_local const spawn_site* tl_last_spawn_site;
 
-/// intern_spawn_site, first comparing with the thread's last record: a loop
-/// of spawns at one place (the common case) costs a load and three compares.
-/// Only where a location is one word, compared by its bits as the cache
-/// behind it does (see spawn_site.cpp).
-[[gnu::always_inline]] inline const spawn_site* intern_spawn_site_inline(std::coroutine_handle<> root,
-                                                                         const std::source_location& location,
-                                                                         const result_ops& results,
-                                                                         task_scheduler* scheduler) {
+/// The thread's last record if it is the one for `location`, `results` and
+/// `scheduler`, else null (where a location is one word, compared by its
+/// bits as the cache behind it does; elsewhere always null).
+[[gnu::always_inline]] inline const spawn_site* last_spawn_site_for(const std::source_location& location,
+                                                                    const result_ops& results,
+                                                                    const task_scheduler* scheduler) noexcept {
   if constexpr (sizeof(std::source_location) == sizeof(std::uintptr_t) &&
                 std::is_trivially_copyable_v<std::source_location>) {
     const spawn_site* const last = tl_last_spawn_site;
@@ -34,6 +32,19 @@ extern constinit thread_local const spawn_site* tl_last_spawn_site;
         return last;
     }
   }
+  return nullptr;
+}
+
+/// intern_spawn_site, first comparing with the thread's last record: a loop
+/// of spawns at one place (the common case) costs a load and three compares.
+/// Only where a location is one word, compared by its bits as the cache
+/// behind it does (see spawn_site.cpp).
+[[gnu::always_inline]] inline const spawn_site* intern_spawn_site_inline(std::coroutine_handle<> root,
+                                                                         const std::source_location& location,
+                                                                         const result_ops& results,
+                                                                         task_scheduler* scheduler) {
+  if (const spawn_site* const last = last_spawn_site_for(location, results, scheduler)) [[likely]]
+    return last;
   return intern_spawn_site(root, location, results, scheduler);
 }
 
