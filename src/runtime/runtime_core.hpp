@@ -384,7 +384,10 @@ class runtime_core final : public task_scheduler, public timer_host {
       // relaxed: a stashed task is ours (only an abort may add ABORT, which
       // the poll handles, or which `not_set` turns away).
       const std::uint64_t s = child->state.load(std::memory_order_relaxed);
-      if (never_started(s) && (s & not_set) == 0) [[likely]] {
+      // never_started(s) and none of `not_set`, in one masked compare.
+      constexpr std::uint64_t generation = ~(task_header::GENERATION_ONE - 1);
+      if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) == task_header::RUNNING)
+          [[likely]] {
         w.stash_size = size - 1;
         return true;
       }

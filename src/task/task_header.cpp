@@ -802,11 +802,15 @@ task_header* poll_impl(task_header* task) noexcept {
 /// finish itself (see there): poll_end with awaited_here set, as
 /// run_helped sets it for the whole poll (during the resume, only
 /// completions of other tasks look at it, in nested polls that set their
-/// own). The task to re-queue (it yielded), or null.
-[[gnu::noinline]] task_header* poll_end_awaited(task_header* task, task_header* outer,
-                                                std::uint32_t wakers_before) noexcept {
+/// own). The task to re-queue (it yielded), or null. The wakers the poll
+/// made are not counted (await_now keeps one register less across the
+/// resume): poll_end asks only whether a yield must move the generation on
+/// (it must anyway, from generation 0: the child never ran before), and
+/// whether a deferred park may go solo (never: the awaiting handle holds a
+/// reference, so solo_park backs out).
+[[gnu::noinline]] task_header* poll_end_awaited(task_header* task, task_header* outer) noexcept {
   task_header* const outer_awaited = std::exchange(tl_context.awaited_here, task);
-  task_header* const yielded = poll_end<true>(task, outer, false, wakers_before);
+  task_header* const yielded = poll_end<true>(task, outer, false, tl_context.wakers_made);
   tl_context.awaited_here = outer_awaited;
   return yielded;
 }
@@ -1083,7 +1087,6 @@ detail::await_outcome join_handle_base::await_now() {
     // poll_impl<true>'s start: claimed in advance, never started, so no
     // state change; not aborted (checked above; an abort from now on is
     // seen after the resume, like any abort of a running task).
-    const std::uint32_t wakers_before = detail::tl_context.wakers_made;
     task_header* const outer = detail::tl_context.task;
     detail::tl_context.task = child;
     child->resume_point.resume();
@@ -1111,7 +1114,7 @@ detail::await_outcome join_handle_base::await_now() {
         return {bits, kTaken};
       }
     }
-    task_header* const yielded = detail::poll_end_awaited(child, outer, wakers_before);
+    task_header* const yielded = detail::poll_end_awaited(child, outer);
     detail::worker& v = *detail::tl_context.on_worker;
     v.core->leave_helped(v, yielded);
     return {0, child->is_complete() ? kComplete : kPending};
