@@ -946,8 +946,10 @@ task_header* spawn_current(std::coroutine_handle<> root, const result_ops& resul
   const spawn_site* const site = last_spawn_site_for(options.location, results, core);
   // extras_of(parent) != nullptr, the tag alone (as spawn). acquire: a
   // thread asking for the parent's id may have installed the record.
-  if (core == nullptr || w == nullptr || w->core != core || !root || site == nullptr || !core->light_live_ ||
-      !options.name.empty() || !cache.open || cache.count == 0 ||
+  // (A worker's core is never null, so neither is `core` past the first
+  // two tests; a cache holding headers is open: see header_cache.)
+  if (w == nullptr || w->core != core || !root || site == nullptr || !core->light_live_ || !options.name.empty() ||
+      cache.count == 0 ||
       (parent != nullptr && (parent->site_or_extras.load(std::memory_order_acquire) & task_header::kExtrasTag) != 0))
       [[unlikely]]
     return spawn_current_slow(root, results, std::move(options));

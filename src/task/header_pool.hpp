@@ -36,7 +36,10 @@ struct header_cache {
   std::uint32_t count = 0;
   bool registered = false;
   bool dead = false;
-  // registered && !dead: the inline paths below may use the cache.
+  // registered && !dead: the inline paths below may use the cache. A
+  // cache that is not open holds no headers (count == 0: it registers
+  // before its first refill or free, and a dying thread's cache is
+  // emptied and stays empty), so a non-zero count means open.
   bool open = false;
   std::uint64_t next_id = 0;
   std::uint64_t id_limit = 0;
@@ -55,7 +58,7 @@ extern constinit std::atomic<std::uint8_t> g_heavy_fence;
 /// caller initialises it and publishes it by storing the state (release).
 inline task_header* allocate_header() {
   headers::header_cache& c = headers::tl_header_cache;
-  if (c.open && c.count != 0) [[likely]]
+  if (c.count != 0) [[likely]]  // so the cache is open (see header_cache)
     return c.items[--c.count];
   return allocate_header_slow();
 }
