@@ -270,7 +270,8 @@ class join_handle_base {
   /// consumed (its header stays, for id(), name() and the rest, until the
   /// handle is dropped); else runs it, or others before it, as help_awaited
   /// decides (kComplete if it completed meanwhile, else kPending). Throws
-  /// usage_error outside a warden task unless the task is complete.
+  /// usage_error when the handle is empty or consumed (check_can_take), or
+  /// outside a warden task unless the task is complete.
   [[nodiscard]] detail::await_outcome await_now();
   /// await_now's less common cases (out of line): complete already, or
   /// help_awaited's other paths.
@@ -331,6 +332,10 @@ class [[nodiscard]] join_handle : public join_handle_base {
     using result_type = std::conditional_t<AsExpected, std::expected<T, join_error>, T>;
 
     explicit awaiter(join_handle& handle) : handle_(&handle) { handle.check_can_take(); }
+    /// For `co_await handle`, awaited at once: the checks are await_now's
+    /// (an empty or consumed handle never matches its common case, and its
+    /// other cases check first), so they cost nothing inline.
+    awaiter(join_handle& handle, std::nullptr_t /*checked when awaited*/) noexcept : handle_(&handle) {}
     awaiter(awaiter&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)), phase_(other.phase_) {
       if (phase_ == kHoldsValue)
         bits_ = other.bits_;
@@ -404,8 +409,8 @@ class [[nodiscard]] join_handle : public join_handle_base {
   };
 
   /// Yields the value or throws join_error (cancelled / panic).
-  awaiter<false> operator co_await() & { return awaiter<false>{*this}; }
-  awaiter<false> operator co_await() && { return awaiter<false>{*this}; }
+  awaiter<false> operator co_await() & { return awaiter<false>{*this, nullptr}; }
+  awaiter<false> operator co_await() && { return awaiter<false>{*this, nullptr}; }
 
   /// Awaitable yielding `std::expected<T, join_error>` instead of throwing.
   awaiter<true> result() { return awaiter<true>{*this}; }

@@ -1033,6 +1033,7 @@ bool runtime::is_shutting_down() const noexcept { return core_->closed(); }
 // await_now_slow.
 
 detail::await_outcome join_handle_base::await_now_slow() {
+  check_can_take();  // `co_await handle` leaves it to here (see the awaiter)
   if (task_->is_complete()) return {0, kComplete};
   // (Throws outside a task.) A child still queued and never run: run it here instead of suspending
   // (its younger siblings may run first, or wait in the worker's stash for

@@ -1081,6 +1081,8 @@ detail::await_outcome join_handle_base::await_now() {
   // (see "The stash" in runtime_core.hpp), not aborted, and ends without
   // suspending ("Roots that end without suspending" in task.hpp) while we
   // are its only other owner. A stashed child is of this worker's runtime.
+  // An empty or consumed handle never matches (the stash holds tasks that
+  // never ran): await_now_slow checks it.
   detail::worker* const w = detail::tl_context.on_worker;
   if (w != nullptr && w->core->take_stashed(*w, child, h::ABORT)) [[likely]] {
     w->core->enter_helped(*w);
