@@ -1099,21 +1099,26 @@ detail::await_outcome join_handle_base::await_now() {
       // Its references: the lifecycle one and this handle's (the handle
       // keeps JOIN_INTEREST with it), nobody registered as a join waiter:
       // "complete, alone" (top of this file), and the value goes straight
-      // to the awaiter, the handle consumed (one masked compare).
-      if ((s & (h::REF_MASK | h::JOIN_INTEREST | h::JOIN_WAITER)) == 2 * h::REF_ONE + h::JOIN_INTEREST) [[likely]] {
-        const std::uintptr_t bits = detail::tl_root_exit.value;
+      // to the awaiter, the handle consumed. Still RUNNING, and nothing
+      // woke or aborted it meanwhile (NOTIFIED; SCHEDULED is never set on
+      // a claimed task): one masked compare, and the new state is an add.
+      constexpr std::uint64_t mask =
+          h::REF_MASK | h::JOIN_INTEREST | h::JOIN_WAITER | h::RUNNING | h::NOTIFIED | h::SCHEDULED;
+      if ((s & mask) == 2 * h::REF_ONE + h::JOIN_INTEREST + h::RUNNING) [[likely]] {
         detail::tl_root_exit.frame = nullptr;
         detail::tl_context.task = outer;
         child->root = {};         // destroyed already
         child->result = nullptr;  // taken: nothing for the handle's drop to free
-        // release: as in publish_finished (a sweep may read the header).
-        child->state.store(((s & ~(h::RUNNING | h::NOTIFIED | h::SCHEDULED)) | h::COMPLETE) - h::REF_ONE,
-                           std::memory_order_release);
+        // RUNNING -> COMPLETE, minus the lifecycle reference. release: as
+        // in publish_finished (a sweep may read the header).
+        child->state.store(s + h::COMPLETE - h::RUNNING - h::REF_ONE, std::memory_order_release);
         consumed_ = true;
         detail::worker& v = *detail::tl_context.on_worker;  // read again: nothing of it lives across the poll
         v.core->on_complete_here(v);
         v.core->leave_helped(v, nullptr);
-        return {bits, kTaken};
+        // The value's bits, read last (nothing above runs a task): one
+        // register less to keep.
+        return {detail::tl_root_exit.value, kTaken};
       }
     }
     task_header* const yielded = detail::poll_end_awaited(child, outer);
