@@ -46,8 +46,12 @@ struct header_cache {
 };
 extern constinit thread_local header_cache tl_header_cache;
 
-/// Sweeps running now (see for_each_live_header).
+/// Sweeps running now (see for_each_live_header), plus kFenceUnconfirmed
+/// until the heavy fence is known to work (never cleared where it does
+/// not): so a free that reads 0 here after a compiler barrier knows both
+/// that the barrier was enough and that no sweep runs (free_header).
 extern constinit std::atomic<std::uint32_t> g_sweeps;
+inline constexpr std::uint32_t kFenceUnconfirmed = 1u << 31;
 /// heavy_fence_available(), remembered (it is asked on every free): 0 not
 /// asked yet, 1 yes, 2 no. Asking twice is harmless.
 extern constinit std::atomic<std::uint8_t> g_heavy_fence;
@@ -70,14 +74,14 @@ inline void free_header(task_header* header) noexcept {
     // The common case of free_header_slow: the freeing side of the sweep
     // handshake with a compiler barrier ("Sweeps" in header_pool.cpp), no
     // sweep, no extras, room in the cache.
-    if (headers::g_heavy_fence.load(std::memory_order_relaxed) == 1) [[likely]] {
-      light_fence();
-      headers::header_cache& c = headers::tl_header_cache;
-      if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 && !has_extras_relaxed(header) && c.open &&
-          c.count != headers::kCacheSize) [[likely]] {
-        c.items[c.count++] = header;
-        return;
-      }
+    // One word for the fence's kind and the sweeps (see g_sweeps): 0 after
+    // the barrier means this barrier was enough and no sweep runs.
+    light_fence();
+    headers::header_cache& c = headers::tl_header_cache;
+    if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 && !has_extras_relaxed(header) && c.open &&
+        c.count != headers::kCacheSize) [[likely]] {
+      c.items[c.count++] = header;
+      return;
     }
   }
   free_header_slow(header);
