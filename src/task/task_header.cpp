@@ -1053,13 +1053,13 @@ void join_handle_base::release_handle() noexcept {
   using h = detail::task_header;
   detail::task_header* task = std::exchange(task_, nullptr);
   if (consumed_) {
-    // Consumed: complete, its frame destroyed and its value taken (the
-    // result slot is null). The common case, the last reference of a task
-    // without extras, in one masked compare: release_inline's and
-    // free_task's work minus what consumption settled. acquire: as in
-    // release_inline.
+    // Consumed: complete, its frame destroyed and its outcome taken (the
+    // result slot is null, a panic's exception moved out of its record).
+    // The common case, the last reference, in one masked compare:
+    // release_inline's and free_task's work minus what consumption settled
+    // (extras, if any, go with free_header). acquire: as in release_inline.
     const std::uint64_t s = task->state.load(std::memory_order_acquire);
-    if ((s & (h::COMPLETE | h::REF_MASK)) == h::COMPLETE + h::REF_ONE && !detail::has_extras_relaxed(task)) [[likely]] {
+    if ((s & (h::COMPLETE | h::REF_MASK)) == h::COMPLETE + h::REF_ONE) [[likely]] {
       // Dead for pool sweeps (as free_task; free_header's barrier orders it).
       task->state.store(h::COMPLETE, std::memory_order_relaxed);
       detail::free_header(task);
