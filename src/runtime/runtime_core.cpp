@@ -917,8 +917,12 @@ namespace {
 /// the common case needs no frame of its own): the runtime closed after the
 /// count went up (as count_spawn's refusal, then as spawn's), the queue
 /// full (as push_own), a sleeper to wake (as push_own).
-[[gnu::noinline]] task_header* spawn_refused(runtime_core& core, worker& w, std::coroutine_handle<> root) {
+[[gnu::noinline]] task_header* spawn_refused(runtime_core& core, worker& w, std::coroutine_handle<> root,
+                                             task_header* t) {
   core.task_gone_here(w);
+  // Never published (no references in its state): straight back to the
+  // pool, as spawn never took it.
+  free_header(t);
   root.destroy();
   throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
 }
@@ -953,17 +957,18 @@ task_header* spawn_current(std::coroutine_handle<> root, const result_ops& resul
       (parent != nullptr && (parent->site_or_extras.load(std::memory_order_acquire) & task_header::kExtrasTag) != 0))
       [[unlikely]]
     return spawn_current_slow(root, results, std::move(options));
-  // count_spawn's light case.
-  w->live.store(w->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  light_fence();
-  if (core->closed_.load(std::memory_order_relaxed)) [[unlikely]]
-    return spawn_refused(*core, *w, root);
-  // allocate_header's inline case, and spawn's fields.
+  // allocate_header's inline case, and spawn's fields (before the count:
+  // its barrier would make the cache be read again).
   task_header* const t = cache.items[--cache.count];
   t->root = root;
   t->resume_point = root;
   // relaxed: published by the state's release store below (set_spawn_site).
   t->site_or_extras.store(reinterpret_cast<std::uintptr_t>(site), std::memory_order_relaxed);
+  // count_spawn's light case.
+  w->live.store(w->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  light_fence();
+  if (core->closed_.load(std::memory_order_relaxed)) [[unlikely]]
+    return spawn_refused(*core, *w, root, t);
   // As in spawn: claimed in advance, two references. release: see there.
   t->state.store(task_header::RUNNING | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE,
                  std::memory_order_release);

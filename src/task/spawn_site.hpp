@@ -10,8 +10,9 @@
 
 namespace warden::detail {
 
-/// The record the calling thread's last intern_spawn_site returned (null
-/// before the first). Records are never freed, so it stays valid.
+/// The record the calling thread's last intern_spawn_site returned (before
+/// the first, a record that matches no spawn: never null). Records are
+/// never freed, so it stays valid.
 extern constinit thread_local const spawn_site* tl_last_spawn_site;
 
 /// The thread's last record if it is the one for `location`, `results` and
@@ -23,7 +24,7 @@ extern constinit thread_local const spawn_site* tl_last_spawn_site;
   if constexpr (sizeof(std::source_location) == sizeof(std::uintptr_t) &&
                 std::is_trivially_copyable_v<std::source_location>) {
     const spawn_site* const last = tl_last_spawn_site;
-    if (last != nullptr && last->results == &results && last->scheduler == scheduler) {
+    if (last->results == &results && last->scheduler == scheduler) {
       std::uintptr_t a;
       std::uintptr_t b;
       std::memcpy(&a, &last->location, sizeof(a));
