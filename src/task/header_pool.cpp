@@ -91,7 +91,7 @@ struct header_cache_cleanup {
   ~header_cache_cleanup() {
     header_cache& c = headers::tl_header_cache;
     c.dead = true;
-    c.open = false;
+    c.free_limit = 0;
     spill(c, c.count);
   }
 };
@@ -99,7 +99,7 @@ thread_local header_cache_cleanup tl_cleanup;
 
 [[gnu::noinline]] void register_cleanup_slow(header_cache& c) {
   c.registered = true;
-  c.open = !c.dead;
+  c.free_limit = c.dead ? 0 : kCacheSize;
   header_cache_cleanup* volatile touch = &tl_cleanup;  // odr-use registers the destructor
   (void)touch;
 }

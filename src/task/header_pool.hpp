@@ -36,11 +36,13 @@ struct header_cache {
   std::uint32_t count = 0;
   bool registered = false;
   bool dead = false;
-  // registered && !dead: the inline paths below may use the cache. A
-  // cache that is not open holds no headers (count == 0: it registers
-  // before its first refill or free, and a dying thread's cache is
-  // emptied and stays empty), so a non-zero count means open.
-  bool open = false;
+  // kCacheSize when registered && !dead (the cache is "open": the inline
+  // paths below may use it), else 0: a free goes inline while count is
+  // below it (one compare for "open and not full"). A cache that is not
+  // open holds no headers (count == 0: it registers before its first
+  // refill or free, and a dying thread's cache is emptied and stays
+  // empty), so a non-zero count means open.
+  std::uint32_t free_limit = 0;
   std::uint64_t next_id = 0;
   std::uint64_t id_limit = 0;
 };
@@ -78,8 +80,8 @@ inline void free_header(task_header* header) noexcept {
     // the barrier means this barrier was enough and no sweep runs.
     light_fence();
     headers::header_cache& c = headers::tl_header_cache;
-    if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 && !has_extras_relaxed(header) && c.open &&
-        c.count != headers::kCacheSize) [[likely]] {
+    if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 && !has_extras_relaxed(header) && c.count < c.free_limit)
+        [[likely]] {
       c.items[c.count++] = header;
       return;
     }
