@@ -125,7 +125,7 @@ struct frame_cache_cleanup {
   ~frame_cache_cleanup() {
     frame_cache& c = frames::tl_frame_cache;
     c.dead = true;
-    c.open = false;
+    c.max_cached = 0;
     for (std::size_t cls = 0; cls < kClasses; ++cls) {
       // What is left of the slab becomes blocks too, so a thread that exits
       // loses nothing it reserved.
@@ -193,7 +193,7 @@ void* carve(frame_cache& c, std::size_t cls) {
 
 [[gnu::noinline]] void register_cleanup_slow(frame_cache& c) noexcept {
   c.registered = true;
-  c.open = !c.dead;
+  c.max_cached = c.dead ? 0 : kMaxCached;
   // The odr-use constructs the thread_local and registers its destructor.
   frame_cache_cleanup* volatile touch = &tl_cleanup;
   (void)touch;
