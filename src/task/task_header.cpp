@@ -1051,7 +1051,7 @@ task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{de
 
 void join_handle_base::release_handle() noexcept {
   using h = detail::task_header;
-  detail::task_header* task = std::exchange(task_, nullptr);
+  detail::task_header* const task = task_;
   if (consumed_) {
     // Consumed: complete, its frame destroyed and its outcome taken (the
     // result slot is null, a panic's exception moved out of its record).
@@ -1063,11 +1063,15 @@ void join_handle_base::release_handle() noexcept {
       // Dead for pool sweeps (as free_task; free_header's barrier orders it).
       task->state.store(h::COMPLETE, std::memory_order_relaxed);
       detail::free_header(task);
+      // task_ is left as is: every caller of drop() ends the handle or
+      // overwrites it (nothing above runs code that could look at it).
       return;
     }
+    task_ = nullptr;
     detail::release_inline(task);
     return;
   }
+  task_ = nullptr;  // before anything that may run user code (a failure report)
   if (abort_on_drop_) detail::abort(task);
   detail::release_join_interest(task);
 }
