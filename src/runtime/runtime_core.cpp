@@ -631,6 +631,8 @@ void runtime_core::run_loop(worker& w, Done&& done, const clock::time_point* dea
 }
 
 thread_context runtime_core::worker_context(worker& w) noexcept {
+  // The only place that sets on_worker: with it, core is always the
+  // worker's (spawn_current relies on it).
   thread_context c;
   c.core = this;
   c.on_worker = &w;
@@ -943,17 +945,19 @@ task_header* spawn_current(std::coroutine_handle<> root, const result_ops& resul
   // (task-locals to inherit), a header in the thread's cache. Every check
   // comes before any effect, and the other cases are tail calls, so this
   // needs no frame of its own (callgrind: ~25 instructions fewer per spawn).
-  runtime_core* const core = tl_context.core;
   worker* const w = tl_context.on_worker;
+  if (w == nullptr) [[unlikely]]
+    return spawn_current_slow(root, results, std::move(options));
+  // The caller's runtime (tl_context.core): a thread's worker is always
+  // one of it (worker_context sets both).
+  runtime_core* const core = w->core;
   headers::header_cache& cache = headers::tl_header_cache;
   task_header* const parent = tl_context.task;
   const spawn_site* const site = last_spawn_site_for(options.location, results, core);
   // extras_of(parent) != nullptr, the tag alone (as spawn). acquire: a
-  // thread asking for the parent's id may have installed the record.
-  // (A worker's core is never null, so neither is `core` past the first
-  // two tests; a cache holding headers is open: see header_cache.)
-  if (w == nullptr || w->core != core || !root || site == nullptr || !core->light_live_ || !options.name.empty() ||
-      cache.count == 0 ||
+  // thread asking for the parent's id may have installed the record. (A
+  // cache holding headers is open: see header_cache.)
+  if (!root || site == nullptr || !core->light_live_ || !options.name.empty() || cache.count == 0 ||
       (parent != nullptr && (parent->site_or_extras.load(std::memory_order_acquire) & task_header::kExtrasTag) != 0))
       [[unlikely]]
     return spawn_current_slow(root, results, std::move(options));
