@@ -74,8 +74,11 @@
 // claims the whole stretch of the queue down to the child at once
 // (pop_back_batch, one CAS) and runs only the child. Its younger siblings go to the worker's
 // stash, `worker::stash`: claimed, never started, hidden from thieves. When
-// the task then awaits one of them, help_awaited finds it there and runs it
-// at once (no queue operation). So for "spawn N children, await each" every
+// the task then awaits one of them, the await finds it there and runs it
+// at once (no queue operation; the common case, a child that ends without
+// suspending, is one call from the awaiter: join_handle_base::await_now in
+// task_header.cpp, which also completes it and hands its value straight to
+// the awaiter). So for "spawn N children, await each" every
 // child runs inside the await of its own handle, and completes with a plain
 // store ("complete, alone" in task_header.cpp: its only other owner is the
 // handle being awaited on this thread); run by the await of a sibling, it

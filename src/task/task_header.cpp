@@ -34,11 +34,11 @@
 //   complete, alone:  the same by a plain store (release) when no other
 //                     owner is left, or the only other one is the join
 //                     handle this thread awaits the task through
-//                     (help_awaited). Nobody else can change the word then
-//                     but a shutdown sweep's abort, which completion makes
-//                     moot, so the store loses nothing that matters (an
-//                     unowned_waker is used only while its task cannot
-//                     complete: see its contract).
+//                     (help_awaited, await_now). Nobody else can change
+//                     the word then but a shutdown sweep's abort, which
+//                     completion makes moot, so the store loses nothing
+//                     that matters (an unowned_waker is used only while
+//                     its task cannot complete: see its contract).
 //   handle dropped:   minus JOIN_INTEREST and one reference, one RMW (a
 //                     CAS), unless the task completed with an outcome left
 //                     to drop or report (then two RMWs)
