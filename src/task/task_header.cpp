@@ -1049,6 +1049,14 @@ task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{de
 
 // ---- join_handle_base -------------------------------------------------------
 
+namespace {
+/// release_handle's work for a handle whose outcome was not taken.
+[[gnu::noinline]] void drop_unconsumed(detail::task_header* task, bool abort_on_drop) noexcept {
+  if (abort_on_drop) detail::abort(task);
+  detail::release_join_interest(task);
+}
+}  // namespace
+
 void join_handle_base::release_handle() noexcept {
   using h = detail::task_header;
   detail::task_header* const task = task_;
@@ -1068,12 +1076,11 @@ void join_handle_base::release_handle() noexcept {
       return;
     }
     task_ = nullptr;
-    detail::release_inline(task);
+    detail::release(task);  // a tail call, as below: the common case above needs no frame
     return;
   }
   task_ = nullptr;  // before anything that may run user code (a failure report)
-  if (abort_on_drop_) detail::abort(task);
-  detail::release_join_interest(task);
+  drop_unconsumed(task, abort_on_drop_);
 }
 
 detail::await_outcome join_handle_base::await_now() {
