@@ -381,9 +381,11 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// go on, every worker is busy, and `child` never started and has none of
   /// the state bits in `not_set`. Then it is taken off the stash (true).
   [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set) const noexcept {
+    // (No test of help_depth against kMaxHelpDepth: at that depth the
+    // level's part is empty, as help_awaited_slow claims nothing there.)
     const std::uint32_t size = w.stash_size;
-    if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && w.help_depth < kMaxHelpDepth &&
-        !w.stop_helping && idle_.all_busy()) [[likely]] {
+    if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && !w.stop_helping && idle_.all_busy())
+        [[likely]] {
       // relaxed: a stashed task is ours (only an abort may add ABORT, which
       // the poll handles, or which `not_set` turns away).
       const std::uint64_t s = child->state.load(std::memory_order_relaxed);
