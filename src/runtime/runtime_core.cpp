@@ -968,7 +968,10 @@ task_header* spawn_current(std::coroutine_handle<> root, const result_ops& resul
   t->resume_point = root;
   // relaxed: published by the state's release store below (set_spawn_site).
   t->site_or_extras.store(reinterpret_cast<std::uintptr_t>(site), std::memory_order_relaxed);
-  // count_spawn's light case.
+  // count_spawn's light case. relaxed: only this thread writes its shard,
+  // and the compiler barrier pairs with shutdown's heavy fence ("Live
+  // tasks" in the header), which orders the increment and the read of
+  // closed_ against shutdown's store and sum.
   w->live.store(w->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   light_fence();
   if (core->closed_.load(std::memory_order_relaxed)) [[unlikely]]
