@@ -329,9 +329,10 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// returning to the loop ("Going on with the woken task" in
   /// task_header.cpp). The loop's stop condition is not looked at: it can
   /// turn true only when a task completes or from another thread (shutdown),
-  /// and the streak bounds the polls that miss it.
+  /// and the streak bounds the polls that miss it. `w.searching` is not
+  /// either: poll() cleared it, and only the loop sets it.
   [[gnu::always_inline]] task_header* take_lifo_next(worker& w) noexcept {
-    if (w.lifo == nullptr || w.lifo_streak >= kMaxLifoStreak || w.picks_to_check <= 1 || w.searching) return nullptr;
+    if (w.lifo == nullptr || w.lifo_streak >= kMaxLifoStreak || w.picks_to_check <= 1) return nullptr;
     --w.picks_to_check;
     ++w.lifo_streak;
     w.stop_helping = false;  // as poll() does before each regular poll

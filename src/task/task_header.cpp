@@ -239,31 +239,48 @@ namespace {
 
 namespace {
 
-/// Enters this thread's solo section for `task` (see "Solo" at the top):
-/// true if the thread may now change the task's state word with plain
-/// stores where only a sweep could race, until solo_leave(); false (not
-/// entered) off the workers of the task's runtime, or when a sweep comes.
+/// A thread's two solo flags (thread_context::solo_inside, solo_blocked),
+/// for a LIFO chain that reads them once (poll_woken_next).
+struct solo_flags {
+  std::atomic<std::uint8_t>* inside = nullptr;
+  const std::atomic<bool>* blocked = nullptr;
+};
+
+/// The handshake part of solo_enter, for a caller that knows this thread
+/// is a worker of the task's runtime with solo sections enabled (`f`: its
+/// flags).
+[[gnu::always_inline]] inline bool solo_enter_with(solo_flags f) noexcept {
+  if constexpr (WARDEN_TSAN) {
+    // TSan models neither fence: seq_cst on both sides orders them.
+    f.inside->store(1, std::memory_order_seq_cst);
+    if (!f.blocked->load(std::memory_order_seq_cst)) return true;
+  } else {
+    f.inside->store(1, std::memory_order_relaxed);
+    light_fence();  // the runtime enables solo only where heavy_fence works
+    if (!f.blocked->load(std::memory_order_relaxed)) return true;
+  }
+  f.inside->store(0, std::memory_order_relaxed);
+  return false;
+}
+inline bool solo_enter_here(thread_context& c) noexcept { return solo_enter_with({c.solo_inside, c.solo_blocked}); }
+
+/// Enters this thread's solo section for a task of `scheduler` (see "Solo"
+/// at the top): true if the thread may now change the task's state word
+/// with plain stores where only a sweep could race, until solo_leave();
+/// false (not entered) off the workers of the task's runtime, or when a
+/// sweep comes.
 inline bool solo_enter(const task_scheduler* scheduler) noexcept {
   thread_context& c = tl_context;
   if (c.solo_scheduler != scheduler) return false;  // null off the workers
-  if constexpr (WARDEN_TSAN) {
-    // TSan models neither fence: seq_cst on both sides orders them.
-    c.solo_inside->store(1, std::memory_order_seq_cst);
-    if (!c.solo_blocked->load(std::memory_order_seq_cst)) return true;
-  } else {
-    c.solo_inside->store(1, std::memory_order_relaxed);
-    light_fence();  // the runtime enables solo only where heavy_fence works
-    if (!c.solo_blocked->load(std::memory_order_relaxed)) return true;
-  }
-  c.solo_inside->store(0, std::memory_order_relaxed);
-  return false;
+  return solo_enter_here(c);
 }
 
-[[gnu::always_inline]] inline void solo_leave() noexcept {
+[[gnu::always_inline]] inline void solo_leave_with(std::atomic<std::uint8_t>* inside) noexcept {
   // release: a sweep that saw us inside waits for this store, then reads
   // the state words we wrote.
-  tl_context.solo_inside->store(0, std::memory_order_release);
+  inside->store(0, std::memory_order_release);
 }
+[[gnu::always_inline]] inline void solo_leave() noexcept { solo_leave_with(tl_context.solo_inside); }
 
 /// After the last reference went: destroys what is left and returns the
 /// header to the pool.
@@ -319,12 +336,15 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
     if (solo_enter(scheduler)) {
       // Wake, solo (see the top of this file): we hold the one waker of this
       // suspension and no sweep runs, so nobody else writes the word now.
+      // Idle, SOLO and still in the waker's generation: one masked compare.
+      constexpr std::uint64_t mask =
+          ~(h::GENERATION_ONE - 1) | h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED;
       s = task->state.load(std::memory_order_relaxed);
-      if ((s & (h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED)) == h::SOLO &&
-          h::generation_of(s) == generation) {
-        // relaxed: the frame reached us through the park's commit; the queue
-        // passes it on.
-        task->state.store(((s & ~h::SOLO) + h::GENERATION_ONE) | h::RUNNING, std::memory_order_relaxed);
+      if ((s & mask) == ((std::uint64_t{generation} << h::GENERATION_SHIFT) | h::SOLO)) {
+        // SOLO off, RUNNING on, the next generation: one add (the compare
+        // fixed those bits). relaxed: the frame reached us through the
+        // park's commit; the queue passes it on.
+        task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
         solo_leave();
         // solo_enter saw this thread on a worker of the task's runtime.
         static_cast<runtime_core*>(scheduler)->schedule_woken_here(*tl_context.on_worker, task);
@@ -596,30 +616,58 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   publish_outcome(task, task_header::CANCELLED, false);
 }
 
+/// What solo_park must check to know that this thread is a worker of the
+/// task's runtime with solo sections: the task's scheduler against the
+/// thread's solo scheduler; only that the thread has one (`loop`: a poll
+/// with no outer task on such a thread is one of that runtime's loop,
+/// poll() or the LIFO chain, so its task is that runtime's; other polls
+/// there run inside a task's poll: nested help, a local executor driven by
+/// a task's body); or nothing (a LIFO chain poll: a solo park on this
+/// thread started the chain).
+enum class solo_check : std::uint8_t { scheduler, loop, none };
+
+/// solo_leave for solo_park (with the chain's flags when it has them).
+[[gnu::always_inline]] inline void solo_park_leave(solo_check check, solo_flags chain) noexcept {
+  if (check == solo_check::none)
+    solo_leave_with(chain.inside);
+  else
+    solo_leave();
+}
+
 /// Poll end, solo (see the top of this file): parks the task with plain
 /// stores and commits `park`. False (nothing done) unless this thread may
 /// and the task is alone: no reference but the lifecycle one, nothing
-/// woke or aborted it during the poll.
-[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park) noexcept {
+/// woke or aborted it during the poll. `chain`: the thread's solo flags
+/// as a LIFO chain read them (check none), else read here.
+[[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, solo_check check,
+                                             solo_flags chain) noexcept {
   using h = task_header;
-  if (!solo_enter(scheduler_of(task))) return false;
+  thread_context& c = tl_context;
+  if (check == solo_check::scheduler ? c.solo_scheduler != scheduler_of(task)
+                                     : check == solo_check::loop && c.solo_scheduler == nullptr)
+    return false;
+  // Off the chain the flags are read again for the leave, not kept across
+  // the commit.
+  if (!(check == solo_check::none ? solo_enter_with(chain) : solo_enter_here(c))) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  // One reference, neither NOTIFIED nor ABORT (one masked compare).
-  if ((s & (h::REF_MASK | h::NOTIFIED | h::ABORT)) != h::REF_ONE) {
-    solo_leave();
+  // One reference, neither NOTIFIED nor ABORT, RUNNING and not SOLO (one
+  // masked compare; the last two always hold in a poll).
+  if ((s & (h::REF_MASK | h::NOTIFIED | h::ABORT | h::RUNNING | h::SOLO)) != h::REF_ONE + h::RUNNING) {
+    solo_park_leave(check, chain);
     return false;
   }
-  // release: the frame, for whoever polls the task next (the commit's
-  // release passes it on to the waker).
-  task->state.store((s & ~h::RUNNING) | h::SOLO, std::memory_order_release);
-  if (park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)})) {
-    solo_leave();  // the task may already run elsewhere: not touched again
+  // RUNNING off, SOLO on: one add (the compare fixed both bits). release:
+  // the frame, for whoever polls the task next (the commit's release passes
+  // it on to the waker).
+  task->state.store(s + (h::SOLO - h::RUNNING), std::memory_order_release);
+  if (park.commit(park.awaiter, task, h::generation_of(s))) {
+    solo_park_leave(check, chain);  // the task may already run elsewhere: not touched again
     return true;
   }
   // Nothing published: still ours alone. Claimed in advance for the poll
   // that finds what it awaited (a new generation, as after any poll).
   task->state.store(s + h::GENERATION_ONE, std::memory_order_relaxed);
-  solo_leave();
+  solo_park_leave(check, chain);
   scheduler_of(task)->schedule(task, schedule_hint::yield);
   return true;
 }
@@ -628,67 +676,81 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 
 namespace {
 /// The end of a worker's poll that parked its task solo: polls the task in
-/// `w`'s LIFO slot if the loop would pick it next (see poll_impl).
+/// `w`'s LIFO slot while the loop would pick it next (see poll_impl).
 [[gnu::noinline]] task_header* poll_woken_next(worker& w) noexcept;
+
+/// Which poll: a worker loop's own (poll_task_yielded, also poll_task's), a
+/// helped one (poll_helped_task: a task that help_awaited runs inside an
+/// await), or one of the LIFO chain that a loop's poll goes on with after
+/// a solo park (poll_woken_next: no outer task, a worker of the task's
+/// runtime with solo sections, the task claimed in advance).
+enum class poll_kind : std::uint8_t { loop, helped, chain };
+
+/// What a chain poll returns when its task parked solo: go on with the
+/// LIFO slot's task.
+task_header* const kParkedSolo = reinterpret_cast<task_header*>(alignof(task_header));
 
 /// The part of poll_impl after the resume: whatever `task`'s poll ended
 /// in (a yield, a completion, a park, a wake or an abort during the poll).
 /// `outer`: the task polled on this thread around this poll (restored
-/// here); `outer_yield`: its yield_requested (worker polls only);
-/// `wakers_before`: tl_context.wakers_made when the poll began.
-template <bool Helped>
-[[gnu::always_inline]] inline task_header* poll_end(task_header* task, task_header* const outer, bool outer_yield,
-                                                    std::uint32_t wakers_before) noexcept {
+/// here); `wakers_before`: tl_context.wakers_made when the poll began;
+/// `chain`: as for poll_impl.
+template <poll_kind Kind>
+[[gnu::always_inline]] inline task_header* poll_end(task_header* task, task_header* const outer,
+                                                    std::uint32_t wakers_before, solo_flags chain) noexcept {
   using h = task_header;
+  constexpr bool Helped = Kind == poll_kind::helped;
+  constexpr bool Chain = Kind == poll_kind::chain;
   std::uint64_t s;
-  bool yielded;
-  if constexpr (Helped) {
+  // A chain poll looks for a deferred park first: its tasks were woken,
+  // mostly by a message, and park again for the next (a poll that deferred
+  // a park suspended right after: it neither yielded nor ended).
+  if (!Chain || tl_context.pending_park.commit == nullptr) {
     // Cleared only if set (it was clear when the poll began).
-    yielded = tl_context.yield_requested;
+    const bool yielded = tl_context.yield_requested;
     if (yielded) tl_context.yield_requested = false;
-  } else {
-    yielded = std::exchange(tl_context.yield_requested, outer_yield);
-  }
-  if (yielded) {
-    // yield_now, checked first: a poll that ends in a yield has not
-    // completed and deferred no park (the task suspended at the yield and
-    // nowhere else), so the checks below are for the other polls only.
-    //
-    // Back to the queue *still RUNNING*. To wakers and aborters the task
-    // looks like it is running: an abort sets ABORT (and NOTIFIED) and
-    // leaves the queuing to us; the next poller, on any worker, sees ABORT
-    // and destroys the frame. A wake of this generation would set NOTIFIED,
-    // so if this poll made a waker (tl_context.wakers_made moved; nested
-    // polls on this thread only make us do it needlessly), the generation
-    // moves on now and NOTIFIED is dropped (it was for a suspension that is
-    // over). Then the next poll starts with no waker of its generation in
-    // existence and needs no RMW. A pure yield loop makes no waker: no RMW
-    // on either side (but the first poll's yield moves off generation 0,
-    // which marks a never-polled task: see "Claimed in advance"). relaxed:
-    // the queue hand-off orders the frame; the state carries no data here.
-    s = task->state.load(std::memory_order_relaxed);
-    if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) [[unlikely]] {
-      while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
-                                                std::memory_order_relaxed)) {
+    if (yielded) {
+      // yield_now, checked first (after a chain poll's deferred park): a
+      // poll that ends in a yield has not completed and deferred no park
+      // (the task suspended at the yield and nowhere else), so the checks
+      // below are for the other polls only.
+      //
+      // Back to the queue *still RUNNING*. To wakers and aborters the task
+      // looks like it is running: an abort sets ABORT (and NOTIFIED) and
+      // leaves the queuing to us; the next poller, on any worker, sees ABORT
+      // and destroys the frame. A wake of this generation would set NOTIFIED,
+      // so if this poll made a waker (tl_context.wakers_made moved; nested
+      // polls on this thread only make us do it needlessly), the generation
+      // moves on now and NOTIFIED is dropped (it was for a suspension that is
+      // over). Then the next poll starts with no waker of its generation in
+      // existence and needs no RMW. A pure yield loop makes no waker: no RMW
+      // on either side (but the first poll's yield moves off generation 0,
+      // which marks a never-polled task: see "Claimed in advance"). relaxed:
+      // the queue hand-off orders the frame; the state carries no data here.
+      s = task->state.load(std::memory_order_relaxed);
+      if (tl_context.wakers_made != wakers_before || h::generation_of(s) == 0) {
+        while (!task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_relaxed,
+                                                  std::memory_order_relaxed)) {
+        }
       }
+      // An abort that came before this check:
+      const bool aborted = (s & h::ABORT) != 0;
+      if (aborted) cancel_now(task);
+      tl_context.task = outer;
+      return aborted ? nullptr : task;  // else the caller queues it
     }
-    // An abort that came before this check:
-    const bool aborted = (s & h::ABORT) != 0;
-    if (aborted) cancel_now(task);
-    tl_context.task = outer;
-    return aborted ? nullptr : task;  // else the caller queues it
-  }
-  if (tl_root_exit.frame != nullptr) [[likely]] {
-    // The root ended without suspending (only a root of this poll can have
-    // set it: nested polls clear theirs before they return).
-    // The poller's task is restored first: the completion does not use it.
-    tl_root_exit.frame = nullptr;
-    tl_context.task = outer;
-    if constexpr (Helped) {
-      complete_helped(task, tl_root_exit.value);
-      return nullptr;
-    } else {
-      return complete_exited(task, tl_root_exit.value);
+    if (tl_root_exit.frame != nullptr) [[likely]] {
+      // The root ended without suspending (only a root of this poll can have
+      // set it: nested polls clear theirs before they return).
+      // The poller's task is restored first: the completion does not use it.
+      tl_root_exit.frame = nullptr;
+      tl_context.task = outer;
+      if constexpr (Helped) {
+        complete_helped(task, tl_root_exit.value);
+        return nullptr;
+      } else {
+        return complete_exited(task, tl_root_exit.value);
+      }
     }
   }
   // A park deferred to now (defer_park): solo if this poll made no other
@@ -705,7 +767,13 @@ template <bool Helped>
     }
   } else {
     tl_context.pending_park.commit = nullptr;
-    if (tl_context.wakers_made == wakers_before && solo_park(task, park)) {
+    const solo_check check = Chain                         ? solo_check::none
+                             : !Helped && outer == nullptr ? solo_check::loop
+                                                           : solo_check::scheduler;
+    if (tl_context.wakers_made == wakers_before && solo_park(task, park, check, chain)) {
+      // A chain poll leaves tl_context.task to the next one (or to
+      // poll_woken_next's exit).
+      if constexpr (Chain) return kParkedSolo;
       tl_context.task = outer;
       if constexpr (!Helped) {
         // Going on with the woken task: a worker's own poll (no outer task:
@@ -715,9 +783,10 @@ template <bool Helped>
         // to the loop: in a ping-pong the receiver the parked sender just
         // woke. Same order, same bookkeeping, one call and return fewer.
         // The parked task is not touched again (it may run elsewhere now).
-        // A tail call into a function of its own: a loop back to the top
-        // here (GCC makes one of a tail call to this function) cost every
-        // poll two more saved registers (chained_spawn +1.4%).
+        // A tail call into a function of its own, which loops over the
+        // chain with a copy of the poll of its own: a loop back to the top
+        // here cost every poll two more saved registers (chained_spawn
+        // +1.4%).
         if (outer == nullptr) return poll_woken_next(*tl_context.on_worker);
       }
       return nullptr;
@@ -727,7 +796,7 @@ template <bool Helped>
   bool again = false;  // the deferred park found its value: poll the task again
   if (park.commit != nullptr && (s & h::ABORT) == 0) {
     // relaxed: the generation cannot change while the task runs.
-    again = !park.commit(park.awaiter, unowned_waker{task, h::generation_of(s)});
+    again = !park.commit(park.awaiter, task, h::generation_of(s));
     s = task->state.load(std::memory_order_relaxed);
   }
   for (;;) {
@@ -755,18 +824,21 @@ template <bool Helped>
   return nullptr;
 }
 
-/// poll_task_yielded, and poll_helped_task (Helped) for a task that
-/// help_awaited runs inside an await: that one has the usual end of a
+/// The poll, one copy per kind. The helped one has the usual end of a
 /// helped child, a root that ended without suspending, inlined (its
 /// registers are saved anyway), while a worker's poll keeps the smaller
-/// prologue a yield loop needs (see complete_exited). With two copies GCC
-/// stopped inlining solo_park, solo_leave and cancel_now into them (+5%
+/// prologue a yield loop needs (see complete_exited). The chain's skips
+/// what its kind fixes (the claim, the outer task, the solo checks) and
+/// runs in poll_woken_next's loop. With several copies GCC stopped
+/// inlining solo_park, solo_leave and cancel_now into them (+5%
 /// instructions on yield_many), hence their always_inline.
-template <bool Helped>
-task_header* poll_impl(task_header* task) noexcept {
+template <poll_kind Kind>
+[[gnu::always_inline]] inline task_header* poll_impl(task_header* task, solo_flags chain = {}) noexcept {
   using h = task_header;
+  constexpr bool Chain = Kind == poll_kind::chain;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  if ((s & h::RUNNING) == 0) {
+  // A task in the LIFO slot was woken: claimed in advance, RUNNING.
+  if (!Chain && (s & h::RUNNING) == 0) {
     // SCHEDULED -> RUNNING and a new generation in one add: a task queued
     // this way has SCHEDULED set and RUNNING clear, and nobody else changes
     // those two bits while it is queued (wakes and aborts of a queued task
@@ -780,22 +852,21 @@ task_header* poll_impl(task_header* task) noexcept {
   // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
   // our load is seen at the end of the poll).
   const std::uint32_t wakers_before = tl_context.wakers_made;
-  task_header* const outer = tl_context.task;
-  // The flag is set only between yield_now's await_suspend and the end of
-  // the resume that it suspends, where no await can start a nested poll: a
-  // helped poll (inside an await) always finds it clear, and leaves it so
-  // (one register less to keep across the resume).
-  bool outer_yield = false;
-  if constexpr (!Helped) outer_yield = std::exchange(tl_context.yield_requested, false);
+  task_header* const outer = Chain ? nullptr : tl_context.task;
+  // tl_context.yield_requested is set only between yield_now's
+  // await_suspend and the end of the resume that it suspends, where no poll
+  // can start (nor a helped one inside an await, nor one of a local
+  // executor driven from a task's body): every poll finds it clear, and
+  // leaves it so. No save and restore (one register less to keep across
+  // the resume).
   tl_context.task = task;
   if ((s & h::ABORT) != 0) {
     cancel_now(task);
     tl_context.task = outer;
-    tl_context.yield_requested = outer_yield;
     return nullptr;
   }
   task->resume_point.resume();
-  return poll_end<Helped>(task, outer, outer_yield, wakers_before);
+  return poll_end<Kind>(task, outer, wakers_before, chain);
 }
 
 /// The rest of a helped poll of an awaited child that await_now could not
@@ -810,20 +881,34 @@ task_header* poll_impl(task_header* task) noexcept {
 /// reference, so solo_park backs out).
 [[gnu::noinline]] task_header* poll_end_awaited(task_header* task, task_header* outer) noexcept {
   task_header* const outer_awaited = std::exchange(tl_context.awaited_here, task);
-  task_header* const yielded = poll_end<true>(task, outer, false, tl_context.wakers_made);
+  task_header* const yielded = poll_end<poll_kind::helped>(task, outer, tl_context.wakers_made, {});
   tl_context.awaited_here = outer_awaited;
   return yielded;
 }
 
 task_header* poll_woken_next(worker& w) noexcept {
-  task_header* const next = w.core->take_lifo_next(w);
-  return next != nullptr ? poll_impl<false>(next) : nullptr;  // a tail call
+  // Read once for the chain (a solo park on this thread started it, so the
+  // thread has them).
+  const solo_flags flags{tl_context.solo_inside, tl_context.solo_blocked};
+  for (;;) {
+    task_header* const next = w.core->take_lifo_next(w);
+    if (next == nullptr) {
+      tl_context.task = nullptr;  // the chain's last poll left its task
+      return nullptr;
+    }
+    task_header* const yielded = poll_impl<poll_kind::chain>(next, flags);
+    if (yielded != kParkedSolo) return yielded;
+  }
 }
 
 }  // namespace
 
-task_header* poll_task_yielded(task_header* task) noexcept { return poll_impl<false>(task); }
-bool poll_helped_task(task_header* task) noexcept { return poll_impl<true>(task) != nullptr; }
+[[gnu::noinline]] task_header* poll_task_yielded(task_header* task) noexcept {
+  return poll_impl<poll_kind::loop>(task);
+}
+[[gnu::noinline]] bool poll_helped_task(task_header* task) noexcept {
+  return poll_impl<poll_kind::helped>(task) != nullptr;
+}
 
 void poll_task(task_header* task) noexcept {
   if (task_header* yielded = poll_task_yielded(task)) scheduler_of(yielded)->schedule(yielded, schedule_hint::yield);

@@ -473,15 +473,18 @@ struct unowned_waker {
 unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting);
 
 /// A park whose publication waits for the end of the poll: `commit` makes
-/// `self` visible to the waking side (one atomic operation on the
-/// awaiter's own structure) and returns true, or returns false, publishing
-/// nothing, if what the awaiter waits for is already there (the task is
-/// then polled again, resuming at the same point). `commit` runs on the
+/// the waker `unowned_waker{task, generation}` visible to the waking side
+/// (one atomic operation on the awaiter's own structure) and returns true,
+/// or returns false, publishing nothing, if what the awaiter waits for is
+/// already there (the task is then polled again, resuming at the same
+/// point). `commit` runs on the
 /// polling thread after the awaiting coroutine suspended, at most once, and
 /// not at all if the task is aborted at that suspension (the awaiter's
-/// destructor then finds nothing published).
+/// destructor then finds nothing published). The waker comes as its two
+/// fields (an unowned_waker by value is two registers, the second with
+/// padding bits the caller kept intact at a cost).
 struct deferred_park {
-  bool (*commit)(void* awaiter, unowned_waker self) noexcept = nullptr;
+  bool (*commit)(void* awaiter, task_header* task, std::uint32_t generation) noexcept = nullptr;
   void* awaiter = nullptr;
 };
 

@@ -325,8 +325,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
   }
 
   /// The deferred park of capacity 1 (see await_suspend).
-  static bool commit_park(void* self, detail::unowned_waker waker) noexcept {
-    return static_cast<mpsc_recv_awaiter*>(self)->state_->park_one(waker);
+  static bool commit_park(void* self, detail::task_header* task, std::uint32_t generation) noexcept {
+    return static_cast<mpsc_recv_awaiter*>(self)->state_->park_one(detail::unowned_waker{task, generation});
   }
 
   /// Takes the oldest value, or sees closed-and-drained.

@@ -610,8 +610,11 @@ struct alignas(64) mpsc_state {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     std::uint64_t claimed;
     do {
-      if ((word & kClosed) != 0) return acquired::closed;
-      if ((word & kSlotMask) != kSlotEmpty) return acquired::full;  // also while senders are parked
+      // Closed or occupied: one test for both.
+      if ((word & (kClosed | kSlotMask)) != kSlotEmpty) {
+        if ((word & kClosed) != 0) return acquired::closed;
+        return acquired::full;  // also while senders are parked
+      }
       // A parked receiver: the hand-off, the slot stays empty.
       claimed = (word & kReceiverParked) != 0 ? word & ~kReceiverParked : word | kSlotClaimed;
       // acquire: the receiver read the last value before it emptied the slot
@@ -649,8 +652,14 @@ struct alignas(64) mpsc_state {
     receiver_state.store(kIdle, std::memory_order_release);
   }
 
-  void wait_until_receiver_idle() const noexcept {
-    // acquire: pairs with wake_taken_receiver's release.
+  [[gnu::always_inline]] void wait_until_receiver_idle() const noexcept {
+    // acquire: pairs with wake_taken_receiver's release. The wait out of
+    // line: its loop's setup was hoisted above the usual first look.
+    if (receiver_state.load(std::memory_order_acquire) != kIdle) [[unlikely]]
+      spin_until_receiver_idle();
+  }
+  [[gnu::noinline, gnu::cold]] void spin_until_receiver_idle() const noexcept {
+    // acquire: as in wait_until_receiver_idle.
     for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) != kIdle;) spin_pause(round);
   }
 
@@ -725,6 +734,8 @@ struct alignas(64) mpsc_state {
       return true;
     }
     const std::uint64_t word = permits.load(std::memory_order_acquire);
+    // Empty and open first (one test): the recv that is going to park.
+    if ((word & (kClosed | kSlotMask)) == kSlotEmpty) return false;
     if ((word & kSlotMask) == kSlotFull) {
       out.emplace(std::move(*queue.one.slot.value()));
       std::destroy_at(queue.one.slot.value());
@@ -757,7 +768,9 @@ struct alignas(64) mpsc_state {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint64_t slot = word & kSlotMask;
-      if (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0)) {
+      // Empty and open, the usual park, in one test.
+      if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
+          (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
         receiver_state.store(kIdle, std::memory_order_relaxed);
         return false;
       }
