@@ -78,7 +78,15 @@ namespace warden {
 
 namespace detail {
 struct handle_access;
-}
+
+/// What an await's first step found (join_handle_base::await_now): `kind`
+/// is one of join_handle_base's kPending, kComplete, kTaken; `bits` the
+/// taken value's bits (kTaken). Two words: returned in registers.
+struct await_outcome {
+  std::uintptr_t bits;
+  std::uintptr_t kind;
+};
+}  // namespace detail
 
 namespace detail {
 
@@ -247,21 +255,31 @@ class join_handle_base {
     if (task_ == nullptr || consumed_) [[unlikely]]
       throw_cannot_take();
   }
-  [[nodiscard]] bool ready() const noexcept { return task_->is_complete(); }
-  /// Registers `slot` (made here) as the join waker; the awaiter keeps it
+  /// await_now's outcomes: the task is not complete (suspend: wait); it is
+  /// (take its outcome with take_value / take_expected); it was, and its
+  /// value is taken already, the handle consumed.
+  static constexpr std::uintptr_t kPending = 0;
+  static constexpr std::uintptr_t kComplete = 1;
+  static constexpr std::uintptr_t kTaken = 2;
+  /// An await's first step, one call (in the awaiter's await_ready): if the
+  /// task is complete, kComplete; if it never started and is the newest
+  /// task this worker stashed for the task awaiting it, runs it right here
+  /// (see "Awaiting a task that has not started" at the top), and if it
+  /// ended with a value that fits the header's slot (or void) while this
+  /// handle was its only other owner, kTaken: the value's bits, the handle
+  /// consumed (its header stays, for id(), name() and the rest, until the
+  /// handle is dropped); else runs it, or others before it, as help_awaited
+  /// decides (kComplete if it completed meanwhile, else kPending). Throws
+  /// usage_error when the handle is empty or consumed (check_can_take), or
+  /// outside a warden task unless the task is complete.
+  [[nodiscard]] detail::await_outcome await_now();
+  /// await_now's less common cases (out of line): complete already, or
+  /// help_awaited's other paths.
+  [[nodiscard]] detail::await_outcome await_now_slow();
+  /// The second step, when await_now gave kPending (in await_suspend):
+  /// registers `slot` (made here) as the join waker; the awaiter keeps it
   /// until leave() (see set_join_waker). False when the task completed
-  /// meanwhile (run_awaited ran it here, or it finished elsewhere).
-  bool suspend(std::coroutine_handle<> awaiting, detail::waker& slot) {
-    if (run_awaited()) return false;
-    return wait(awaiting, slot);
-  }
-  /// The first part of suspend: throws usage_error outside a warden task;
-  /// true if the task, never started, ran to completion here. A function of
-  /// its own with only the task to keep across the nested poll, so the
-  /// common case saves fewer registers (suspend's other arguments are the
-  /// awaiter's, whose frame keeps them anyway).
-  [[nodiscard]] bool run_awaited();
-  /// The second part: registers the waker, false if the task completed.
+  /// meanwhile.
   bool wait(std::coroutine_handle<> awaiting, detail::waker& slot);
   void leave() const noexcept;
   void block();
@@ -311,23 +329,61 @@ class [[nodiscard]] join_handle : public join_handle_base {
   template <bool AsExpected>
   class awaiter {
    public:
+    using result_type = std::conditional_t<AsExpected, std::expected<T, join_error>, T>;
+
     explicit awaiter(join_handle& handle) : handle_(&handle) { handle.check_can_take(); }
-    awaiter(awaiter&& other) noexcept
-        : handle_(std::exchange(other.handle_, nullptr)),
-          waker_(std::move(other.waker_)),
-          registered_(other.registered_) {}
+    /// For `co_await handle`, awaited at once: the checks are await_now's
+    /// (an empty or consumed handle never matches its common case, and its
+    /// other cases check first), so they cost nothing inline.
+    awaiter(join_handle& handle, std::nullptr_t /*checked when awaited*/) noexcept : handle_(&handle) {}
+    awaiter(awaiter&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)), phase_(other.phase_) {
+      if (phase_ == kHoldsValue)
+        bits_ = other.bits_;
+      else if (phase_ != kNone)
+        ::new (static_cast<void*>(&waker_)) detail::waker(std::move(other.waker_));
+    }
     awaiter(const awaiter&) = delete;
     awaiter& operator=(const awaiter&) = delete;
     awaiter& operator=(awaiter&&) = delete;
     ~awaiter() {
-      if (registered_ && handle_ != nullptr) handle_->leave();
+      if (phase_ >= kHoldsWaker) {
+        if (phase_ == kRegistered && handle_ != nullptr) handle_->leave();
+        waker_.~waker();
+      }
     }
-    bool await_ready() const noexcept { return handle_->ready(); }
+    // The child usually runs right here, before the awaiting coroutine
+    // suspends (see join_handle_base::await_now).
+    bool await_ready() {
+      const detail::await_outcome r = handle_->await_now();
+      if (r.kind == kTaken) {
+        bits_ = r.bits;
+        phase_ = kHoldsValue;
+        return true;
+      }
+      return r.kind != kPending;
+    }
     bool await_suspend(std::coroutine_handle<> awaiting) {
-      registered_ = handle_->suspend(awaiting, waker_);
-      return registered_;
+      ::new (static_cast<void*>(&waker_)) detail::waker();
+      phase_ = kHoldsWaker;
+      if (!handle_->wait(awaiting, waker_)) return false;
+      phase_ = kRegistered;
+      return true;
     }
-    auto await_resume() {
+    result_type await_resume() {
+      // A value taken by await_now (only a value that fits the header's
+      // slot, or void, can be: see "Roots that end without suspending" in
+      // task.hpp).
+      if constexpr (std::is_void_v<T> || detail::result_fits_inline_v<T>) {
+        if (phase_ == kHoldsValue) [[likely]] {
+          if constexpr (std::is_void_v<T>) {
+            return result_type();
+          } else {
+            T value;
+            std::memcpy(static_cast<void*>(std::addressof(value)), &bits_, sizeof(T));
+            return value;
+          }
+        }
+      }
       if constexpr (AsExpected)
         return handle_->take_expected();
       else
@@ -335,17 +391,26 @@ class [[nodiscard]] join_handle : public join_handle_base {
     }
 
    private:
+    // What the awaiter holds: nothing yet; the value await_now took
+    // (`bits_`); the join waker (`waker_`), made in await_suspend, and
+    // registered in the task's header while suspended (only then; an
+    // awaiter is never moved once suspended): leave() runs before it is
+    // destroyed.
+    static constexpr std::uint8_t kNone = 0;
+    static constexpr std::uint8_t kHoldsValue = 1;
+    static constexpr std::uint8_t kHoldsWaker = 2;
+    static constexpr std::uint8_t kRegistered = 3;
     join_handle* handle_;
-    // The join waker, registered in the task's header while suspended (only
-    // then; an awaiter is never moved once suspended): leave() runs before
-    // it is destroyed.
-    detail::waker waker_;
-    bool registered_ = false;
+    union {
+      std::uintptr_t bits_;
+      detail::waker waker_;
+    };
+    std::uint8_t phase_ = kNone;
   };
 
   /// Yields the value or throws join_error (cancelled / panic).
-  awaiter<false> operator co_await() & { return awaiter<false>{*this}; }
-  awaiter<false> operator co_await() && { return awaiter<false>{*this}; }
+  awaiter<false> operator co_await() & { return awaiter<false>{*this, nullptr}; }
+  awaiter<false> operator co_await() && { return awaiter<false>{*this, nullptr}; }
 
   /// Awaitable yielding `std::expected<T, join_error>` instead of throwing.
   awaiter<true> result() { return awaiter<true>{*this}; }

@@ -295,7 +295,14 @@ class task_promise final : public promise_base {
   union {
     T value_;
   };
-  bool has_value_ = false;
+  // Whether value_ holds a value, for the destructor; kept only where the
+  // destructor needs it (a root's frame is made and ended once per task: two
+  // stores saved per task for the common small values).
+  struct no_flag {
+    no_flag& operator=(bool) noexcept { return *this; }
+    explicit operator bool() const noexcept { return false; }
+  };
+  [[no_unique_address]] std::conditional_t<std::is_trivially_destructible_v<T>, no_flag, bool> has_value_{};
 };
 
 template <class T>

@@ -74,8 +74,11 @@
 // claims the whole stretch of the queue down to the child at once
 // (pop_back_batch, one CAS) and runs only the child. Its younger siblings go to the worker's
 // stash, `worker::stash`: claimed, never started, hidden from thieves. When
-// the task then awaits one of them, help_awaited finds it there and runs it
-// at once (no queue operation). So for "spawn N children, await each" every
+// the task then awaits one of them, the await finds it there and runs it
+// at once (no queue operation; the common case, a child that ends without
+// suspending, is one call from the awaiter: join_handle_base::await_now in
+// task_header.cpp, which also completes it and hands its value straight to
+// the awaiter). So for "spawn N children, await each" every
 // child runs inside the await of its own handle, and completes with a plain
 // store ("complete, alone" in task_header.cpp: its only other owner is the
 // handle being awaited on this thread); run by the await of a sibling, it
@@ -248,7 +251,7 @@ class idle_state {
   /// onto its own queue (see "Idling" above).
   [[nodiscard]] bool should_notify_unfenced() const noexcept;
   /// A hint (relaxed read): no worker is searching for work or asleep.
-  [[nodiscard]] bool all_busy() const noexcept;
+  [[nodiscard]] bool all_busy() const noexcept { return state_.load(std::memory_order_relaxed) == all_busy_state_; }
 
  private:
   static constexpr std::uint32_t kUnparkedShift = 16;
@@ -361,6 +364,68 @@ class runtime_core final : public task_scheduler, public timer_host {
   [[nodiscard]] time_driver& time() noexcept { return time_; }
   [[nodiscard]] const cancellation_token& root_token() const noexcept { return root_; }
 
+  /// How deeply help_awaited may nest on one worker (each level is a poll on
+  /// the stack).
+  static constexpr std::uint32_t kMaxHelpDepth = 32;
+  /// Picks between two periodic checks (timers, outside work).
+  static constexpr std::uint32_t kGlobalQueueInterval = 61;
+  /// Of a task in a run queue: never polled, so help_awaited may run it
+  /// (spawn queues a task RUNNING in generation 0, and every poll that
+  /// re-queues it moves the generation on; see "Claimed in advance" in
+  /// task_header.cpp). Also true of a task in its first poll.
+  static bool never_started(std::uint64_t s) noexcept {
+    using h = task_header;
+    return (s & (h::RUNNING | h::COMPLETE)) == h::RUNNING && h::generation_of(s) == 0;
+  }
+  /// help_awaited's common case (see "The stash" above): `child` is the
+  /// newest entry of the current level's part of `w`'s stash, helping may
+  /// go on, every worker is busy, and `child` never started and has none of
+  /// the state bits in `not_set`. Then it is taken off the stash (true).
+  [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set) const noexcept {
+    // (No test of help_depth against kMaxHelpDepth: at that depth the
+    // level's part is empty, as help_awaited_slow claims nothing there.)
+    const std::uint32_t size = w.stash_size;
+    if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && !w.stop_helping && idle_.all_busy())
+        [[likely]] {
+      // relaxed: a stashed task is ours (only an abort may add ABORT, which
+      // the poll handles, or which `not_set` turns away).
+      const std::uint64_t s = child->state.load(std::memory_order_relaxed);
+      // never_started(s) and none of `not_set`, in one masked compare.
+      constexpr std::uint64_t generation = ~(task_header::GENERATION_ONE - 1);
+      if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) == task_header::RUNNING)
+          [[likely]] {
+        w.stash_size = size - 1;
+        return true;
+      }
+    }
+    return false;
+  }
+  /// Before a helped poll (run_helped): the periodic check's count, one help
+  /// level deeper, the new level's stash part starts empty.
+  [[gnu::always_inline]] void enter_helped(worker& w) noexcept {
+    if (--w.picks_to_check == 0) [[unlikely]]
+      help_periodic(w);
+    const std::uint32_t level = ++w.help_depth;
+    w.stash_base[level] = w.stash_size;
+  }
+  /// After a helped poll, on `v` (the same worker, read again: nothing of it
+  /// need live across the poll): queues `yielded` (a task the poll left to
+  /// re-queue, or null) as poll() does, gives back what the polled task
+  /// stashed and did not await (its poll is over), one level up.
+  [[gnu::always_inline]] void leave_helped(worker& v, task_header* yielded) noexcept {
+    if (yielded != nullptr) [[unlikely]]
+      push_displaced(v, yielded);
+    // (help_depth is back at our level: every nested help restores it.)
+    const std::uint32_t here = v.help_depth;
+    if (v.stash_size > v.stash_base[here]) [[unlikely]]
+      give_back_stash(v, v.stash_base[here]);
+    v.help_depth = here - 1;
+  }
+  /// enter_helped's every-61st duty: fire due timers; if the injection
+  /// queue or the LIFO slot holds work, stop helping (see "Awaiting a task
+  /// that has not started").
+  [[gnu::noinline]] void help_periodic(worker& w) noexcept;
+
   /// Runs tasks from the calling worker's own queue while `child` (a task
   /// of this runtime the current task awaits) has not started; true if
   /// `child` is complete afterwards. See "Awaiting a task that has not
@@ -382,6 +447,15 @@ class runtime_core final : public task_scheduler, public timer_host {
   void give_back_all_stashed(worker& w) noexcept;
 
   task_header* spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options, bool blocking);
+  /// warden::spawn's common case takes this runtime's private paths
+  /// (runtime_core.cpp).
+  friend task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options);
+  /// For spawn_current's rare ends: one task fewer on `w`'s shard (a spawn
+  /// refused after its count); push_own's full-queue case; a sleeper woken
+  /// if nobody searches.
+  void task_gone_here(worker& w) noexcept;
+  void push_own_overflowed(worker& w, task_header* task) noexcept;
+  void notify_sleeper() noexcept { notify_parked(); }
   void shutdown(std::chrono::nanoseconds grace);
 
   [[nodiscard]] std::size_t worker_count() const noexcept { return threaded_ ? workers_.size() : 0; }

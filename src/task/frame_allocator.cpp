@@ -141,7 +141,7 @@ struct frame_cache_cleanup {
   ~frame_cache_cleanup() {
     frame_cache& c = frames::tl_frame_cache;
     c.dead = true;
-    c.open = false;
+    c.max_cached = 0;
     for (std::size_t cls = 0; cls < kClasses; ++cls) {
       // What is left of the slab becomes blocks too, so a thread that exits
       // loses nothing it reserved.
@@ -226,7 +226,7 @@ void* carve(frame_cache& c, std::size_t cls) {
 
 [[gnu::noinline]] void register_cleanup_slow(frame_cache& c) noexcept {
   c.registered = true;
-  c.open = !c.dead;
+  c.max_cached = c.dead ? 0 : kMaxCached;
   // The odr-use constructs the thread_local and registers its destructor.
   frame_cache_cleanup* volatile touch = &tl_cleanup;
   (void)touch;
@@ -244,7 +244,7 @@ void* allocate_frame_slow(std::size_t size) {
   const std::size_t cls = size_class(size);
   if (cls >= kClasses) return ::operator new(size);
   frame_cache& c = frames::tl_frame_cache;
-  if (!c.open) [[unlikely]] {
+  if (c.max_cached == 0) [[unlikely]] {  // not open
     // A thread that is exiting (its lists went to the depot) neither takes
     // a chain nor begins a slab, which it would not hand back: its block
     // comes from the system, and joins the pool when freed.

@@ -12,7 +12,7 @@
 
 namespace warden::detail {
 
-constinit std::atomic<std::uint32_t> headers::g_sweeps{0};
+constinit std::atomic<std::uint32_t> headers::g_sweeps{headers::kFenceUnconfirmed};
 constinit std::atomic<std::uint8_t> headers::g_heavy_fence{0};
 // Trivially destructible: no TLS guard; the cleanup object below is
 // registered on first use, which opens the cache to the inline paths.
@@ -24,6 +24,7 @@ using headers::g_heavy_fence;
 using headers::g_sweeps;
 using headers::header_cache;
 using headers::kCacheSize;
+using headers::kFenceUnconfirmed;
 
 constexpr std::size_t kChunkSize = 512;
 constexpr std::uint32_t kBatch = 128;
@@ -48,6 +49,9 @@ struct pool {
 [[gnu::noinline]] bool ask_heavy_fence() noexcept {
   const bool available = heavy_fence_available();
   g_heavy_fence.store(available ? 1 : 2, std::memory_order_relaxed);
+  // relaxed: only a hint for free_header's inline path, which is correct
+  // once the fence is known to work, whenever it learns it.
+  if (available) g_sweeps.fetch_and(~kFenceUnconfirmed, std::memory_order_relaxed);
   return available;
 }
 
@@ -65,13 +69,13 @@ inline bool light_fence_enough() noexcept {
 inline bool sweep_may_run() noexcept {
   if constexpr (WARDEN_TSAN) {
     // TSan models neither fence: an RMW orders us against the sweep's.
-    return g_sweeps.fetch_add(0, std::memory_order_acq_rel) != 0;
+    return (g_sweeps.fetch_add(0, std::memory_order_acq_rel) & ~kFenceUnconfirmed) != 0;
   } else {
     if (light_fence_enough())
       light_fence();
     else
       std::atomic_thread_fence(std::memory_order_seq_cst);
-    return g_sweeps.load(std::memory_order_relaxed) != 0;
+    return (g_sweeps.load(std::memory_order_relaxed) & ~kFenceUnconfirmed) != 0;
   }
 }
 
@@ -92,7 +96,7 @@ struct header_cache_cleanup {
   ~header_cache_cleanup() {
     header_cache& c = headers::tl_header_cache;
     c.dead = true;
-    c.open = false;
+    c.free_limit = 0;
     spill(c, c.count);
   }
 };
@@ -100,7 +104,7 @@ thread_local header_cache_cleanup tl_cleanup;
 
 [[gnu::noinline]] void register_cleanup_slow(header_cache& c) {
   c.registered = true;
-  c.open = !c.dead;
+  c.free_limit = c.dead ? 0 : kCacheSize;
   header_cache_cleanup* volatile touch = &tl_cleanup;  // odr-use registers the destructor
   (void)touch;
 }
@@ -167,7 +171,8 @@ namespace {
 [[gnu::noinline]] bool defer_free(task_header* header) noexcept {
   pool& p = global_pool();
   std::lock_guard lock(p.free_mutex);
-  if (g_sweeps.load(std::memory_order_relaxed) == 0) return false;  // it ended (it drains under this lock)
+  if ((g_sweeps.load(std::memory_order_relaxed) & ~kFenceUnconfirmed) == 0)
+    return false;  // it ended (it drains under this lock)
   p.deferred.push_back(header);
   return true;
 }
@@ -247,7 +252,7 @@ void for_each_live_header(void (*fn)(void*, task_header*), void* context) {
   std::vector<task_header*> reusable;
   {
     std::lock_guard lock(p.free_mutex);
-    if (g_sweeps.fetch_sub(1, std::memory_order_acq_rel) == 1) reusable.swap(p.deferred);
+    if ((g_sweeps.fetch_sub(1, std::memory_order_acq_rel) & ~kFenceUnconfirmed) == 1) reusable.swap(p.deferred);
   }
   if (reusable.empty()) return;
   // No sweep reads them any more (a later sweep skips dead headers).

@@ -36,15 +36,24 @@ struct header_cache {
   std::uint32_t count = 0;
   bool registered = false;
   bool dead = false;
-  // registered && !dead: the inline paths below may use the cache.
-  bool open = false;
+  // kCacheSize when registered && !dead (the cache is "open": the inline
+  // paths below may use it), else 0: a free goes inline while count is
+  // below it (one compare for "open and not full"). A cache that is not
+  // open holds no headers (count == 0: it registers before its first
+  // refill or free, and a dying thread's cache is emptied and stays
+  // empty), so a non-zero count means open.
+  std::uint32_t free_limit = 0;
   std::uint64_t next_id = 0;
   std::uint64_t id_limit = 0;
 };
 extern constinit thread_local header_cache tl_header_cache;
 
-/// Sweeps running now (see for_each_live_header).
+/// Sweeps running now (see for_each_live_header), plus kFenceUnconfirmed
+/// until the heavy fence is known to work (never cleared where it does
+/// not): so a free that reads 0 here after a compiler barrier knows both
+/// that the barrier was enough and that no sweep runs (free_header).
 extern constinit std::atomic<std::uint32_t> g_sweeps;
+inline constexpr std::uint32_t kFenceUnconfirmed = 1u << 31;
 /// heavy_fence_available(), remembered (it is asked on every free): 0 not
 /// asked yet, 1 yes, 2 no. Asking twice is harmless.
 extern constinit std::atomic<std::uint8_t> g_heavy_fence;
@@ -55,7 +64,7 @@ extern constinit std::atomic<std::uint8_t> g_heavy_fence;
 /// caller initialises it and publishes it by storing the state (release).
 inline task_header* allocate_header() {
   headers::header_cache& c = headers::tl_header_cache;
-  if (c.open && c.count != 0) [[likely]]
+  if (c.count != 0) [[likely]]  // so the cache is open (see header_cache)
     return c.items[--c.count];
   return allocate_header_slow();
 }
@@ -67,14 +76,14 @@ inline void free_header(task_header* header) noexcept {
     // The common case of free_header_slow: the freeing side of the sweep
     // handshake with a compiler barrier ("Sweeps" in header_pool.cpp), no
     // sweep, no extras, room in the cache.
-    if (headers::g_heavy_fence.load(std::memory_order_relaxed) == 1) [[likely]] {
-      light_fence();
-      headers::header_cache& c = headers::tl_header_cache;
-      if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 && !has_extras_relaxed(header) && c.open &&
-          c.count != headers::kCacheSize) [[likely]] {
-        c.items[c.count++] = header;
-        return;
-      }
+    // One word for the fence's kind and the sweeps (see g_sweeps): 0 after
+    // the barrier means this barrier was enough and no sweep runs.
+    light_fence();
+    headers::header_cache& c = headers::tl_header_cache;
+    if (headers::g_sweeps.load(std::memory_order_relaxed) == 0 && !has_extras_relaxed(header) && c.count < c.free_limit)
+        [[likely]] {
+      c.items[c.count++] = header;
+      return;
     }
   }
   free_header_slow(header);

@@ -138,7 +138,14 @@ const spawn_site* intern_slow_or_throw(const site_key& key, const std::source_lo
 
 }  // namespace
 
-constinit thread_local const spawn_site* tl_last_spawn_site = nullptr;
+namespace {
+/// What tl_last_spawn_site holds before a thread's first spawn: matches no
+/// spawn (no result_ops, no scheduler), so the front entry needs no null
+/// test.
+constinit const spawn_site no_spawn_site{nullptr, nullptr, std::source_location{}};
+}  // namespace
+
+constinit thread_local const spawn_site* tl_last_spawn_site = &no_spawn_site;
 
 const spawn_site* intern_spawn_site(std::coroutine_handle<> root, const std::source_location& location,
                                     const result_ops& results, task_scheduler* scheduler) {

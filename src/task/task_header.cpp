@@ -34,11 +34,11 @@
 //   complete, alone:  the same by a plain store (release) when no other
 //                     owner is left, or the only other one is the join
 //                     handle this thread awaits the task through
-//                     (help_awaited). Nobody else can change the word then
-//                     but a shutdown sweep's abort, which completion makes
-//                     moot, so the store loses nothing that matters (an
-//                     unowned_waker is used only while its task cannot
-//                     complete: see its contract).
+//                     (help_awaited, await_now). Nobody else can change
+//                     the word then but a shutdown sweep's abort, which
+//                     completion makes moot, so the store loses nothing
+//                     that matters (an unowned_waker is used only while
+//                     its task cannot complete: see its contract).
 //   handle dropped:   minus JOIN_INTEREST and one reference, one RMW (a
 //                     CAS), unless the task completed with an outcome left
 //                     to drop or report (then two RMWs)
@@ -690,49 +690,18 @@ enum class poll_kind : std::uint8_t { loop, helped, chain };
 /// LIFO slot's task.
 task_header* const kParkedSolo = reinterpret_cast<task_header*>(alignof(task_header));
 
-/// The poll, one copy per kind. The helped one has the usual end of a
-/// helped child, a root that ended without suspending, inlined (its
-/// registers are saved anyway), while a worker's poll keeps the smaller
-/// prologue a yield loop needs (see complete_exited). The chain's skips
-/// what its kind fixes (the claim, the outer task, the solo checks) and
-/// runs in poll_woken_next's loop. With several copies GCC stopped
-/// inlining solo_park, solo_leave and cancel_now into them (+5%
-/// instructions on yield_many), hence their always_inline.
+/// The part of poll_impl after the resume: whatever `task`'s poll ended
+/// in (a yield, a completion, a park, a wake or an abort during the poll).
+/// `outer`: the task polled on this thread around this poll (restored
+/// here); `wakers_before`: tl_context.wakers_made when the poll began;
+/// `chain`: as for poll_impl.
 template <poll_kind Kind>
-[[gnu::always_inline]] inline task_header* poll_impl(task_header* task, solo_flags chain = {}) noexcept {
+[[gnu::always_inline]] inline task_header* poll_end(task_header* task, task_header* const outer,
+                                                    std::uint32_t wakers_before, solo_flags chain) noexcept {
   using h = task_header;
   constexpr bool Helped = Kind == poll_kind::helped;
   constexpr bool Chain = Kind == poll_kind::chain;
-  std::uint64_t s = task->state.load(std::memory_order_relaxed);
-  // A task in the LIFO slot was woken: claimed in advance, RUNNING.
-  if (!Chain && (s & h::RUNNING) == 0) {
-    // SCHEDULED -> RUNNING and a new generation in one add: a task queued
-    // this way has SCHEDULED set and RUNNING clear, and nobody else changes
-    // those two bits while it is queued (wakes and aborts of a queued task
-    // only add ABORT), so the add cannot carry into other bits. acquire:
-    // see the frame as the previous poller (or the spawner) left it. The
-    // new generation makes the wakers of earlier suspensions stale.
-    s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
-  }
-  // Else claimed in advance (woken, re-queued or yielded; see the top of
-  // this file): no waker of the current generation exists, nothing to
-  // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
-  // our load is seen at the end of the poll).
-  const std::uint32_t wakers_before = tl_context.wakers_made;
-  task_header* const outer = Chain ? nullptr : tl_context.task;
-  // tl_context.yield_requested is set only between yield_now's
-  // await_suspend and the end of the resume that it suspends, where no poll
-  // can start (nor a helped one inside an await, nor one of a local
-  // executor driven from a task's body): every poll finds it clear, and
-  // leaves it so. No save and restore (one register less to keep across
-  // the resume).
-  tl_context.task = task;
-  if ((s & h::ABORT) != 0) {
-    cancel_now(task);
-    tl_context.task = outer;
-    return nullptr;
-  }
-  task->resume_point.resume();
+  std::uint64_t s;
   // A chain poll looks for a deferred park first: its tasks were woken,
   // mostly by a message, and park again for the next (a poll that deferred
   // a park suspended right after: it neither yielded nor ended).
@@ -853,6 +822,68 @@ template <poll_kind Kind>
   }
   tl_context.task = outer;
   return nullptr;
+}
+
+/// The poll, one copy per kind. The helped one has the usual end of a
+/// helped child, a root that ended without suspending, inlined (its
+/// registers are saved anyway), while a worker's poll keeps the smaller
+/// prologue a yield loop needs (see complete_exited). The chain's skips
+/// what its kind fixes (the claim, the outer task, the solo checks) and
+/// runs in poll_woken_next's loop. With several copies GCC stopped
+/// inlining solo_park, solo_leave and cancel_now into them (+5%
+/// instructions on yield_many), hence their always_inline.
+template <poll_kind Kind>
+[[gnu::always_inline]] inline task_header* poll_impl(task_header* task, solo_flags chain = {}) noexcept {
+  using h = task_header;
+  constexpr bool Chain = Kind == poll_kind::chain;
+  std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  // A task in the LIFO slot was woken: claimed in advance, RUNNING.
+  if (!Chain && (s & h::RUNNING) == 0) {
+    // SCHEDULED -> RUNNING and a new generation in one add: a task queued
+    // this way has SCHEDULED set and RUNNING clear, and nobody else changes
+    // those two bits while it is queued (wakes and aborts of a queued task
+    // only add ABORT), so the add cannot carry into other bits. acquire:
+    // see the frame as the previous poller (or the spawner) left it. The
+    // new generation makes the wakers of earlier suspensions stale.
+    s = task->state.fetch_add(h::GENERATION_ONE + h::RUNNING - h::SCHEDULED, std::memory_order_acquire);
+  }
+  // Else claimed in advance (woken, re-queued or yielded; see the top of
+  // this file): no waker of the current generation exists, nothing to
+  // change. NOTIFIED, if set, came with ABORT, checked below (an abort after
+  // our load is seen at the end of the poll).
+  const std::uint32_t wakers_before = tl_context.wakers_made;
+  task_header* const outer = Chain ? nullptr : tl_context.task;
+  // tl_context.yield_requested is set only between yield_now's
+  // await_suspend and the end of the resume that it suspends, where no poll
+  // can start (nor a helped one inside an await, nor one of a local
+  // executor driven from a task's body): every poll finds it clear, and
+  // leaves it so. No save and restore (one register less to keep across
+  // the resume).
+  tl_context.task = task;
+  if ((s & h::ABORT) != 0) {
+    cancel_now(task);
+    tl_context.task = outer;
+    return nullptr;
+  }
+  task->resume_point.resume();
+  return poll_end<Kind>(task, outer, wakers_before, chain);
+}
+
+/// The rest of a helped poll of an awaited child that await_now could not
+/// finish itself (see there): poll_end with awaited_here set, as
+/// run_helped sets it for the whole poll (during the resume, only
+/// completions of other tasks look at it, in nested polls that set their
+/// own). The task to re-queue (it yielded), or null. The wakers the poll
+/// made are not counted (await_now keeps one register less across the
+/// resume): poll_end asks only whether a yield must move the generation on
+/// (it must anyway, from generation 0: the child never ran before), and
+/// whether a deferred park may go solo (never: the awaiting handle holds a
+/// reference, so solo_park backs out).
+[[gnu::noinline]] task_header* poll_end_awaited(task_header* task, task_header* outer) noexcept {
+  task_header* const outer_awaited = std::exchange(tl_context.awaited_here, task);
+  task_header* const yielded = poll_end<poll_kind::helped>(task, outer, tl_context.wakers_made, {});
+  tl_context.awaited_here = outer_awaited;
+  return yielded;
 }
 
 task_header* poll_woken_next(worker& w) noexcept {
@@ -1103,14 +1134,95 @@ task_id abort_handle::id() const noexcept { return task_ != nullptr ? task_id{de
 
 // ---- join_handle_base -------------------------------------------------------
 
+namespace {
+/// release_handle's work for a handle whose outcome was not taken.
+[[gnu::noinline]] void drop_unconsumed(detail::task_header* task, bool abort_on_drop) noexcept {
+  if (abort_on_drop) detail::abort(task);
+  detail::release_join_interest(task);
+}
+}  // namespace
+
 void join_handle_base::release_handle() noexcept {
-  detail::task_header* task = std::exchange(task_, nullptr);
+  using h = detail::task_header;
+  detail::task_header* const task = task_;
   if (consumed_) {
-    detail::release_inline(task);
+    // Consumed: complete, its frame destroyed and its outcome taken (the
+    // result slot is null, a panic's exception moved out of its record).
+    // The common case, the last reference, in one masked compare:
+    // release_inline's and free_task's work minus what consumption settled
+    // (extras, if any, go with free_header). acquire: as in release_inline.
+    const std::uint64_t s = task->state.load(std::memory_order_acquire);
+    if ((s & (h::COMPLETE | h::REF_MASK)) == h::COMPLETE + h::REF_ONE) [[likely]] {
+      // Dead for pool sweeps (as free_task; free_header's barrier orders it).
+      task->state.store(h::COMPLETE, std::memory_order_relaxed);
+      detail::free_header(task);
+      // task_ is left as is: every caller of drop() ends the handle or
+      // overwrites it (nothing above runs code that could look at it).
+      return;
+    }
+    task_ = nullptr;
+    detail::release(task);  // a tail call, as below: the common case above needs no frame
     return;
   }
-  if (abort_on_drop_) detail::abort(task);
-  detail::release_join_interest(task);
+  task_ = nullptr;  // before anything that may run user code (a failure report)
+  drop_unconsumed(task, abort_on_drop_);
+}
+
+detail::await_outcome join_handle_base::await_now() {
+  using detail::task_header;
+  using h = task_header;
+  task_header* const child = task_;
+  // The common case of help_awaited (runtime_core.cpp), the helped poll and
+  // its completion in one: the child waits on top of this worker's stash
+  // (see "The stash" in runtime_core.hpp), not aborted, and ends without
+  // suspending ("Roots that end without suspending" in task.hpp) while we
+  // are its only other owner. A stashed child is of this worker's runtime.
+  // An empty or consumed handle never matches (the stash holds tasks that
+  // never ran): await_now_slow checks it.
+  detail::worker* const w = detail::tl_context.on_worker;
+  if (w != nullptr && w->core->take_stashed(*w, child, h::ABORT)) [[likely]] {
+    w->core->enter_helped(*w);
+    // poll_impl<true>'s start: claimed in advance, never started, so no
+    // state change; not aborted (checked above; an abort from now on is
+    // seen after the resume, like any abort of a running task).
+    task_header* const outer = detail::tl_context.task;
+    detail::tl_context.task = child;
+    child->resume_point.resume();
+    if (detail::tl_root_exit.frame != nullptr) [[likely]] {
+      // The child's root ended without suspending (so it did not yield).
+      // acquire: as in publish_finished.
+      const std::uint64_t s = child->state.load(std::memory_order_acquire);
+      // Its references: the lifecycle one and this handle's (the handle
+      // keeps JOIN_INTEREST with it), nobody registered as a join waiter:
+      // "complete, alone" (top of this file), and the value goes straight
+      // to the awaiter, the handle consumed. Still RUNNING, and nothing
+      // woke or aborted it meanwhile (NOTIFIED; SCHEDULED is never set on
+      // a claimed task): one masked compare, and the new state is an add.
+      constexpr std::uint64_t mask =
+          h::REF_MASK | h::JOIN_INTEREST | h::JOIN_WAITER | h::RUNNING | h::NOTIFIED | h::SCHEDULED;
+      if ((s & mask) == 2 * h::REF_ONE + h::JOIN_INTEREST + h::RUNNING) [[likely]] {
+        detail::tl_root_exit.frame = nullptr;
+        detail::tl_context.task = outer;
+        child->root = {};         // destroyed already
+        child->result = nullptr;  // taken: nothing for the handle's drop to free
+        // RUNNING -> COMPLETE, minus the lifecycle reference. release: as
+        // in publish_finished (a sweep may read the header).
+        child->state.store(s + h::COMPLETE - h::RUNNING - h::REF_ONE, std::memory_order_release);
+        consumed_ = true;
+        detail::worker& v = *detail::tl_context.on_worker;  // read again: nothing of it lives across the poll
+        v.core->on_complete_here(v);
+        v.core->leave_helped(v, nullptr);
+        // The value's bits, read last (nothing above runs a task): one
+        // register less to keep.
+        return {detail::tl_root_exit.value, kTaken};
+      }
+    }
+    task_header* const yielded = detail::poll_end_awaited(child, outer);
+    detail::worker& v = *detail::tl_context.on_worker;
+    v.core->leave_helped(v, yielded);
+    return {0, child->is_complete() ? kComplete : kPending};
+  }
+  return await_now_slow();
 }
 
 void join_handle_base::abort() const noexcept {
@@ -1119,7 +1231,16 @@ void join_handle_base::abort() const noexcept {
 bool join_handle_base::is_finished() const noexcept { return task_ != nullptr && task_->is_complete(); }
 void join_handle_base::detach() noexcept {
   abort_on_drop_ = false;
-  drop();
+  // release_handle's work, spelled out (the common detach, of a handle not
+  // consumed, is then a tail call: release_handle's consumed case made it
+  // too large to inline here, +0.7% instructions on chained_spawn).
+  if (task_ == nullptr) return;
+  detail::task_header* task = std::exchange(task_, nullptr);
+  if (consumed_) [[unlikely]] {
+    detail::release_inline(task);
+    return;
+  }
+  detail::release_join_interest(task);
 }
 task_id join_handle_base::id() const noexcept {
   return task_ != nullptr ? task_id{detail::task_id_of(task_)} : task_id{};
@@ -1140,9 +1261,8 @@ void join_handle_base::throw_cannot_take() const {
       "value from the first await");
 }
 
-// join_handle_base::run_awaited and wait are in runtime_core.cpp, next to
-// help_awaited, so that the common case (the child runs inside the await) is
-// one call.
+// join_handle_base::await_now_slow and wait are in runtime_core.cpp, next
+// to help_awaited.
 
 void join_handle_base::leave() const noexcept {
   if (task_ != nullptr) detail::clear_join_waker(task_);

@@ -63,8 +63,9 @@ struct frame_cache {
   std::array<slab_cursor, kClasses> slabs{};
   bool registered = false;
   bool dead = false;  // thread is exiting: bypass the cache
-  // registered && !dead: frees may go to the lists inline.
-  bool open = false;
+  // kMaxCached when registered && !dead (frees may go to the lists
+  // inline), else 0: one compare for "open and that list not full".
+  std::uint32_t max_cached = 0;
 };
 extern constinit thread_local frame_cache tl_frame_cache;
 
@@ -108,7 +109,7 @@ inline void deallocate_frame(void* block, std::size_t size) noexcept {
   if constexpr (frames::kInline) {
     const std::size_t cls = frames::size_class(size);
     frames::frame_cache& c = frames::tl_frame_cache;
-    if (cls < frames::kClasses && c.open && c.counts[cls] < frames::kMaxCached) [[likely]] {
+    if (cls < frames::kClasses && c.counts[cls] < c.max_cached) [[likely]] {
       auto* b = static_cast<frames::free_block*>(block);
       b->next = c.heads[cls];
       c.heads[cls] = b;

@@ -504,8 +504,8 @@ struct thread_context {
   // compares it before and after a resume: see "poll end, yield" in
   // task_header.cpp.
   std::uint32_t wakers_made = 0;
-  // The task help_awaited is polling for the join handle it awaits on this
-  // thread (the handle is idle meanwhile: see "complete" in task_header.cpp).
+  // While a helped poll may complete it: the task a join handle awaits on
+  // this thread, that handle idle ("complete", await_now: task_header.cpp).
   task_header* awaited_here = nullptr;
   // A park the polled task deferred to the end of its poll (defer_park);
   // empty outside that window.

@@ -482,7 +482,7 @@ class [[nodiscard]] task_handle {
   class awaiter {
    public:
     explicit awaiter(task_handle& handle) : inner_(handle.join_), handle_(&handle) {}
-    bool await_ready() const noexcept { return inner_.await_ready(); }
+    bool await_ready() { return inner_.await_ready(); }
     bool await_suspend(std::coroutine_handle<> awaiting) { return inner_.await_suspend(awaiting); }
     outcome await_resume() { return handle_->take(inner_.await_resume(), *handle_->task_); }
 
