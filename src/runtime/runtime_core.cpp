@@ -24,7 +24,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kGlobalQueueInterval = runtime_core::kGlobalQueueInterval;  // see there
-constexpr std::uint32_t kMaxLifoStreak = runtime_core::kMaxLifoStreak;              // see there
 constexpr std::uint32_t kMaxHelpDepth = runtime_core::kMaxHelpDepth;                // see there
 /// help_awaited runs the awaited task only if it is among this many most
 /// recently queued tasks of the worker, and runs at most this many tasks.
