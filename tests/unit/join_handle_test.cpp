@@ -5,11 +5,14 @@
 #include <warden/task_local.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <expected>
 #include <future>
 #include <latch>
 #include <semaphore>
+#include <set>
 #include <source_location>
 #include <stdexcept>
 #include <string>
@@ -987,6 +990,50 @@ TEST_P(join_handle_test, a_waker_and_handles_outlive_a_frame_cancelled_while_par
 }
 
 // ---- R18: identity ------------------------------------------------------------------
+
+// R18: a handle consumed by co_await keeps its identity: awaiting siblings in
+// spawn order takes the worker's common path (the first await claims the
+// younger siblings, each later await runs its child inside the await and
+// takes the value there), and the consumed handles still report their id,
+// name and spawn location, are finished, and refuse a second await.
+TEST_P(join_handle_test, handles_consumed_by_awaits_in_spawn_order_keep_their_identity) {
+  auto leaf = [](std::uint64_t i) -> task<std::uint64_t> { co_return i * 3; };
+  run([&]() -> task<void> {
+    constexpr std::size_t kChildren = 8;
+    std::array<warden::join_handle<std::uint64_t>, kChildren> handles;
+    std::array<warden::task_id, kChildren> ids_before{};
+    for (std::size_t i = 0; i < kChildren; ++i) {
+      if (i % 2 == 0)
+        handles[i] = warden::spawn(leaf(i), {.name = "leaf-" + std::to_string(i)});
+      else
+        handles[i] = warden::spawn(leaf(i));
+    }
+    // Half the ids asked for before the awaits (the task then has extras),
+    // half only after.
+    for (std::size_t i = 0; i < kChildren; i += 3) ids_before[i] = handles[i].id();
+    for (std::size_t i = 0; i < kChildren; ++i) EXPECT_EQ(co_await handles[i], i * 3) << "child " << i;
+    std::set<std::uint64_t> distinct;
+    for (std::size_t i = 0; i < kChildren; ++i) {
+      auto& h = handles[i];
+      EXPECT_FALSE(h.valid()) << "child " << i;
+      EXPECT_TRUE(h.is_finished()) << "child " << i;
+      const warden::task_id id = h.id();
+      EXPECT_TRUE(static_cast<bool>(id)) << "child " << i;
+      if (ids_before[i]) EXPECT_EQ(id, ids_before[i]) << "child " << i;
+      distinct.insert(id.value());
+      EXPECT_EQ(h.name(), i % 2 == 0 ? "leaf-" + std::to_string(i) : std::string()) << "child " << i;
+      EXPECT_NE(h.spawn_location().line(), 0u) << "child " << i;
+      bool refused = false;
+      try {
+        (void)co_await h;
+      } catch (const warden::usage_error&) {
+        refused = true;
+      }
+      EXPECT_TRUE(refused) << "child " << i;
+    }
+    EXPECT_EQ(distinct.size(), kChildren);
+  });
+}
 
 // R18: the name given at spawn (copied, so a temporary string will do); "" without one.
 TEST_P(join_handle_test, name_is_the_one_given_at_spawn) {
