@@ -956,29 +956,45 @@ namespace {
 }
 }  // namespace
 
+namespace {
+/// spawn_current_unnamed's general case: spawn_current_slow with the
+/// options its caller left out.
+[[gnu::noinline]] task_header* spawn_current_slow_at(std::coroutine_handle<> root, const result_ops& results,
+                                                     std::source_location location) {
+  return spawn_current_slow(root, results, spawn_options{.location = location});
+}
+}  // namespace
+
 task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options) {
+  if (options.name.empty()) return spawn_current_unnamed(root, results, options.location);
+  return spawn_current_slow(root, results, std::move(options));
+}
+
+task_header* spawn_current_unnamed(std::coroutine_handle<> root, const result_ops& results,
+                                   std::source_location location) {
   // The common case, spawn's work in a straight line: a spawn on a worker of
   // the caller's runtime (with the light live count), at the place of the
-  // thread's last spawn, without a name, from a task without extras
-  // (task-locals to inherit), a header in the thread's cache. Every check
+  // thread's last spawn, without a name (this entry's caller tested it),
+  // from a task without extras (task-locals to inherit), a header in the
+  // thread's cache. Every check
   // comes before any effect, and the other cases are tail calls, so this
   // needs no frame of its own (callgrind: ~25 instructions fewer per spawn).
   worker* const w = tl_context.on_worker;
   if (w == nullptr) [[unlikely]]
-    return spawn_current_slow(root, results, std::move(options));
+    return spawn_current_slow_at(root, results, location);
   // The caller's runtime (tl_context.core): a thread's worker is always
   // one of it (worker_context sets both).
   runtime_core* const core = w->core;
   headers::header_cache& cache = headers::tl_header_cache;
   task_header* const parent = tl_context.task;
-  const spawn_site* const site = last_spawn_site_for(options.location, results, core);
+  const spawn_site* const site = last_spawn_site_for(location, results, core);
   // extras_of(parent) != nullptr, the tag alone (as spawn). acquire: a
   // thread asking for the parent's id may have installed the record. (A
   // cache holding headers is open: see header_cache.)
-  if (!root || site == nullptr || !core->light_live_ || !options.name.empty() || cache.count == 0 ||
+  if (!root || site == nullptr || !core->light_live_ || cache.count == 0 ||
       (parent != nullptr && (parent->site_or_extras.load(std::memory_order_acquire) & task_header::kExtrasTag) != 0))
       [[unlikely]]
-    return spawn_current_slow(root, results, std::move(options));
+    return spawn_current_slow_at(root, results, location);
   // allocate_header's inline case, and spawn's fields (before the count:
   // its barrier would make the cache be read again).
   task_header* const t = cache.items[--cache.count];

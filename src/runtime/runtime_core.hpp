@@ -449,7 +449,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   task_header* spawn(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options, bool blocking);
   /// warden::spawn's common case takes this runtime's private paths
   /// (runtime_core.cpp).
-  friend task_header* spawn_current(std::coroutine_handle<> root, const result_ops& results, spawn_options&& options);
+  friend task_header* spawn_current_unnamed(std::coroutine_handle<> root, const result_ops& results,
+                                            std::source_location location);
   /// For spawn_current's rare ends: one task fewer on `w`'s shard (a spawn
   /// refused after its count); push_own's full-queue case; a sleeper woken
   /// if nobody searches.
