@@ -444,7 +444,8 @@ namespace {
   // this task (see "The stash" in the header), and every worker is still
   // busy. Ours: run it, no queue operation. (Only a threaded runtime
   // stashes.)
-  if (take_stashed(w, child, 0)) [[likely]] {
+  // (No claim here: await_now's take_stashed tried it.)
+  if (take_stashed<false>(w, child, 0)) [[likely]] {
     run_helped(w, child, true);
     return child->is_complete();
   }
@@ -521,6 +522,39 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
     run_helped(w, t, t == child);
   }
   return child->is_complete();
+}
+
+bool runtime_core::claim_awaited(worker& w, task_header* child, std::uint64_t not_set) noexcept {
+  // (A stash entry or a help level above 0 exists only inside a poll, so no
+  // outside-a-task check is needed here.)
+  const std::uint32_t level = w.help_depth;
+  if (level == 0 || level >= kMaxHelpDepth || w.stop_helping || child == nullptr) return false;
+  // relaxed: a hint, settled by the claim. A task in this worker's queue
+  // keeps its RUNNING, COMPLETE and generation bits while queued (only a
+  // poll changes them), and whatever set them last happened before its
+  // push here (on this thread); one that is not in the window fails the
+  // look below whatever this read.
+  const std::uint64_t s = child->state.load(std::memory_order_relaxed);
+  constexpr std::uint64_t generation = ~(task_header::GENERATION_ONE - 1);
+  if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) != task_header::RUNNING) return false;
+  if (w.stash_size + kHelpWindow > worker::kStashMax || !idle_.all_busy()) return false;
+  // The look copies what it passes into the stash's free end, where the
+  // claim wants it (see help_awaited_slow).
+  task_header** const out = w.stash.data() + w.stash_size;
+  const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow, out);
+  if (depth == 0) return false;
+  const std::size_t n = w.queue.pop_back_batch(out, depth, true);
+  if (n == 0 || out[n - 1] != child) [[unlikely]] {
+    // A thief got there first: undo (the caller waits for the child as
+    // usual).
+    give_back(w, out, n);
+    return false;
+  }
+  // The child was in this worker's queue from the look to the claim, so it
+  // still never started. The younger siblings stay stashed for the awaits
+  // that follow; the child is taken.
+  w.stash_size += static_cast<std::uint32_t>(n - 1);
+  return true;
 }
 
 [[gnu::always_inline]] inline void runtime_core::run_helped(worker& w, task_header* t, bool awaited) noexcept {

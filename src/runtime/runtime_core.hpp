@@ -78,7 +78,11 @@
 // at once (no queue operation; the common case, a child that ends without
 // suspending, is one call from the awaiter: join_handle_base::await_now in
 // task_header.cpp, which also completes it and hands its value straight to
-// the awaiter). So for "spawn N children, await each" every
+// the awaiter). The first await of a task polled in help (level 1 and
+// deeper) makes its claim from that same call (take_stashed, then
+// claim_awaited out of line), so its child runs through the one-call path
+// too; level 0's first await claims in help_awaited_slow (see below). So
+// for "spawn N children, await each" every
 // child runs inside the await of its own handle, and completes with a plain
 // store ("complete, alone" in task_header.cpp: its only other owner is the
 // handle being awaited on this thread); run by the await of a sibling, it
@@ -381,25 +385,41 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// newest entry of the current level's part of `w`'s stash, helping may
   /// go on, every worker is busy, and `child` never started and has none of
   /// the state bits in `not_set`. Then it is taken off the stash (true).
-  [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set) const noexcept {
+  /// With `Claim`, when the level's part is empty (the first await of the
+  /// task polled at this level), claim_awaited's try instead: the child
+  /// and its younger siblings claimed from the queue, the child taken.
+  template <bool Claim = true>
+  [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set) noexcept {
     // (No test of help_depth against kMaxHelpDepth: at that depth the
-    // level's part is empty, as help_awaited_slow claims nothing there.)
+    // level's part is empty, as nothing is claimed there.)
     const std::uint32_t size = w.stash_size;
-    if (size > w.stash_base[w.help_depth] && w.stash[size - 1] == child && !w.stop_helping && idle_.all_busy())
-        [[likely]] {
-      // relaxed: a stashed task is ours (only an abort may add ABORT, which
-      // the poll handles, or which `not_set` turns away).
-      const std::uint64_t s = child->state.load(std::memory_order_relaxed);
-      // never_started(s) and none of `not_set`, in one masked compare.
-      constexpr std::uint64_t generation = ~(task_header::GENERATION_ONE - 1);
-      if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) == task_header::RUNNING)
-          [[likely]] {
-        w.stash_size = size - 1;
-        return true;
+    if (size > w.stash_base[w.help_depth]) [[likely]] {
+      if (w.stash[size - 1] == child && !w.stop_helping && idle_.all_busy()) [[likely]] {
+        // relaxed: a stashed task is ours (only an abort may add ABORT,
+        // which the poll handles, or which `not_set` turns away).
+        const std::uint64_t s = child->state.load(std::memory_order_relaxed);
+        // never_started(s) and none of `not_set`, in one masked compare.
+        constexpr std::uint64_t generation = ~(task_header::GENERATION_ONE - 1);
+        if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) == task_header::RUNNING)
+            [[likely]] {
+          w.stash_size = size - 1;
+          return true;
+        }
       }
+      return false;
     }
+    if constexpr (Claim) return claim_awaited(w, child, not_set);
     return false;
   }
+  /// take_stashed's other case, out of line: the current level's part of
+  /// the stash is empty and the level is not 0 (which keeps nothing across
+  /// its awaits: help_awaited_slow's claim gives the siblings back). If
+  /// helping may go on, every worker is busy, `child` (of any runtime, or
+  /// null) never started, has none of `not_set` and is among the last
+  /// kHelpWindow entries of `w`'s queue: claims the stretch of the queue
+  /// down to it with one CAS, stashes the younger siblings and takes the
+  /// child (true). Else nothing changed (false).
+  [[gnu::noinline]] bool claim_awaited(worker& w, task_header* child, std::uint64_t not_set) noexcept;
   /// Before a helped poll (run_helped): the periodic check's count, one help
   /// level deeper, the new level's stash part starts empty.
   [[gnu::always_inline]] void enter_helped(worker& w) noexcept {
