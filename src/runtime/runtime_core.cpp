@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace warden::detail {
 
@@ -995,7 +997,15 @@ namespace {
 /// options its caller left out.
 [[gnu::noinline]] task_header* spawn_current_slow_at(std::coroutine_handle<> root, const result_ops& results,
                                                      std::source_location location) {
-  return spawn_current_slow(root, results, spawn_options{.location = location});
+  task_header* const t = spawn_current_slow(root, results, spawn_options{.location = location});
+  // The record spawn interned (the thread's last; not read from `t`, which
+  // may be gone already) becomes the worker's, if the common case may use
+  // it there (see worker::last_site).
+  if (worker* const w = tl_context.on_worker; w != nullptr && w->core->light_live()) {
+    const spawn_site* const site = tl_last_spawn_site;
+    if (site->scheduler == static_cast<task_scheduler*>(w->core) && site->results == &results) w->last_site = site;
+  }
+  return t;
 }
 }  // namespace
 
@@ -1008,27 +1018,44 @@ task_header* spawn_current_unnamed(std::coroutine_handle<> root, const result_op
                                    std::source_location location) {
   // The common case, spawn's work in a straight line: a spawn on a worker of
   // the caller's runtime (with the light live count), at the place of the
-  // thread's last spawn, without a name (this entry's caller tested it),
-  // from a task without extras (task-locals to inherit), a header in the
+  // worker's last slow-path spawn (worker::last_site, which stands for the
+  // light count too), without a name (this entry's caller tested it), from
+  // a task without extras (task-locals to inherit), a header in the
   // thread's cache. Every check
   // comes before any effect, and the other cases are tail calls, so this
   // needs no frame of its own (callgrind: ~25 instructions fewer per spawn).
   worker* const w = tl_context.on_worker;
   if (w == nullptr) [[unlikely]]
     return spawn_current_slow_at(root, results, location);
-  // The caller's runtime (tl_context.core): a thread's worker is always
-  // one of it (worker_context sets both).
-  runtime_core* const core = w->core;
-  headers::header_cache& cache = headers::tl_header_cache;
   task_header* const parent = tl_context.task;
-  const spawn_site* const site = last_spawn_site_for(location, results, core);
+  // The worker's last site: its scheduler is the worker's runtime, which
+  // counts live tasks the light way (see worker::last_site), so only the
+  // result type and the location are compared.
+  const spawn_site* const site = w->last_site;
+  std::uintptr_t site_bits = 0;
+  std::uintptr_t location_bits = 1;
+  if constexpr (sizeof(std::source_location) == sizeof(std::uintptr_t) &&
+                std::is_trivially_copyable_v<std::source_location>) {
+    // Compared by their bits, as the site cache does (spawn_site.hpp);
+    // elsewhere never equal (0 and 1): every spawn takes the slow path.
+    std::memcpy(&site_bits, &site->location, sizeof(site_bits));
+    std::memcpy(&location_bits, &location, sizeof(location_bits));
+  }
   // extras_of(parent) != nullptr, the tag alone (as spawn). acquire: a
-  // thread asking for the parent's id may have installed the record. (A
-  // cache holding headers is open: see header_cache.)
-  if (!root || site == nullptr || !core->light_live_ || cache.count == 0 ||
+  // thread asking for the parent's id may have installed the record.
+  if (site->results != &results || site_bits != location_bits || !root ||
       (parent != nullptr && (parent->site_or_extras.load(std::memory_order_acquire) & task_header::kExtrasTag) != 0))
       [[unlikely]]
     return spawn_current_slow_at(root, results, location);
+  // After the acquire load above (which the compiler does not move loads
+  // across): one load of the count. (A cache holding headers is open: see
+  // header_cache.)
+  headers::header_cache& cache = headers::tl_header_cache;
+  if (cache.count == 0) [[unlikely]]
+    return spawn_current_slow_at(root, results, location);
+  // The caller's runtime (tl_context.core): a thread's worker is always
+  // one of it (worker_context sets both).
+  runtime_core* const core = w->core;
   // allocate_header's inline case, and spawn's fields (before the count:
   // its barrier would make the cache be read again).
   task_header* const t = cache.items[--cache.count];

@@ -192,8 +192,19 @@ namespace warden::detail {
 
 class runtime_core;
 
+/// What worker::last_site holds until the worker's first spawn there:
+/// matches no spawn (no result_ops), so that needs no null test.
+inline constexpr spawn_site kNoSpawnSite{nullptr, nullptr, std::source_location{}};
+
 struct worker {
   runtime_core* core = nullptr;
+  /// The spawn site of the last spawn that took spawn_current_unnamed's
+  /// slow path on this worker (kNoSpawnSite before), kept only when its
+  /// common case may be taken here: the runtime counts its live tasks the
+  /// light way, and the record's scheduler is `core`. So that case compares
+  /// two words (results, location) and tests nothing else for either.
+  /// Owner-only (the thread running the worker's loop), like `claimed`.
+  const spawn_site* last_site = &kNoSpawnSite;
   std::size_t index = 0;
   local_queue queue;
   task_header* lifo = nullptr;  // owner-only
@@ -477,6 +488,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   void task_gone_here(worker& w) noexcept;
   void push_own_overflowed(worker& w, task_header* task) noexcept;
   void notify_sleeper() noexcept { notify_parked(); }
+  /// Whether worker shards are counted the light way (see "Live tasks").
+  [[nodiscard]] bool light_live() const noexcept { return light_live_; }
   void shutdown(std::chrono::nanoseconds grace);
 
   [[nodiscard]] std::size_t worker_count() const noexcept { return threaded_ ? workers_.size() : 0; }
