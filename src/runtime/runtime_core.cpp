@@ -792,6 +792,9 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
   std::lock_guard guard(shutdown_mutex_);
   if (shut_down_) return;
   closed_.store(true, std::memory_order_seq_cst);
+  // The copies spawn_current_unnamed reads (worker::closed), before the
+  // fence as closed_.
+  for (auto& w : workers_) w->closed.store(true, std::memory_order_seq_cst);
   // The close handshake's heavy side: every worker's later shard update
   // sees the close, or its earlier one is visible to the reads below.
   if (light_live_) heavy_fence();
@@ -982,8 +985,8 @@ namespace {
   root.destroy();
   throw runtime_closed("spawn: the runtime is shutting down and accepts no new tasks; the task was destroyed unrun");
 }
-[[gnu::noinline]] task_header* spawn_overflowed(runtime_core& core, worker& w, task_header* t) noexcept {
-  core.push_own_overflowed(w, t);
+[[gnu::noinline]] task_header* spawn_overflowed(worker& w, task_header* t) noexcept {
+  w.core->push_own_overflowed(w, t);
   return t;
 }
 [[gnu::noinline]] task_header* spawn_notify(runtime_core& core, task_header* t) noexcept {
@@ -1053,9 +1056,6 @@ task_header* spawn_current_unnamed(std::coroutine_handle<> root, const result_op
   headers::header_cache& cache = headers::tl_header_cache;
   if (cache.count == 0) [[unlikely]]
     return spawn_current_slow_at(root, results, location);
-  // The caller's runtime (tl_context.core): a thread's worker is always
-  // one of it (worker_context sets both).
-  runtime_core* const core = w->core;
   // allocate_header's inline case, and spawn's fields (before the count:
   // its barrier would make the cache be read again).
   task_header* const t = cache.items[--cache.count];
@@ -1066,20 +1066,27 @@ task_header* spawn_current_unnamed(std::coroutine_handle<> root, const result_op
   // count_spawn's light case. relaxed: only this thread writes its shard,
   // and the compiler barrier pairs with shutdown's heavy fence ("Live
   // tasks" in the header), which orders the increment and the read of
-  // closed_ against shutdown's store and sum.
+  // the worker's copy of closed_ against shutdown's store and sum (relaxed
+  // as closed_'s read in count_spawn; the copy is on the shard's line, and
+  // shutdown sets it before its fence).
   w->live.store(w->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   light_fence();
-  if (core->closed_.load(std::memory_order_relaxed)) [[unlikely]]
-    return spawn_refused(*core, *w, root, t);
+  if (w->closed.load(std::memory_order_relaxed)) [[unlikely]]
+    return spawn_refused(*w->core, *w, root, t);
   // As in spawn: claimed in advance, two references. release: see there.
   t->state.store(task_header::RUNNING | task_header::JOIN_INTEREST | 2 * task_header::REF_ONE,
                  std::memory_order_release);
   // push_own.
   bool was_empty = false;
   if (!w->queue.push(t, was_empty)) [[unlikely]]
-    return spawn_overflowed(*core, *w, t);
-  if (was_empty && core->idle_.should_notify_unfenced()) [[unlikely]]
-    return spawn_notify(*core, t);
+    return spawn_overflowed(*w, t);
+  // (The caller's runtime, tl_context.core: a thread's worker is always one
+  // of it; worker_context sets both.)
+  if (was_empty) [[unlikely]] {
+    runtime_core* const core = w->core;
+    if (core->idle_.should_notify_unfenced()) [[unlikely]]
+      return spawn_notify(*core, t);
+  }
   return t;
 }
 

@@ -150,8 +150,10 @@
 // adds +1 to one shard and -1 to the other; only the sum means anything.
 //
 // Closing is a Dekker handshake between the counters and `closed_`: spawn
-// adds one to its shard, then reads `closed_` and backs out (and refuses the
-// task) if it is set; shutdown sets `closed_`, then sums the shards. A
+// adds one to its shard, then reads `closed_` (on a worker with the light
+// count: the worker's copy, `worker::closed`, which shutdown sets with it)
+// and backs out (and refuses the task) if it is set; shutdown sets `closed_`
+// and the copies, then sums the shards. A
 // worker's shard has a single writer, so where the kernel offers it
 // (asymmetric_fence.hpp) the worker side is a plain store and a compiler
 // barrier and shutdown pays with one heavy fence (no locked instruction per
@@ -240,6 +242,10 @@ struct worker {
   /// the worker's thread, read by shutdown's sweeps. Next to `live`: both
   /// are this worker's own line.
   std::atomic<std::uint8_t> solo_inside{0};
+  /// runtime_core::closed_, copied here by shutdown (before its heavy
+  /// fence, as closed_): the light spawn path reads it after counting on
+  /// `live` (see "Live tasks" above) without loading the runtime.
+  std::atomic<bool> closed{false};
 };
 
 /// Sleeping workers and the number of searching ones.
