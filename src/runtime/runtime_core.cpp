@@ -541,21 +541,14 @@ bool runtime_core::claim_awaited(worker& w, task_header* child, std::uint64_t no
   if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) != task_header::RUNNING) return false;
   if (w.stash_size + kHelpWindow > worker::kStashMax || !idle_.all_busy()) return false;
   // The look copies what it passes into the stash's free end, where the
-  // claim wants it (see help_awaited_slow).
-  task_header** const out = w.stash.data() + w.stash_size;
-  const std::uint32_t depth = w.queue.depth_from_back(child, kHelpWindow, out);
-  if (depth == 0) return false;
-  const std::size_t n = w.queue.pop_back_batch(out, depth, true);
-  if (n == 0 || out[n - 1] != child) [[unlikely]] {
-    // A thief got there first: undo (the caller waits for the child as
-    // usual).
-    give_back(w, out, n);
-    return false;
-  }
+  // claim wants it, newest first (the child last). Nothing is claimed if a
+  // thief got there first (the caller then waits for the child as usual).
+  const std::uint32_t n = w.queue.claim_back_to(child, kHelpWindow, w.stash.data() + w.stash_size);
+  if (n == 0) return false;
   // The child was in this worker's queue from the look to the claim, so it
   // still never started. The younger siblings stay stashed for the awaits
   // that follow; the child is taken.
-  w.stash_size += static_cast<std::uint32_t>(n - 1);
+  w.stash_size += n - 1;
   return true;
 }
 
