@@ -565,7 +565,15 @@ bool runtime_core::claim_awaited(worker& w, task_header* child, std::uint64_t no
 void runtime_core::help_periodic(worker& w) noexcept {
   w.picks_to_check = kGlobalQueueInterval;
   time_.fire_due();
-  if (w.lifo != nullptr || inject_.size() != 0) w.stop_helping = true;
+  if (w.lifo != nullptr || inject_.size() != 0) {
+    w.stop_helping = true;
+    // Nothing stays stashed while helping is stopped (and nothing is
+    // claimed: every claim tests stop_helping), so take_stashed needs no
+    // test of it: the stashed tasks go back to the queue now, where the
+    // loop (or a thief) takes them, instead of when their levels' polls
+    // end.
+    if (w.stash_size != 0) give_back_all_stashed(w);
+  }
 }
 
 void runtime_core::give_back_stash(worker& w, std::uint32_t base) noexcept {

@@ -101,8 +101,9 @@
 // siblings go back on the queue right after the child ran (plain pushes;
 // the next await claims again), which spares poll() a check per task.
 // The whole stash, every level, is given back as soon as a worker searches
-// or sleeps (checked at each await that helps), outer levels first (older,
-// larger work nearer the front, where thieves take from).
+// or sleeps (checked at each await that helps), or the periodic check stops
+// helping (help_periodic), outer levels first (older, larger work nearer
+// the front, where thieves take from).
 //
 // # Idling without lost wakeups
 // A worker that found nothing registers as a sleeper (a seq_cst RMW on the
@@ -223,7 +224,9 @@ struct worker {
   bool searching = false;
   /// Set when a periodic check during help_awaited found other runnable
   /// work: every help loop on this worker stops; cleared by the next
-  /// regular pick (see "Awaiting a task that has not started").
+  /// regular pick (see "Awaiting a task that has not started"). The stash
+  /// is empty while it is set (help_periodic gives it back, and nothing is
+  /// claimed).
   bool stop_helping = false;
   std::uint32_t help_depth = 0;  // nested help_awaited calls on this worker
   /// help_awaited's stash (see "The stash" above): never-started tasks this
@@ -411,7 +414,9 @@ class runtime_core final : public task_scheduler, public timer_host {
     // level's part is empty, as nothing is claimed there.)
     const std::uint32_t size = w.stash_size;
     if (size > w.stash_base[w.help_depth]) [[likely]] {
-      if (w.stash[size - 1] == child && !w.stop_helping && idle_.all_busy()) [[likely]] {
+      // (No test of stop_helping: the stash is empty while it is set; see
+      // help_periodic.)
+      if (w.stash[size - 1] == child && idle_.all_busy()) [[likely]] {
         // relaxed: a stashed task is ours (only an abort may add ABORT,
         // which the poll handles, or which `not_set` turns away).
         const std::uint64_t s = child->state.load(std::memory_order_relaxed);
