@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -55,6 +56,39 @@ TEST(help_awaited, one_worker_runs_each_never_started_child_inside_its_await) {
   rt.block_on(spawn_three_then_await_the_first(log, seen));
   EXPECT_EQ(seen, (std::vector<int>{0}));
   EXPECT_EQ(log.order, (std::vector<int>{0, 1, 2}));
+}
+
+task<int> spawn_three_await_in(start_log& log, std::vector<int>& seen_at_first_await, std::vector<int> awaits) {
+  std::vector<warden::join_handle<int>> handles;
+  for (int i = 0; i < 3; ++i) handles.push_back(warden::spawn(record(log, i)));
+  int sum = 0;
+  for (const int i : awaits) {
+    sum += co_await handles[static_cast<std::size_t>(i)];
+    if (seen_at_first_await.empty()) {
+      std::lock_guard lock(log.mutex);
+      seen_at_first_await = log.order;
+    }
+  }
+  co_return sum;
+}
+
+task<int> await_a_spawned(start_log& log, std::vector<int>& seen_at_first_await, std::vector<int> awaits) {
+  co_return co_await warden::spawn(spawn_three_await_in(log, seen_at_first_await, std::move(awaits)));
+}
+
+// The same one level down: a task that itself runs inside its awaiter's
+// await (a help level above 0, whose first await claims from the one-call
+// await path), in spawn order and out of it: each child still runs inside
+// its own await (the one awaited first alone), and every value arrives.
+TEST(help_awaited, one_worker_runs_each_child_inside_its_await_one_level_down) {
+  for (const auto& awaits : {std::vector<int>{0, 1, 2}, std::vector<int>{2, 0, 1}, std::vector<int>{1, 2, 0}}) {
+    warden::runtime rt{warden::testkit::quiet_options(1)};
+    start_log log;
+    std::vector<int> seen;
+    EXPECT_EQ(rt.block_on(await_a_spawned(log, seen, awaits)), 3);
+    EXPECT_EQ(seen, (std::vector<int>{awaits[0]}));
+    EXPECT_EQ(log.order, awaits);
+  }
 }
 
 task<void> set_it(warden::event& ev) {
