@@ -527,8 +527,9 @@ bool runtime_core::help_awaited_slow(worker& w, task_header* child) noexcept {
 }
 
 bool runtime_core::claim_awaited(worker& w, task_header* child, std::uint64_t not_set) noexcept {
-  // (A stash entry or a help level above 0 exists only inside a poll, so no
-  // outside-a-task check is needed here.)
+  // (A help level above 0 exists only inside a poll, so no outside-a-task
+  // check is needed here; and only in a threaded runtime: current-thread
+  // mode never helps, so its level stays 0.)
   const std::uint32_t level = w.help_depth;
   if (level == 0 || level >= kMaxHelpDepth || w.stop_helping || child == nullptr) return false;
   // relaxed: a hint, settled by the claim. A task in this worker's queue
