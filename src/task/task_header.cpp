@@ -42,6 +42,12 @@
 //   handle dropped:   minus JOIN_INTEREST and one reference, one RMW (a
 //                     CAS), unless the task completed with an outcome left
 //                     to drop or report (then two RMWs)
+//   complete and consumed at once (await_now): when the awaiting handle is
+//                     the only other owner and the task has no extras, the
+//                     handle takes the value and keeps just the site, so
+//                     the word goes straight to COMPLETE with no
+//                     references (release) and the header back to the pool
+//                     ("A consumed handle's identity" in join_handle.hpp)
 // A task that finishes its poll with ABORT set is destroyed by that poller.
 // An abort that finds the task COMPLETE does nothing: exactly one outcome.
 //
@@ -1183,7 +1189,8 @@ void join_handle_base::release_handle() noexcept {
   }
   // The handle keeps the header after all: complete, the outcome taken, its
   // reference (the generation is not kept: nothing reads it once complete,
-  // and no waker of the task is left, as await_now saw).
+  // and no waker of the task is left: await_now saw the handle as its only
+  // other owner).
   task->root = {};         // destroyed already
   task->result = nullptr;  // taken: nothing for the handle's drop to free
   // release: as in publish_finished.
