@@ -86,6 +86,9 @@ struct await_outcome {
   std::uintptr_t bits;
   std::uintptr_t kind;
 };
+/// join_handle_base::kPending and kComplete, for the runtime's code.
+inline constexpr std::uintptr_t kAwaitPending = 0;
+inline constexpr std::uintptr_t kAwaitComplete = 1;
 }  // namespace detail
 
 namespace detail {
@@ -219,7 +222,7 @@ class join_handle_base {
   /// or its cancellation finished (frame destroyed).
   [[nodiscard]] bool is_finished() const noexcept;
   /// Dropping this handle will abort the task instead of detaching it.
-  void abort_on_drop() noexcept { abort_on_drop_ = true; }
+  void abort_on_drop() noexcept { flags_ |= kAbortOnDrop; }
   /// Lets the task run on unobserved; the handle becomes empty. A later
   /// panic is an unhandled failure (runtime_options::on_unhandled_failure).
   void detach() noexcept;
@@ -229,22 +232,19 @@ class join_handle_base {
   [[nodiscard]] std::source_location spawn_location() const noexcept;
   [[nodiscard]] warden::abort_handle get_abort_handle() const noexcept;
   /// False for a default-constructed, moved-from, detached or consumed handle.
-  [[nodiscard]] bool valid() const noexcept { return task_ != nullptr && !consumed_; }
+  [[nodiscard]] bool valid() const noexcept { return (flags_ & kConsumed) == 0 && task_ != nullptr; }
 
  protected:
   friend struct detail::handle_access;
   join_handle_base() noexcept = default;
   explicit join_handle_base(detail::task_header* task) noexcept : task_(task) {}
   join_handle_base(join_handle_base&& other) noexcept
-      : task_(std::exchange(other.task_, nullptr)),
-        abort_on_drop_(std::exchange(other.abort_on_drop_, false)),
-        consumed_(std::exchange(other.consumed_, false)) {}
+      : task_(std::exchange(other.task_, nullptr)), flags_(std::exchange(other.flags_, 0)) {}
   join_handle_base& operator=(join_handle_base&& other) noexcept {
     if (this != &other) {
       drop();
       task_ = std::exchange(other.task_, nullptr);
-      abort_on_drop_ = std::exchange(other.abort_on_drop_, false);
-      consumed_ = std::exchange(other.consumed_, false);
+      flags_ = std::exchange(other.flags_, 0);
     }
     return *this;
   }
@@ -252,7 +252,7 @@ class join_handle_base {
 
   // Awaiting: throws usage_error when empty or already consumed.
   void check_can_take() const {
-    if (task_ == nullptr || consumed_) [[unlikely]]
+    if (task_ == nullptr || (flags_ & kConsumed) != 0) [[unlikely]]
       throw_cannot_take();
   }
   /// await_now's outcomes: the task is not complete (suspend: wait); it is
@@ -267,8 +267,8 @@ class join_handle_base {
   /// (see "Awaiting a task that has not started" at the top), and if it
   /// ended with a value that fits the header's slot (or void) while this
   /// handle was its only other owner, kTaken: the value's bits, the handle
-  /// consumed (its header stays, for id(), name() and the rest, until the
-  /// handle is dropped); else runs it, or others before it, as help_awaited
+  /// consumed (see "A consumed handle's identity" below for its header);
+  /// else runs it, or others before it, as help_awaited
   /// decides (kComplete if it completed meanwhile, else kPending). Throws
   /// usage_error when the handle is empty or consumed (check_can_take), or
   /// outside a warden task unless the task is complete.
@@ -293,7 +293,7 @@ class join_handle_base {
   /// After success: the value's slot (an inline value or a box; null for
   /// void). Marks the handle consumed.
   [[nodiscard]] void* take_box() noexcept {
-    consumed_ = true;
+    flags_ |= kConsumed;
     return std::exchange(task_->result, nullptr);
   }
 
@@ -304,10 +304,40 @@ class join_handle_base {
   /// drop()'s work when the handle holds a task.
   void release_handle() noexcept;
   [[noreturn]] void throw_cannot_take() const;
+  /// Of a handle without a header that was consumed by await_now (see
+  /// below): a header standing for its finished task, made on first need
+  /// (id(), get_abort_handle()), or null if out of memory.
+  detail::task_header* identity_header() const noexcept;
+  /// await_now's consume when the header cannot go back to the pool the
+  /// inline way: frees it keeping the site, or else keeps it.
+  void consume_slow() noexcept;
 
-  detail::task_header* task_ = nullptr;
-  bool abort_on_drop_ = false;
-  bool consumed_ = false;
+  // A consumed handle's identity: once the outcome is taken, id(), name(),
+  // spawn_location() and is_finished() still answer for the task (and a
+  // second await throws usage_error). Usually the handle keeps the header
+  // for that until it is dropped. But when await_now consumes it while the
+  // handle is the header's only owner and the task has no extras (no name,
+  // no task-locals, no id asked for yet), all that is left of the identity
+  // is the spawn site (interned, never freed) and an id nobody was given
+  // yet. So await_now frees the header right there and the handle keeps the
+  // site in `flags_` (task_ null, kConsumed set): its drop then does
+  // nothing. A later id() or get_abort_handle() makes a header for the
+  // finished task (complete, the same site, the id given then, as it would
+  // have been given then anyway) and keeps it like any consumed handle. A
+  // const accessor may do that: a handle is used by one thread at a time
+  // (see "Threads" at the top).
+  static constexpr std::uintptr_t kAbortOnDrop = 1;
+  static constexpr std::uintptr_t kConsumed = 2;
+  static constexpr std::uintptr_t kFlagBits = kAbortOnDrop | kConsumed;
+  /// The site kept by a consumed handle without a header, else null.
+  [[nodiscard]] const detail::spawn_site* kept_site() const noexcept {
+    return reinterpret_cast<const detail::spawn_site*>(flags_ & ~kFlagBits);
+  }
+
+  mutable detail::task_header* task_ = nullptr;  // mutable: see identity_header
+  // kAbortOnDrop, kConsumed, and the kept site's address (see above; a
+  // spawn_site is at least 8-byte aligned).
+  std::uintptr_t flags_ = 0;
 };
 
 /// The handle to a spawned task yielding `T`. Move-only. See the top of this

@@ -203,6 +203,18 @@ void free_header_slow(task_header* header) noexcept {
   c.items[c.count++] = header;
 }
 
+std::uintptr_t free_header_keeping_site_slow(task_header* header) noexcept {
+  // No sweep may run (it could be reading the header, or about to give the
+  // task an id for a report), so the site word read next is final: only an
+  // owner or a sweep installs extras, and the caller was the last owner.
+  if (sweep_may_run()) return 0;
+  // acquire: as in free_header_slow.
+  const std::uintptr_t site = header->site_or_extras.load(std::memory_order_acquire);
+  if ((site & task_header::kExtrasTag) != 0) return 0;
+  free_header_slow(header);
+  return site;
+}
+
 std::uint64_t next_task_id() noexcept {
   header_cache& c = headers::tl_header_cache;
   if (c.next_id == c.id_limit) {

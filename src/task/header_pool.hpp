@@ -88,6 +88,33 @@ inline void free_header(task_header* header) noexcept {
   }
   free_header_slow(header);
 }
+/// For a header whose last owner has stored its dead state (no references,
+/// frame and result gone), free_header's common case if the header has no
+/// extras: frees it and sets `site` to its site word (the bare spawn_site
+/// pointer), true. False (nothing done) otherwise, or if a sweep may run or
+/// the cache is full: then free_header_keeping_site_slow. A consumed join
+/// handle keeps the site instead of the header (join_handle.hpp).
+[[gnu::always_inline]] inline bool free_header_keeping_site(task_header* header, std::uintptr_t& site) noexcept {
+  if constexpr (!WARDEN_TSAN) {
+    // As free_header: the site word read after the barrier is the one that
+    // counts (a sweep may have installed extras since the caller looked).
+    light_fence();
+    headers::header_cache& c = headers::tl_header_cache;
+    if (headers::g_sweeps.load(std::memory_order_relaxed) == 0) [[likely]] {
+      site = header->site_or_extras.load(std::memory_order_relaxed);
+      if ((site & task_header::kExtrasTag) == 0 && c.count < c.free_limit) [[likely]] {
+        c.items[c.count++] = header;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+/// free_header_keeping_site's other cases (header_pool.cpp): frees the
+/// header and returns its site word, or returns 0 if it has extras or a
+/// sweep may run (the header is left to the caller, who then makes it a
+/// live header again).
+std::uintptr_t free_header_keeping_site_slow(task_header* header) noexcept;
 /// Frees the header's extras record (task_header.cpp).
 void free_extras(task_header* header) noexcept;
 /// A fresh task id, unique in the process.

@@ -42,6 +42,12 @@
 //   handle dropped:   minus JOIN_INTEREST and one reference, one RMW (a
 //                     CAS), unless the task completed with an outcome left
 //                     to drop or report (then two RMWs)
+//   complete and consumed at once (await_now): when the awaiting handle is
+//                     the only other owner and the task has no extras, the
+//                     handle takes the value and keeps just the site, so
+//                     the word goes straight to COMPLETE with no
+//                     references (release) and the header back to the pool
+//                     ("A consumed handle's identity" in join_handle.hpp)
 // A task that finishes its poll with ABORT set is destroyed by that poller.
 // An abort that finds the task COMPLETE does nothing: exactly one outcome.
 //
@@ -879,14 +885,16 @@ template <poll_kind Kind>
 /// (it must anyway, from generation 0: the child never ran before), and
 /// whether a deferred park may go solo (never: the awaiting handle holds a
 /// reference, so solo_park backs out). Then leave_helped (queueing the
-/// task if it yielded); whether the child is complete.
-[[gnu::noinline]] bool poll_end_awaited(task_header* task, task_header* outer) noexcept {
+/// task if it yielded); await_now's outcome: whether the child is complete
+/// (returned as await_now returns it, so await_now's call is a tail call and
+/// keeps no register for the outcome).
+[[gnu::noinline]] await_outcome poll_end_awaited(task_header* task, task_header* outer) noexcept {
   task_header* const outer_awaited = std::exchange(tl_context.awaited_here, task);
   task_header* const yielded = poll_end<poll_kind::helped>(task, outer, tl_context.wakers_made, {});
   tl_context.awaited_here = outer_awaited;
   worker& v = *tl_context.on_worker;
   v.core->leave_helped(v, yielded);
-  return task->is_complete();
+  return {0, task->is_complete() ? kAwaitComplete : kAwaitPending};
 }
 
 task_header* poll_woken_next(worker& w) noexcept {
@@ -1148,7 +1156,7 @@ namespace {
 void join_handle_base::release_handle() noexcept {
   using h = detail::task_header;
   detail::task_header* const task = task_;
-  if (consumed_) {
+  if ((flags_ & kConsumed) != 0) {
     // Consumed: complete, its frame destroyed and its outcome taken (the
     // result slot is null, a panic's exception moved out of its record).
     // The common case, the last reference, in one masked compare:
@@ -1168,7 +1176,53 @@ void join_handle_base::release_handle() noexcept {
     return;
   }
   task_ = nullptr;  // before anything that may run user code (a failure report)
-  drop_unconsumed(task, abort_on_drop_);
+  drop_unconsumed(task, (flags_ & kAbortOnDrop) != 0);
+}
+
+[[gnu::noinline]] void join_handle_base::consume_slow() noexcept {
+  using h = detail::task_header;
+  detail::task_header* const task = task_;
+  if (const std::uintptr_t site = detail::free_header_keeping_site_slow(task)) {
+    task_ = nullptr;
+    flags_ = site | kConsumed;
+    return;
+  }
+  // The handle keeps the header after all: complete, the outcome taken, its
+  // reference (the generation is not kept: nothing reads it once complete,
+  // and no waker of the task is left: await_now saw the handle as its only
+  // other owner).
+  task->root = {};         // destroyed already
+  task->result = nullptr;  // taken: nothing for the handle's drop to free
+  // release: as in publish_finished.
+  task->state.store(h::COMPLETE | h::JOIN_INTEREST | h::REF_ONE, std::memory_order_release);
+  flags_ = kConsumed;
+}
+
+static_assert(alignof(detail::spawn_site) > 3, "a consumed handle keeps the site's address with two flag bits");
+
+detail::task_header* join_handle_base::identity_header() const noexcept {
+  using h = detail::task_header;
+  const detail::spawn_site* const site = kept_site();
+  if (site == nullptr) return nullptr;
+  detail::task_header* fresh;
+  try {
+    fresh = detail::allocate_header();
+  } catch (...) {
+    return nullptr;  // out of memory: as task_id_of, "no task" rather than a wrong one
+  }
+  // What the task's own header held once consumed (see release_handle):
+  // complete, the outcome taken, no extras, the handle's reference.
+  fresh->queue_next = nullptr;
+  fresh->result = nullptr;
+  fresh->root = {};
+  fresh->join_waiter.store(nullptr, std::memory_order_relaxed);
+  fresh->site_or_extras.store(reinterpret_cast<std::uintptr_t>(site), std::memory_order_relaxed);
+  fresh->park_link = 0;
+  // release: publishes the fields above to anyone the header reaches (an
+  // abort handle made from it may go to another thread).
+  fresh->state.store(h::COMPLETE | h::JOIN_INTEREST | h::REF_ONE, std::memory_order_release);
+  task_ = fresh;
+  return fresh;
 }
 
 detail::await_outcome join_handle_base::await_now() {
@@ -1206,12 +1260,21 @@ detail::await_outcome join_handle_base::await_now() {
       if ((s & mask) == 2 * h::REF_ONE + h::JOIN_INTEREST + h::RUNNING) [[likely]] {
         detail::tl_root_exit.frame = nullptr;
         detail::tl_context.task = outer;
-        child->root = {};         // destroyed already
-        child->result = nullptr;  // taken: nothing for the handle's drop to free
-        // RUNNING -> COMPLETE, minus the lifecycle reference. release: as
-        // in publish_finished (a sweep may read the header).
-        child->state.store(s + h::COMPLETE - h::RUNNING - h::REF_ONE, std::memory_order_release);
-        consumed_ = true;
+        // The handle is consumed and the header's only owner left: it
+        // keeps the site instead of the header, which goes back to the pool
+        // now, unless the task has extras or a sweep may run ("A consumed
+        // handle's identity" in join_handle.hpp). So first the state of a
+        // header freed by its last owner: complete, no references (the
+        // frame and the value are gone: root and result are not looked
+        // at). release: as in publish_finished (a sweep may read the
+        // header).
+        child->state.store(h::COMPLETE, std::memory_order_release);
+        if (std::uintptr_t site; detail::free_header_keeping_site(child, site)) [[likely]] {
+          task_ = nullptr;
+          flags_ = site | kConsumed;
+        } else {
+          consume_slow();
+        }
         detail::worker& v = *detail::tl_context.on_worker;  // read again: nothing of it lives across the poll
         v.core->on_complete_here(v);
         v.core->leave_helped(v, nullptr);
@@ -1223,41 +1286,52 @@ detail::await_outcome join_handle_base::await_now() {
     // Out of line, with leave_helped: the common case above then keeps
     // three registers across the resume (no fourth push, no stack
     // alignment adjustment).
-    return {0, detail::poll_end_awaited(child, outer) ? kComplete : kPending};
+    static_assert(kComplete == detail::kAwaitComplete && kPending == detail::kAwaitPending);
+    return detail::poll_end_awaited(child, outer);
   }
   return await_now_slow();
 }
 
 void join_handle_base::abort() const noexcept {
+  // (A handle that kept only the site: its task is complete, nothing to do.)
   if (task_ != nullptr) detail::abort(task_);
 }
-bool join_handle_base::is_finished() const noexcept { return task_ != nullptr && task_->is_complete(); }
+bool join_handle_base::is_finished() const noexcept {
+  if (task_ == nullptr) return kept_site() != nullptr;  // consumed: complete
+  return task_->is_complete();
+}
 void join_handle_base::detach() noexcept {
-  abort_on_drop_ = false;
   // release_handle's work, spelled out (the common detach, of a handle not
   // consumed, is then a tail call: release_handle's consumed case made it
   // too large to inline here, +0.7% instructions on chained_spawn).
+  const std::uintptr_t flags = std::exchange(flags_, 0);  // empty from now on (no kept site either)
   if (task_ == nullptr) return;
   detail::task_header* task = std::exchange(task_, nullptr);
-  if (consumed_) [[unlikely]] {
-    detail::release_inline(task);
+  if ((flags & kConsumed) != 0) [[unlikely]] {
+    detail::release(task);  // a tail call too: no frame for the common case
     return;
   }
   detail::release_join_interest(task);
 }
 task_id join_handle_base::id() const noexcept {
-  return task_ != nullptr ? task_id{detail::task_id_of(task_)} : task_id{};
+  detail::task_header* const task = task_ != nullptr ? task_ : identity_header();
+  return task != nullptr ? task_id{detail::task_id_of(task)} : task_id{};
 }
 std::string_view join_handle_base::name() const noexcept {
+  // (A handle that kept only the site: the task had no name.)
   return task_ != nullptr ? detail::task_name(task_) : std::string_view();
 }
 std::source_location join_handle_base::spawn_location() const noexcept {
-  return task_ != nullptr ? detail::spawn_location(task_) : std::source_location{};
+  if (task_ != nullptr) return detail::spawn_location(task_);
+  const detail::spawn_site* const site = kept_site();
+  return site != nullptr ? site->location : std::source_location{};
 }
-abort_handle join_handle_base::get_abort_handle() const noexcept { return abort_handle(task_); }
+abort_handle join_handle_base::get_abort_handle() const noexcept {
+  return abort_handle(task_ != nullptr ? task_ : identity_header());
+}
 
 void join_handle_base::throw_cannot_take() const {
-  if (task_ == nullptr)
+  if ((flags_ & kConsumed) == 0)
     throw usage_error("join_handle is empty (default-constructed, moved-from or detached): there is nothing to await");
   throw usage_error(
       "join_handle awaited twice: its result was already taken (by co_await, result() or join()); keep the "
@@ -1280,7 +1354,7 @@ void join_handle_base::block() {
 
 join_error join_handle_base::take_error() noexcept {
   const std::uint64_t s = task_->state.load(std::memory_order_acquire);
-  consumed_ = true;
+  flags_ |= kConsumed;
   if ((s & detail::task_header::CANCELLED) != 0)
     return join_error::cancelled(task_id{detail::task_id_of(task_)}, name());
   std::exception_ptr error;

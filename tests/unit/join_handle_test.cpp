@@ -1035,6 +1035,74 @@ TEST_P(join_handle_test, handles_consumed_by_awaits_in_spawn_order_keep_their_id
   });
 }
 
+// A handle consumed by its await (with workers, the one-call await path may
+// free the task's header at once and keep only what its identity needs) keeps
+// one id across calls and moves, gives abort handles that agree with it, and
+// becomes empty when detached.
+TEST_P(join_handle_test, a_consumed_handle_keeps_one_id_and_gives_abort_handles_for_the_finished_task) {
+  auto leaf = [](std::uint64_t i) -> task<std::uint64_t> { co_return i + 1; };
+  run([&]() -> task<void> {
+    constexpr std::size_t kChildren = 6;
+    std::array<warden::join_handle<std::uint64_t>, kChildren> handles;
+    for (std::size_t i = 0; i < kChildren; ++i) handles[i] = warden::spawn(leaf(i));
+    for (std::size_t i = 0; i < kChildren; ++i) EXPECT_EQ(co_await handles[i], i + 1) << "child " << i;
+    std::set<std::uint64_t> distinct;
+    for (std::size_t i = 0; i < kChildren; ++i) {
+      auto& h = handles[i];
+      const unsigned line = h.spawn_location().line();
+      EXPECT_NE(line, 0u) << "child " << i;
+      EXPECT_TRUE(h.is_finished()) << "child " << i;
+      // Even children: an abort handle first, then the id; odd: the reverse.
+      warden::abort_handle a;
+      warden::task_id id;
+      if (i % 2 == 0) {
+        a = h.get_abort_handle();
+        id = h.id();
+      } else {
+        id = h.id();
+        a = h.get_abort_handle();
+      }
+      EXPECT_TRUE(static_cast<bool>(id)) << "child " << i;
+      EXPECT_EQ(h.id(), id) << "child " << i;
+      EXPECT_EQ(a.id(), id) << "child " << i;
+      EXPECT_TRUE(a.is_finished()) << "child " << i;
+      a.abort();  // a finished task: nothing happens
+      EXPECT_EQ(h.name(), "") << "child " << i;
+      distinct.insert(id.value());
+      // Moved: the same identity, the source empty.
+      warden::join_handle<std::uint64_t> moved = std::move(h);
+      EXPECT_EQ(moved.id(), id) << "child " << i;
+      EXPECT_EQ(moved.spawn_location().line(), line) << "child " << i;
+      EXPECT_TRUE(moved.is_finished()) << "child " << i;
+      EXPECT_FALSE(moved.valid()) << "child " << i;
+      EXPECT_FALSE(h.is_finished()) << "child " << i;
+      EXPECT_EQ(h.id(), warden::task_id{}) << "child " << i;
+      // Detached: empty.
+      moved.detach();
+      EXPECT_FALSE(moved.is_finished()) << "child " << i;
+      EXPECT_EQ(moved.id(), warden::task_id{}) << "child " << i;
+      EXPECT_EQ(moved.spawn_location().line(), 0u) << "child " << i;
+      bool refused = false;
+      try {
+        (void)co_await moved;
+      } catch (const warden::usage_error& e) {
+        refused = mentions(e.what(), "empty");
+      }
+      EXPECT_TRUE(refused) << "child " << i;
+    }
+    EXPECT_EQ(distinct.size(), kChildren);
+    // A consumed handle that never gave its id: its abort handle outlives it.
+    auto last = warden::spawn(leaf(7));
+    EXPECT_EQ(co_await last, 8u);
+    warden::abort_handle kept = last.get_abort_handle();
+    const warden::task_id last_id = last.id();
+    { auto gone = std::move(last); }
+    EXPECT_TRUE(kept.is_finished());
+    EXPECT_EQ(kept.id(), last_id);
+    EXPECT_TRUE(distinct.count(last_id.value()) == 0);
+  });
+}
+
 // R18: the name given at spawn (copied, so a temporary string will do); "" without one.
 TEST_P(join_handle_test, name_is_the_one_given_at_spawn) {
   auto answer = []() -> task<int> { co_return 1; };
