@@ -225,6 +225,12 @@ struct worker {
   /// the worker's thread, read by shutdown's sweeps. Next to `live`: both
   /// are this worker's own line.
   std::atomic<std::uint8_t> solo_inside{0};
+  /// A sweep is coming: no solo section may start (this worker's copy of
+  /// the runtime's flag, so that a section finds both of its flags through
+  /// the thread's worker, with no pointers of its own to load). Set and
+  /// cleared by shutdown (block_solo, unblock_solo), read by the worker's
+  /// thread.
+  std::atomic<bool> solo_blocked{false};
 };
 
 /// Sleeping workers and the number of searching ones.
@@ -489,8 +495,10 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// current-thread driver): with solo sections when enabled.
   thread_context worker_context(worker& w) noexcept;
   /// Shutdown, before its sweeps: waits until no worker is inside a solo
-  /// section and none enters one until `solo_blocked_` is cleared.
+  /// section and none enters one until unblock_solo().
   void block_solo() noexcept;
+  /// Shutdown, after its sweeps: solo sections may start again.
+  void unblock_solo() noexcept;
   template <class Done>
   void run_loop(worker& w, Done&& done, const std::chrono::steady_clock::time_point* deadline);
   template <class Done>
@@ -539,10 +547,9 @@ class runtime_core final : public task_scheduler, public timer_host {
   std::atomic<bool> closed_{false};
   // Solo sections ("Solo" in task_header.cpp): on where the workers' side
   // of the handshake can be a compiler barrier (and under TSan, which
-  // checks the protocol with seq_cst on both sides); set while shutdown's
-  // sweeps run.
+  // checks the protocol with seq_cst on both sides). Shutdown's sweeps
+  // block them with each worker's `solo_blocked`.
   const bool solo_enabled_ = WARDEN_TSAN || heavy_fence_available();
-  std::atomic<bool> solo_blocked_{false};
   /// Worker shards use plain stores and the asymmetric fence (see "Live tasks").
   const bool light_live_ = heavy_fence_available();
   alignas(64) std::atomic<std::int64_t> outside_live_{0};  // shard of non-worker threads
