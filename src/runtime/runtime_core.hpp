@@ -173,6 +173,7 @@
 #include "inject_queue.hpp"
 #include "local_queue.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -337,12 +338,32 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// turn true only when a task completes or from another thread (shutdown),
   /// and the streak bounds the polls that miss it. `w.searching` is not
   /// either: poll() cleared it, and only the loop sets it.
-  [[gnu::always_inline]] task_header* take_lifo_next(worker& w) noexcept {
-    if (w.lifo == nullptr || w.lifo_streak >= kMaxLifoStreak || w.picks_to_check <= 1) return nullptr;
-    --w.picks_to_check;
-    ++w.lifo_streak;
+  /// A chain of such picks counts them in a register: lifo_chain_start
+  /// books all the picks it may take at once (`left`: the streak's rest,
+  /// and no pick that is due for the periodic check), each pick takes one,
+  /// and end_lifo_chain gives back the ones not taken. (A helped poll inside
+  /// a chain's poll counts its picks toward the periodic check too: with
+  /// the chain's booked in advance, its check may come up to 16 picks
+  /// early, and the loop's then as many late.)
+  [[gnu::always_inline]] static task_header* take_lifo_next(worker& w, std::uint32_t& left) noexcept {
+    if (w.lifo == nullptr || left == 0) return nullptr;
+    --left;
     w.stop_helping = false;  // as poll() does before each regular poll
     return std::exchange(w.lifo, nullptr);
+  }
+  /// The LIFO picks a chain may take, booked (see take_lifo_next).
+  [[nodiscard, gnu::always_inline]] static std::uint32_t lifo_chain_start(worker& w) noexcept {
+    const std::uint32_t streak_left = w.lifo_streak < kMaxLifoStreak ? kMaxLifoStreak - w.lifo_streak : 0;
+    const std::uint32_t picks_left = w.picks_to_check > 1 ? w.picks_to_check - 1 : 0;
+    const std::uint32_t left = std::min(streak_left, picks_left);
+    w.lifo_streak += left;
+    w.picks_to_check -= left;
+    return left;
+  }
+  /// After a chain with `left` of its booked picks not taken.
+  [[gnu::always_inline]] static void end_lifo_chain(worker& w, std::uint32_t left) noexcept {
+    w.lifo_streak -= left;
+    w.picks_to_check += left;
   }
   void on_complete() noexcept override;
   /// on_complete() called on `w`, a worker of this runtime (the calling

@@ -882,14 +882,20 @@ template <poll_kind Kind>
 task_header* poll_woken_next(worker& w) noexcept {
   // `w` is the thread's worker, whose flags the chain's solo sections use
   // (a solo park on this thread started the chain, so it has them).
+  // The picks are counted here (see take_lifo_next).
+  std::uint32_t left = runtime_core::lifo_chain_start(w);
   for (;;) {
-    task_header* const next = w.core->take_lifo_next(w);
+    task_header* const next = runtime_core::take_lifo_next(w, left);
     if (next == nullptr) {
+      runtime_core::end_lifo_chain(w, left);
       tl_context.task = nullptr;  // the chain's last poll left its task
       return nullptr;
     }
     task_header* const yielded = poll_impl<poll_kind::chain>(next, &w);
-    if (yielded != kParkedSolo) return yielded;
+    if (yielded != kParkedSolo) {
+      runtime_core::end_lifo_chain(w, left);
+      return yielded;
+    }
   }
 }
 
