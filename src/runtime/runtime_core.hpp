@@ -335,9 +335,10 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// worker of this runtime) to go on with the task it woke without
   /// returning to the loop ("Going on with the woken task" in
   /// task_header.cpp). The loop's stop condition is not looked at: it can
-  /// turn true only when a task completes or from another thread (shutdown),
-  /// and the streak bounds the polls that miss it. `w.searching` is not
-  /// either: poll() cleared it, and only the loop sets it.
+  /// turn true only when a task completes (which ends the chain) or from
+  /// another thread (shutdown), and the periodic check bounds the polls that
+  /// miss it (see take_queue_turn). `w.searching` is not either: poll()
+  /// cleared it, and only the loop sets it.
   /// A chain of such picks counts them in a register: lifo_chain_start
   /// books all the picks it may take at once (`left`: the streak's rest,
   /// and no pick that is due for the periodic check), each pick takes one,
@@ -365,6 +366,18 @@ class runtime_core final : public task_scheduler, public timer_host {
     w.lifo_streak -= left;
     w.picks_to_check += left;
   }
+  /// A chain's pick once the LIFO streak is used up (after end_lifo_chain),
+  /// when the loop's would be the queue's turn (next_task_slow: the LIFO
+  /// task to the back of the queue, the next claimed task, claimed from the
+  /// front if none is) and that task is claimed in advance (woken, yielded
+  /// or spawned: RUNNING), so that a chain poll may run it: taken with the
+  /// loop's bookkeeping. Null otherwise (no task in the LIFO slot, the
+  /// streak not used up, the periodic check due, nothing to claim, or a
+  /// task that its poll must claim): the loop picks (the steps already
+  /// taken are the ones its next_task would take first). So a chain returns to the loop at least every
+  /// kGlobalQueueInterval picks, which bounds the polls that miss its stop
+  /// condition.
+  [[gnu::noinline]] task_header* take_queue_turn(worker& w) noexcept;
   void on_complete() noexcept override;
   /// on_complete() called on `w`, a worker of this runtime (the calling
   /// thread's), without the virtual call and the worker lookup.

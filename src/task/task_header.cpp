@@ -885,11 +885,16 @@ task_header* poll_woken_next(worker& w) noexcept {
   // The picks are counted here (see take_lifo_next).
   std::uint32_t left = runtime_core::lifo_chain_start(w);
   for (;;) {
-    task_header* const next = runtime_core::take_lifo_next(w, left);
-    if (next == nullptr) {
+    task_header* next = runtime_core::take_lifo_next(w, left);
+    if (next == nullptr) [[unlikely]] {
       runtime_core::end_lifo_chain(w, left);
-      tl_context.task = nullptr;  // the chain's last poll left its task
-      return nullptr;
+      // The streak's end: the queue's turn, here if a chain poll can take it.
+      next = w.core->take_queue_turn(w);
+      if (next == nullptr) {
+        tl_context.task = nullptr;  // the chain's last poll left its task
+        return nullptr;
+      }
+      left = runtime_core::lifo_chain_start(w);
     }
     task_header* const yielded = poll_impl<poll_kind::chain>(next, &w);
     if (yielded != kParkedSolo) {
