@@ -32,7 +32,10 @@
 // pair cannot starve the queue); then the local queue, then a batch from the
 // injection queue, then stealing half of a random victim's queue. A poll
 // that parked its task solo takes the LIFO pick itself (take_lifo_next) and
-// goes on with that task without returning to the loop.
+// goes on with that task without returning to the loop; at the streak's end
+// such a chain also takes the queue's turn itself when the task it gets is
+// claimed in advance (take_queue_turn), and returns to the loop for the
+// periodic check.
 //
 // The owner takes from the front of its local queue a few tasks at a time
 // (`claimed`, up to kClaimMax, at most a quarter of the queue: one CAS on
