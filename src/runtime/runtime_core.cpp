@@ -361,6 +361,27 @@ inline task_header* runtime_core::next_task(worker& w) noexcept {
   return next_task_slow(w);
 }
 
+task_header* runtime_core::take_queue_turn(worker& w) noexcept {
+  if (w.lifo == nullptr || w.lifo_streak < kMaxLifoStreak || w.picks_to_check <= 1) return nullptr;
+  // next_task_slow's steps for this case, in its order: its first pick
+  // is left to the loop's next_task if a chain poll cannot take it.
+  push_local(w, std::exchange(w.lifo, nullptr));
+  w.lifo_streak = 0;
+  if (w.claimed_next == w.claimed_end) {
+    w.claimed_next = 0;
+    w.claimed_end = static_cast<std::uint32_t>(w.queue.claim_front(w.claimed.data(), worker::kClaimMax));
+    if (w.claimed_end == 0) return nullptr;
+  }
+  task_header* const task = w.claimed[w.claimed_next];
+  // relaxed: a claimed task is ours; while queued only ABORT may be added
+  // (the frame reached us through the queue, as for the loop's poll).
+  if ((task->state.load(std::memory_order_relaxed) & task_header::RUNNING) == 0) return nullptr;
+  --w.picks_to_check;
+  ++w.claimed_next;
+  w.stop_helping = false;  // as poll() does before each regular poll
+  return task;
+}
+
 task_header* runtime_core::next_task_slow(worker& w) noexcept {
   if (--w.picks_to_check == 0) [[unlikely]] {
     w.picks_to_check = kGlobalQueueInterval;
@@ -692,23 +713,26 @@ thread_context runtime_core::worker_context(worker& w) noexcept {
   thread_context c;
   c.core = this;
   c.on_worker = &w;
-  if (solo_enabled_) {
-    c.solo_scheduler = this;
-    c.solo_blocked = &solo_blocked_;
-    c.solo_inside = &w.solo_inside;
-  }
+  // The solo section's flags are w's (solo_inside, solo_blocked).
+  if (solo_enabled_) c.solo_scheduler = this;
   return c;
 }
 
 void runtime_core::block_solo() noexcept {
   // The sweep's side of the solo section (see "Solo" in task_header.cpp):
-  // after this, no worker changes a task's state word without an RMW.
-  if constexpr (WARDEN_TSAN) {
-    solo_blocked_.store(true, std::memory_order_seq_cst);
-  } else {
-    solo_blocked_.store(true, std::memory_order_relaxed);
-    heavy_fence();
+  // after this, no worker changes a task's state word without an RMW. Each
+  // worker reads only its own copy of the flag.
+  for (auto& w : workers_) {
+    if constexpr (WARDEN_TSAN) {
+      w->solo_blocked.store(true, std::memory_order_seq_cst);
+    } else {
+      // relaxed: heavy_fence below orders it before our loads of the
+      // workers' solo_inside, and the workers' loads of it after their
+      // stores to solo_inside.
+      w->solo_blocked.store(true, std::memory_order_relaxed);
+    }
   }
+  if constexpr (!WARDEN_TSAN) heavy_fence();
   for (auto& w : workers_) {
     // acquire: the plain stores of a section we waited for.
     // A section is a few instructions long, unless its thread was
@@ -716,6 +740,11 @@ void runtime_core::block_solo() noexcept {
     while (w->solo_inside.load(WARDEN_TSAN ? std::memory_order_seq_cst : std::memory_order_acquire) != 0)
       std::this_thread::yield();
   }
+}
+
+void runtime_core::unblock_solo() noexcept {
+  // release: the sweep's aborts come before a worker's next solo section.
+  for (auto& w : workers_) w->solo_blocked.store(false, std::memory_order_release);
 }
 
 void runtime_core::run_worker(worker& w) {
@@ -831,7 +860,7 @@ void runtime_core::shutdown(std::chrono::nanoseconds grace) {
           if (static_cast<sweep*>(ctx)->self->owns(h)) abort(h);
         },
         &s);
-    if (solo_enabled_) solo_blocked_.store(false, std::memory_order_release);
+    if (solo_enabled_) unblock_solo();
     if (!s.leaked.empty() && !reported) {
       reported = true;
       try {

@@ -32,7 +32,10 @@
 // pair cannot starve the queue); then the local queue, then a batch from the
 // injection queue, then stealing half of a random victim's queue. A poll
 // that parked its task solo takes the LIFO pick itself (take_lifo_next) and
-// goes on with that task without returning to the loop.
+// goes on with that task without returning to the loop; at the streak's end
+// such a chain also takes the queue's turn itself when the task it gets is
+// claimed in advance (take_queue_turn), and returns to the loop for the
+// periodic check.
 //
 // The owner takes from the front of its local queue a few tasks at a time
 // (`claimed`, up to kClaimMax, at most a quarter of the queue: one CAS on
@@ -180,6 +183,7 @@
 #include "inject_queue.hpp"
 #include "local_queue.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -249,6 +253,12 @@ struct worker {
   /// fence, as closed_): the light spawn path reads it after counting on
   /// `live` (see "Live tasks" above) without loading the runtime.
   std::atomic<bool> closed{false};
+  /// A sweep is coming: no solo section may start (this worker's copy of
+  /// the runtime's flag, so that a section finds both of its flags through
+  /// the thread's worker, with no pointers of its own to load). Set and
+  /// cleared by shutdown (block_solo, unblock_solo), read by the worker's
+  /// thread.
+  std::atomic<bool> solo_blocked{false};
 };
 
 /// Sleeping workers and the number of searching ones.
@@ -352,16 +362,49 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// worker of this runtime) to go on with the task it woke without
   /// returning to the loop ("Going on with the woken task" in
   /// task_header.cpp). The loop's stop condition is not looked at: it can
-  /// turn true only when a task completes or from another thread (shutdown),
-  /// and the streak bounds the polls that miss it. `w.searching` is not
-  /// either: poll() cleared it, and only the loop sets it.
-  [[gnu::always_inline]] task_header* take_lifo_next(worker& w) noexcept {
-    if (w.lifo == nullptr || w.lifo_streak >= kMaxLifoStreak || w.picks_to_check <= 1) return nullptr;
-    --w.picks_to_check;
-    ++w.lifo_streak;
+  /// turn true only when a task completes (which ends the chain) or from
+  /// another thread (shutdown), and the periodic check bounds the polls that
+  /// miss it (see take_queue_turn). `w.searching` is not either: poll()
+  /// cleared it, and only the loop sets it.
+  /// A chain of such picks counts them in a register: lifo_chain_start
+  /// books all the picks it may take at once (`left`: the streak's rest,
+  /// and no pick that is due for the periodic check), each pick takes one,
+  /// and end_lifo_chain gives back the ones not taken. (A helped poll inside
+  /// a chain's poll counts its picks toward the periodic check too: with
+  /// the chain's booked in advance, its check may come up to 16 picks
+  /// early, and the loop's then as many late.)
+  [[gnu::always_inline]] static task_header* take_lifo_next(worker& w, std::uint32_t& left) noexcept {
+    if (w.lifo == nullptr || left == 0) return nullptr;
+    --left;
     w.stop_helping = false;  // as poll() does before each regular poll
     return std::exchange(w.lifo, nullptr);
   }
+  /// The LIFO picks a chain may take, booked (see take_lifo_next).
+  [[nodiscard, gnu::always_inline]] static std::uint32_t lifo_chain_start(worker& w) noexcept {
+    const std::uint32_t streak_left = w.lifo_streak < kMaxLifoStreak ? kMaxLifoStreak - w.lifo_streak : 0;
+    const std::uint32_t picks_left = w.picks_to_check > 1 ? w.picks_to_check - 1 : 0;
+    const std::uint32_t left = std::min(streak_left, picks_left);
+    w.lifo_streak += left;
+    w.picks_to_check -= left;
+    return left;
+  }
+  /// After a chain with `left` of its booked picks not taken.
+  [[gnu::always_inline]] static void end_lifo_chain(worker& w, std::uint32_t left) noexcept {
+    w.lifo_streak -= left;
+    w.picks_to_check += left;
+  }
+  /// A chain's pick once the LIFO streak is used up (after end_lifo_chain),
+  /// when the loop's would be the queue's turn (next_task_slow: the LIFO
+  /// task to the back of the queue, the next claimed task, claimed from the
+  /// front if none is) and that task is claimed in advance (woken, yielded
+  /// or spawned: RUNNING), so that a chain poll may run it: taken with the
+  /// loop's bookkeeping. Null otherwise (no task in the LIFO slot, the
+  /// streak not used up, the periodic check due, nothing to claim, or a
+  /// task that its poll must claim): the loop picks (the steps already
+  /// taken are the ones its next_task would take first). So a chain returns to the loop at least every
+  /// kGlobalQueueInterval picks, which bounds the polls that miss its stop
+  /// condition.
+  [[gnu::noinline]] task_header* take_queue_turn(worker& w) noexcept;
   void on_complete() noexcept override;
   /// on_complete() called on `w`, a worker of this runtime (the calling
   /// thread's), without the virtual call and the worker lookup.
@@ -533,8 +576,10 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// current-thread driver): with solo sections when enabled.
   thread_context worker_context(worker& w) noexcept;
   /// Shutdown, before its sweeps: waits until no worker is inside a solo
-  /// section and none enters one until `solo_blocked_` is cleared.
+  /// section and none enters one until unblock_solo().
   void block_solo() noexcept;
+  /// Shutdown, after its sweeps: solo sections may start again.
+  void unblock_solo() noexcept;
   template <class Done>
   void run_loop(worker& w, Done&& done, const std::chrono::steady_clock::time_point* deadline);
   template <class Done>
@@ -583,10 +628,9 @@ class runtime_core final : public task_scheduler, public timer_host {
   std::atomic<bool> closed_{false};
   // Solo sections ("Solo" in task_header.cpp): on where the workers' side
   // of the handshake can be a compiler barrier (and under TSan, which
-  // checks the protocol with seq_cst on both sides); set while shutdown's
-  // sweeps run.
+  // checks the protocol with seq_cst on both sides). Shutdown's sweeps
+  // block them with each worker's `solo_blocked`.
   const bool solo_enabled_ = WARDEN_TSAN || heavy_fence_available();
-  std::atomic<bool> solo_blocked_{false};
   /// Worker shards use plain stores and the asymmetric fence (see "Live tasks").
   const bool light_live_ = heavy_fence_available();
   alignas(64) std::atomic<std::int64_t> outside_live_{0};  // shard of non-worker threads

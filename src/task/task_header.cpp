@@ -88,14 +88,14 @@
 // while the task is still RUNNING and both transitions are the usual RMWs;
 // a wake by RMW clears SOLO. SOLO means nothing unless the task is idle.
 // The section is a Dekker handshake between the worker's `solo_inside`
-// flag and the runtime's `solo_blocked` flag: the worker sets its flag, then
-// (barrier) reads the runtime's and backs out if a sweep is coming; a sweep
-// sets the runtime's flag, then (barrier) waits until no worker's flag is
-// set. Where the kernel offers it (asymmetric_fence.hpp) the worker's
-// barrier is a compiler barrier and the sweep pays with a heavy fence; under
-// TSan both sides are seq_cst. The frame reaches the next poller through
-// the park's commit (release) and the waker's taking of it (acquire), then
-// the queue.
+// flag and its `solo_blocked` flag (its copy of "a sweep is coming"): the
+// worker sets its inside flag, then (barrier) reads its blocked flag and
+// backs out if a sweep is coming; a sweep sets every worker's blocked flag,
+// then (barrier) waits until no worker's inside flag is set. Both flags
+// are found through the thread's worker (tl_context.on_worker). Where the kernel offers it (asymmetric_fence.hpp) the
+// worker's barrier is a compiler barrier and the sweep pays with a heavy fence; under TSan both sides are seq_cst. The
+// frame reaches the next poller through the park's commit (release) and the waker's taking of it (acquire), then the
+// queue.
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
@@ -245,48 +245,33 @@ namespace {
 
 namespace {
 
-/// A thread's two solo flags (thread_context::solo_inside, solo_blocked),
-/// for a LIFO chain that reads them once (poll_woken_next).
-struct solo_flags {
-  std::atomic<std::uint8_t>* inside = nullptr;
-  const std::atomic<bool>* blocked = nullptr;
-};
-
-/// The handshake part of solo_enter, for a caller that knows this thread
-/// is a worker of the task's runtime with solo sections enabled (`f`: its
-/// flags).
-[[gnu::always_inline]] inline bool solo_enter_with(solo_flags f) noexcept {
+/// Enters the solo section of `w`, the calling thread's worker (see
+/// "Solo" at the top), for a caller that knows that this thread is a
+/// worker of the task's runtime with solo sections enabled: true if the
+/// thread may now change the task's state word with plain stores where
+/// only a sweep could race, until solo_leave(w); false (not entered) when a
+/// sweep comes.
+[[gnu::always_inline]] inline bool solo_enter(worker& w) noexcept {
   if constexpr (WARDEN_TSAN) {
     // TSan models neither fence: seq_cst on both sides orders them.
-    f.inside->store(1, std::memory_order_seq_cst);
-    if (!f.blocked->load(std::memory_order_seq_cst)) return true;
+    w.solo_inside.store(1, std::memory_order_seq_cst);
+    if (!w.solo_blocked.load(std::memory_order_seq_cst)) return true;
   } else {
-    f.inside->store(1, std::memory_order_relaxed);
+    w.solo_inside.store(1, std::memory_order_relaxed);
     light_fence();  // the runtime enables solo only where heavy_fence works
-    if (!f.blocked->load(std::memory_order_relaxed)) return true;
+    // relaxed: the fence pair (light_fence here, heavy_fence in block_solo)
+    // orders it after our store.
+    if (!w.solo_blocked.load(std::memory_order_relaxed)) return true;
   }
-  f.inside->store(0, std::memory_order_relaxed);
+  w.solo_inside.store(0, std::memory_order_relaxed);
   return false;
 }
-inline bool solo_enter_here(thread_context& c) noexcept { return solo_enter_with({c.solo_inside, c.solo_blocked}); }
 
-/// Enters this thread's solo section for a task of `scheduler` (see "Solo"
-/// at the top): true if the thread may now change the task's state word
-/// with plain stores where only a sweep could race, until solo_leave();
-/// false (not entered) off the workers of the task's runtime, or when a
-/// sweep comes.
-inline bool solo_enter(const task_scheduler* scheduler) noexcept {
-  thread_context& c = tl_context;
-  if (c.solo_scheduler != scheduler) return false;  // null off the workers
-  return solo_enter_here(c);
-}
-
-[[gnu::always_inline]] inline void solo_leave_with(std::atomic<std::uint8_t>* inside) noexcept {
+[[gnu::always_inline]] inline void solo_leave(worker& w) noexcept {
   // release: a sweep that saw us inside waits for this store, then reads
   // the state words we wrote.
-  inside->store(0, std::memory_order_release);
+  w.solo_inside.store(0, std::memory_order_release);
 }
-[[gnu::always_inline]] inline void solo_leave() noexcept { solo_leave_with(tl_context.solo_inside); }
 
 /// After the last reference went: destroys what is left and returns the
 /// header to the pool.
@@ -337,26 +322,33 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
   std::uint64_t s = task->state.load(std::memory_order_acquire);
   if ((s & h::SOLO) != 0) {
     // Read once (after the solo section's barrier the compiler would read
-    // it again for the queuing).
+    // them again for the queuing): the scheduler and, on a worker of the
+    // task's runtime with solo sections (null off them), the worker, whose
+    // flags are the section's and whose LIFO slot takes the task.
+    thread_context& c = tl_context;
     task_scheduler* const scheduler = scheduler_of(task);
-    if (solo_enter(scheduler)) {
-      // Wake, solo (see the top of this file): we hold the one waker of this
-      // suspension and no sweep runs, so nobody else writes the word now.
-      // Idle, SOLO and still in the waker's generation: one masked compare.
-      constexpr std::uint64_t mask =
-          ~(h::GENERATION_ONE - 1) | h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED;
-      s = task->state.load(std::memory_order_relaxed);
-      if ((s & mask) == ((std::uint64_t{generation} << h::GENERATION_SHIFT) | h::SOLO)) {
-        // SOLO off, RUNNING on, the next generation: one add (the compare
-        // fixed those bits). relaxed: the frame reached us through the
-        // park's commit; the queue passes it on.
-        task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
-        solo_leave();
-        // solo_enter saw this thread on a worker of the task's runtime.
-        static_cast<runtime_core*>(scheduler)->schedule_woken_here(*tl_context.on_worker, task);
-        return;
+    if (c.solo_scheduler == scheduler) {
+      worker& w = *c.on_worker;
+      if (solo_enter(w)) {
+        // Wake, solo (see the top of this file): we hold the one waker of
+        // this suspension and no sweep runs, so nobody else writes the word
+        // now. Idle, SOLO and still in the waker's generation: one masked
+        // compare.
+        constexpr std::uint64_t mask =
+            ~(h::GENERATION_ONE - 1) | h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED;
+        s = task->state.load(std::memory_order_relaxed);
+        if ((s & mask) == ((std::uint64_t{generation} << h::GENERATION_SHIFT) | h::SOLO)) {
+          // SOLO off, RUNNING on, the next generation: one add (the compare
+          // fixed those bits). relaxed: the frame reached us through the
+          // park's commit; the queue passes it on.
+          task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
+          solo_leave(w);
+          // This thread is on a worker of the task's runtime (solo_scheduler).
+          static_cast<runtime_core*>(scheduler)->schedule_woken_here(w, task);
+          return;
+        }
+        solo_leave(w);
       }
-      solo_leave();
     }
   }
   for (;;) {
@@ -632,29 +624,27 @@ inline const result_ops& retire_results(task_header* task) noexcept {
 /// thread started the chain).
 enum class solo_check : std::uint8_t { scheduler, loop, none };
 
-/// solo_leave for solo_park (with the chain's flags when it has them).
-[[gnu::always_inline]] inline void solo_park_leave(solo_check check, solo_flags chain) noexcept {
-  if (check == solo_check::none)
-    solo_leave_with(chain.inside);
-  else
-    solo_leave();
+/// solo_leave for solo_park (the chain's worker when it has it, else the
+/// thread's, read again).
+[[gnu::always_inline]] inline void solo_park_leave(solo_check check, worker* chain) noexcept {
+  solo_leave(check == solo_check::none ? *chain : *tl_context.on_worker);
 }
 
 /// Poll end, solo (see the top of this file): parks the task with plain
 /// stores and commits `park`. False (nothing done) unless this thread may
 /// and the task is alone: no reference but the lifecycle one, nothing
-/// woke or aborted it during the poll. `chain`: the thread's solo flags
-/// as a LIFO chain read them (check none), else read here.
+/// woke or aborted it during the poll. `chain`: the thread's worker as a
+/// LIFO chain has it (check none), else read here.
 [[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, solo_check check,
-                                             solo_flags chain) noexcept {
+                                             worker* chain) noexcept {
   using h = task_header;
   thread_context& c = tl_context;
   if (check == solo_check::scheduler ? c.solo_scheduler != scheduler_of(task)
                                      : check == solo_check::loop && c.solo_scheduler == nullptr)
     return false;
-  // Off the chain the flags are read again for the leave, not kept across
-  // the commit.
-  if (!(check == solo_check::none ? solo_enter_with(chain) : solo_enter_here(c))) return false;
+  // (solo_scheduler set: so is on_worker.) Off the chain the worker is read
+  // again for the leave, not kept across the commit.
+  if (!solo_enter(check == solo_check::none ? *chain : *c.on_worker)) return false;
   const std::uint64_t s = task->state.load(std::memory_order_relaxed);
   // One reference, neither NOTIFIED nor ABORT, RUNNING and not SOLO (one
   // masked compare; the last two always hold in a poll).
@@ -703,7 +693,7 @@ task_header* const kParkedSolo = reinterpret_cast<task_header*>(alignof(task_hea
 /// `chain`: as for poll_impl.
 template <poll_kind Kind>
 [[gnu::always_inline]] inline task_header* poll_end(task_header* task, task_header* const outer,
-                                                    std::uint32_t wakers_before, solo_flags chain) noexcept {
+                                                    std::uint32_t wakers_before, worker* chain) noexcept {
   using h = task_header;
   constexpr bool Helped = Kind == poll_kind::helped;
   constexpr bool Chain = Kind == poll_kind::chain;
@@ -839,7 +829,7 @@ template <poll_kind Kind>
 /// inlining solo_park, solo_leave and cancel_now into them (+5%
 /// instructions on yield_many), hence their always_inline.
 template <poll_kind Kind>
-[[gnu::always_inline]] inline task_header* poll_impl(task_header* task, solo_flags chain = {}) noexcept {
+[[gnu::always_inline]] inline task_header* poll_impl(task_header* task, worker* chain = nullptr) noexcept {
   using h = task_header;
   constexpr bool Chain = Kind == poll_kind::chain;
   std::uint64_t s = task->state.load(std::memory_order_relaxed);
@@ -898,17 +888,27 @@ template <poll_kind Kind>
 }
 
 task_header* poll_woken_next(worker& w) noexcept {
-  // Read once for the chain (a solo park on this thread started it, so the
-  // thread has them).
-  const solo_flags flags{tl_context.solo_inside, tl_context.solo_blocked};
+  // `w` is the thread's worker, whose flags the chain's solo sections use
+  // (a solo park on this thread started the chain, so it has them).
+  // The picks are counted here (see take_lifo_next).
+  std::uint32_t left = runtime_core::lifo_chain_start(w);
   for (;;) {
-    task_header* const next = w.core->take_lifo_next(w);
-    if (next == nullptr) {
-      tl_context.task = nullptr;  // the chain's last poll left its task
-      return nullptr;
+    task_header* next = runtime_core::take_lifo_next(w, left);
+    if (next == nullptr) [[unlikely]] {
+      runtime_core::end_lifo_chain(w, left);
+      // The streak's end: the queue's turn, here if a chain poll can take it.
+      next = w.core->take_queue_turn(w);
+      if (next == nullptr) {
+        tl_context.task = nullptr;  // the chain's last poll left its task
+        return nullptr;
+      }
+      left = runtime_core::lifo_chain_start(w);
     }
-    task_header* const yielded = poll_impl<poll_kind::chain>(next, flags);
-    if (yielded != kParkedSolo) return yielded;
+    task_header* const yielded = poll_impl<poll_kind::chain>(next, &w);
+    if (yielded != kParkedSolo) {
+      runtime_core::end_lifo_chain(w, left);
+      return yielded;
+    }
   }
 }
 

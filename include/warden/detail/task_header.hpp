@@ -512,11 +512,10 @@ struct thread_context {
   deferred_park pending_park;
   // Set on the threads of a runtime that lets its workers change the state
   // word of its tasks with plain stores where only a shutdown sweep could
-  // race ("Solo" in task_header.cpp): that runtime, its flag saying a sweep
-  // is coming, and this thread's flag saying it is inside such a change.
+  // race ("Solo" in task_header.cpp): that runtime. The section's two flags
+  // (this thread inside such a change, a sweep coming) are `on_worker`'s,
+  // which is set whenever this is.
   const task_scheduler* solo_scheduler = nullptr;
-  const std::atomic<bool>* solo_blocked = nullptr;
-  std::atomic<std::uint8_t>* solo_inside = nullptr;
 };
 
 extern constinit thread_local thread_context tl_context;

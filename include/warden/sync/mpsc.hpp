@@ -236,7 +236,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
   mpsc_recv_awaiter(const mpsc_recv_awaiter&) = delete;
   mpsc_recv_awaiter& operator=(const mpsc_recv_awaiter&) = delete;
   ~mpsc_recv_awaiter() {
-    if (!parked_) return;
+    if (parked_ == kNotParked) return;
     // Aborted while parked. Nothing was handed to us (values stay queued
     // until taken), so only our waker has to go; if a sender already took
     // it, we wait until that wake is done with our header (it finds the
@@ -257,9 +257,11 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // here cost a second prologue and epilogue inside the coroutine's.
       if (state_->receiver_parked.load(std::memory_order_relaxed))
         detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
-      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, this})) [[likely]] {
+      // The commit needs only the channel: its pointer goes as the park's
+      // context (one load fewer in the commit).
+      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state_})) [[likely]] {
         state_->receiver_parked.store(true, std::memory_order_relaxed);
-        parked_ = true;
+        parked_ = kParkedOne;
         return true;
       }
     }
@@ -267,28 +269,31 @@ class [[nodiscard]] mpsc_recv_awaiter {
   }
 
   [[gnu::always_inline]] std::optional<T> await_resume() {
-    if (parked_) {
-      // Woken by a push or by the close once drained: see mpsc_state. A
-      // push wakes us once its value is in, but the oldest position may
-      // belong to a sender that claimed it just before and is still moving
-      // its value in (a few instructions, no waiting): then we wait for it.
-      // Capacity 1 first waits for the waker to be done with our header
-      // (which also makes a handed value readable).
-      // A handed value (the usual wake of a capacity-1 recv) goes straight
-      // into the result, not through value_ (a store and a reload in the
-      // frame), and the channel's pointer and layout are read once.
-      // parked_ is cleared after the atomic loads, so the compiler knows it
-      // for the destructor's check.
+    // Woken by a push or by the close once drained: see mpsc_state. A
+    // push wakes us once its value is in, but the oldest position may
+    // belong to a sender that claimed it just before and is still moving
+    // its value in (a few instructions, no waiting): then we wait for it.
+    // Capacity 1 first waits for the waker to be done with our header
+    // (which also makes a handed value readable).
+    // A handed value (the usual wake of a capacity-1 recv) goes straight
+    // into the result, not through value_ (a store and a reload in the
+    // frame), and the channel's pointer is read once. Capacity 1 is told
+    // by parked_ (no look at the channel's layout).
+    // parked_ is cleared after the atomic loads, so the compiler knows it
+    // for the destructor's check.
+    if (parked_ == kParkedOne) [[likely]] {
       detail::mpsc_state<T>* const state = state_;
       state->receiver_parked.store(false, std::memory_order_relaxed);
-      if (state->single) {
-        state->wait_until_receiver_idle();
-        if (std::optional<T> handed = state->take_handed()) {
-          parked_ = false;
-          return handed;
-        }
+      state->wait_until_receiver_idle();
+      if (std::optional<T> handed = state->take_handed()) {
+        parked_ = kNotParked;
+        return handed;
       }
-      parked_ = false;
+    }
+    if (parked_ != kNotParked) {
+      detail::mpsc_state<T>* const state = state_;
+      state->receiver_parked.store(false, std::memory_order_relaxed);
+      parked_ = kNotParked;
       state->receiver_resumed();
       for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
@@ -320,13 +325,14 @@ class [[nodiscard]] mpsc_recv_awaiter {
       state_->receiver_parked.store(false, std::memory_order_relaxed);
       return !try_take();
     }
-    parked_ = true;
+    parked_ = state_->single ? kParkedOne : kParkedRing;
     return true;
   }
 
-  /// The deferred park of capacity 1 (see await_suspend).
-  static bool commit_park(void* self, detail::task_header* task, std::uint32_t generation) noexcept {
-    return static_cast<mpsc_recv_awaiter*>(self)->state_->park_one(detail::unowned_waker{task, generation});
+  /// The deferred park of capacity 1 (see await_suspend): `state` is the
+  /// channel's.
+  static bool commit_park(void* state, detail::task_header* task, std::uint32_t generation) noexcept {
+    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, generation});
   }
 
   /// Takes the oldest value, or sees closed-and-drained.
@@ -341,7 +347,10 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   detail::mpsc_state<T>* state_;
   std::optional<T> value_;
-  bool parked_ = false;
+  // Suspended in recv, parked or woken and not yet resumed: kParkedOne on
+  // a channel of capacity 1, kParkedRing on the others.
+  static constexpr std::uint8_t kNotParked = 0, kParkedOne = 1, kParkedRing = 2;
+  std::uint8_t parked_ = kNotParked;
 };
 
 /// The sending side of an mpsc channel. Copyable: every copy is a sender,

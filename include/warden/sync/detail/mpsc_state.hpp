@@ -615,8 +615,11 @@ struct alignas(64) mpsc_state {
         if ((word & kClosed) != 0) return acquired::closed;
         return acquired::full;  // also while senders are parked
       }
-      // A parked receiver: the hand-off, the slot stays empty.
-      claimed = (word & kReceiverParked) != 0 ? word & ~kReceiverParked : word | kSlotClaimed;
+      // A parked receiver: the hand-off, the slot stays empty (kReceiverParked
+      // off); else kSlotClaimed on. The slot is empty, so either is a flip
+      // of one bit: of 16 if (word & 16) is 16, else of 4 (16 = 4 + 16 / 4 * 3).
+      static_assert(kReceiverParked == 16 && kSlotClaimed == 4);
+      claimed = word ^ (kSlotClaimed + (word & kReceiverParked) / 4 * 3);
       // acquire: the receiver read the last value before it emptied the slot
       // (release), and wrote its waker before parking (release).
     } while (!permits.compare_exchange_weak(word, claimed, std::memory_order_acquire, std::memory_order_relaxed));
