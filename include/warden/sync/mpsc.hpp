@@ -295,6 +295,20 @@ class [[nodiscard]] mpsc_recv_awaiter {
       state->receiver_parked.store(false, std::memory_order_relaxed);
       parked_ = kNotParked;
       state->receiver_resumed();
+      // This wait needs no other task to run, so it cannot hold up a sender
+      // queued on this worker (in its LIFO slot, a claimed batch or the
+      // stash, where no other worker takes it). We were woken once a value
+      // was published or the channel was closed and drained. A ring
+      // position before that value is claimed only inside slot_ring::push,
+      // by a running sender holding a permit, and filled in the same
+      // noexcept code with no suspension point (a sender woken holding a
+      // permit passed on to it claims its position only when it runs).
+      // Capacity 1 never waits here: the wake left a value readable
+      // (kSlotFull or handed), which only this receiver takes, or the
+      // channel closed and drained, which stays so; a slot held as
+      // kSlotClaimed, also by a parked sender it was passed to, is never
+      // readable, so a recv parks on it and the publishing CAS wakes it
+      // (see "Capacity 1: the slot word" in mpsc_state.hpp).
       for (unsigned round = 0; !try_take();) detail::spin_pause(round);
     }
     // Rebuilt field by field, not copied whole: a copy of the optional would
