@@ -361,18 +361,23 @@ inline task_header* runtime_core::next_task(worker& w) noexcept {
   return next_task_slow(w);
 }
 
+[[gnu::always_inline]] inline task_header* runtime_core::next_claimed(worker& w) noexcept {
+  if (w.claimed_next == w.claimed_end) {
+    w.claimed_next = 0;
+    w.claimed_end = static_cast<std::uint32_t>(w.queue.claim_front(w.claimed.data(), worker::kClaimMax));
+    if (w.claimed_end == 0) return nullptr;
+  }
+  return w.claimed[w.claimed_next];
+}
+
 task_header* runtime_core::take_queue_turn(worker& w) noexcept {
   if (w.lifo == nullptr || w.lifo_streak < kMaxLifoStreak || w.picks_to_check <= 1) return nullptr;
   // next_task_slow's steps for this case, in its order: its first pick
   // is left to the loop's next_task if a chain poll cannot take it.
   push_local(w, std::exchange(w.lifo, nullptr));
   w.lifo_streak = 0;
-  if (w.claimed_next == w.claimed_end) {
-    w.claimed_next = 0;
-    w.claimed_end = static_cast<std::uint32_t>(w.queue.claim_front(w.claimed.data(), worker::kClaimMax));
-    if (w.claimed_end == 0) return nullptr;
-  }
-  task_header* const task = w.claimed[w.claimed_next];
+  task_header* const task = next_claimed(w);
+  if (task == nullptr) return nullptr;
   // relaxed: a claimed task is ours; while queued only ABORT may be added
   // (the frame reached us through the queue, as for the loop's poll).
   if ((task->state.load(std::memory_order_relaxed) & task_header::RUNNING) == 0) return nullptr;
@@ -395,11 +400,10 @@ task_header* runtime_core::next_task_slow(worker& w) noexcept {
     push_local(w, std::exchange(w.lifo, nullptr));
   }
   w.lifo_streak = 0;
-  if (w.claimed_next == w.claimed_end) {
-    w.claimed_next = 0;
-    w.claimed_end = static_cast<std::uint32_t>(w.queue.claim_front(w.claimed.data(), worker::kClaimMax));
+  if (task_header* t = next_claimed(w)) {
+    ++w.claimed_next;
+    return t;
   }
-  if (w.claimed_next != w.claimed_end) return w.claimed[w.claimed_next++];
   return take_injected(w, inject_.size() / workers_.size() + 1);
 }
 

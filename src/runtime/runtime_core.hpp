@@ -588,6 +588,10 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// empty LIFO slot), else next_task_slow.
   task_header* next_task(worker& w) noexcept;
   [[gnu::noinline]] task_header* next_task_slow(worker& w) noexcept;
+  /// The next task claimed from the front of w's queue, claiming a new
+  /// batch when the last one is used up; not taken (claimed_next is left
+  /// for the caller to advance). Null if the queue is empty.
+  task_header* next_claimed(worker& w) noexcept;
   /// Steals or takes injected work as the searching worker; nullptr if
   /// there is none or another worker searches. `min_victim_tasks`: see
   /// "Spinning" above.
