@@ -311,6 +311,9 @@ class join_handle_base {
   /// await_now's consume when the header cannot go back to the pool the
   /// inline way: frees it keeping the site, or else keeps it.
   void consume_slow() noexcept;
+  /// The state of a header its consumed handle keeps: complete, the
+  /// outcome taken, the frame gone, the handle's reference (published).
+  static void publish_consumed(detail::task_header* task) noexcept;
 
   // A consumed handle's identity: once the outcome is taken, id(), name(),
   // spawn_location() and is_finished() still answer for the task (and a

@@ -1180,28 +1180,31 @@ void join_handle_base::release_handle() noexcept {
 }
 
 [[gnu::noinline]] void join_handle_base::consume_slow() noexcept {
-  using h = detail::task_header;
   detail::task_header* const task = task_;
   if (const std::uintptr_t site = detail::free_header_keeping_site_slow(task)) {
     task_ = nullptr;
     flags_ = site | kConsumed;
     return;
   }
-  // The handle keeps the header after all: complete, the outcome taken, its
-  // reference (the generation is not kept: nothing reads it once complete,
-  // and no waker of the task is left: await_now saw the handle as its only
-  // other owner).
-  task->root = {};         // destroyed already
-  task->result = nullptr;  // taken: nothing for the handle's drop to free
-  // release: as in publish_finished.
-  task->state.store(h::COMPLETE | h::JOIN_INTEREST | h::REF_ONE, std::memory_order_release);
+  // The handle keeps the header after all (the generation is not kept:
+  // nothing reads it once complete, and no waker of the task is left:
+  // await_now saw the handle as its only other owner).
+  publish_consumed(task);
   flags_ = kConsumed;
+}
+
+void join_handle_base::publish_consumed(detail::task_header* task) noexcept {
+  using h = detail::task_header;
+  task->root = {};         // destroyed already (or never there)
+  task->result = nullptr;  // taken: nothing for the handle's drop to free
+  // release: as in publish_finished (an abort handle made from the header
+  // may go to another thread).
+  task->state.store(h::COMPLETE | h::JOIN_INTEREST | h::REF_ONE, std::memory_order_release);
 }
 
 static_assert(alignof(detail::spawn_site) > 3, "a consumed handle keeps the site's address with two flag bits");
 
 detail::task_header* join_handle_base::identity_header() const noexcept {
-  using h = detail::task_header;
   const detail::spawn_site* const site = kept_site();
   if (site == nullptr) return nullptr;
   detail::task_header* fresh;
@@ -1211,16 +1214,13 @@ detail::task_header* join_handle_base::identity_header() const noexcept {
     return nullptr;  // out of memory: as task_id_of, "no task" rather than a wrong one
   }
   // What the task's own header held once consumed (see release_handle):
-  // complete, the outcome taken, no extras, the handle's reference.
+  // no extras, then complete, the outcome taken, the handle's reference.
   fresh->queue_next = nullptr;
-  fresh->result = nullptr;
-  fresh->root = {};
   fresh->join_waiter.store(nullptr, std::memory_order_relaxed);
+  // relaxed: published by publish_consumed's release store.
   fresh->site_or_extras.store(reinterpret_cast<std::uintptr_t>(site), std::memory_order_relaxed);
   fresh->park_link = 0;
-  // release: publishes the fields above to anyone the header reaches (an
-  // abort handle made from it may go to another thread).
-  fresh->state.store(h::COMPLETE | h::JOIN_INTEREST | h::REF_ONE, std::memory_order_release);
+  publish_consumed(fresh);
   task_ = fresh;
   return fresh;
 }

@@ -1019,7 +1019,9 @@ TEST_P(join_handle_test, handles_consumed_by_awaits_in_spawn_order_keep_their_id
       EXPECT_TRUE(h.is_finished()) << "child " << i;
       const warden::task_id id = h.id();
       EXPECT_TRUE(static_cast<bool>(id)) << "child " << i;
-      if (ids_before[i]) EXPECT_EQ(id, ids_before[i]) << "child " << i;
+      if (ids_before[i]) {
+        EXPECT_EQ(id, ids_before[i]) << "child " << i;
+      }
       distinct.insert(id.value());
       EXPECT_EQ(h.name(), i % 2 == 0 ? "leaf-" + std::to_string(i) : std::string()) << "child " << i;
       EXPECT_NE(h.spawn_location().line(), 0u) << "child " << i;
