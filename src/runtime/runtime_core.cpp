@@ -153,6 +153,7 @@ runtime_core::runtime_core(runtime_options options)
     auto w = std::make_unique<worker>();
     w->core = this;
     w->index = i;
+    w->light_live = light_live_;
     w->rng ^= (i + 1) * 0x2545F4914F6CDD1Dull;
     workers_.push_back(std::move(w));
   }
@@ -259,6 +260,16 @@ void runtime_core::gone_while_closed() noexcept {
   if (alive() != 0) return;
   std::lock_guard lock(quiescent_mutex_);
   quiescent_cv_.notify_all();
+}
+
+void runtime_core::complete_here_slow(worker& w) noexcept {
+  runtime_core& core = *w.core;
+  if (!w.light_live) {
+    core.on_complete();
+    return;
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see task_gone
+  core.gone_while_closed();
 }
 
 void runtime_core::on_complete() noexcept {
@@ -575,6 +586,7 @@ bool runtime_core::claim_awaited(worker& w, task_header* child, std::uint64_t no
   // still never started. The younger siblings stay stashed for the awaits
   // that follow; the child is taken.
   w.stash_size += n - 1;
+  enter_helped(w);
   return true;
 }
 

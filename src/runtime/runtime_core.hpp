@@ -253,6 +253,9 @@ struct worker {
   /// fence, as closed_): the light spawn path reads it after counting on
   /// `live` (see "Live tasks" above) without loading the runtime.
   std::atomic<bool> closed{false};
+  /// runtime_core::light_live_, copied at construction (constant after):
+  /// on_complete_here reads it with `closed` and `live`, on this line.
+  bool light_live = false;
   /// A sweep is coming: no solo section may start (this worker's copy of
   /// the runtime's flag, so that a section finds both of its flags through
   /// the thread's worker, with no pointers of its own to load). Set and
@@ -409,18 +412,23 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// on_complete() called on `w`, a worker of this runtime (the calling
   /// thread's), without the virtual call and the worker lookup.
   void on_complete_here(worker& w) noexcept {
-    if (light_live_) [[likely]] {
-      // As in on_complete: only this thread writes its shard.
+    // The worker's copies of light_live_ and closed_ (as the light spawn
+    // path reads them): no load of the runtime in the common case.
+    if (w.light_live) [[likely]] {
+      // As in on_complete: only this thread writes its shard. relaxed: the
+      // compiler barrier pairs with shutdown's heavy fence, which comes
+      // after its store of the worker's copy of closed_ ("Live tasks").
       w.live.store(w.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
       light_fence();
-      if (!closed_.load(std::memory_order_relaxed)) [[likely]]
+      if (!w.closed.load(std::memory_order_relaxed)) [[likely]]
         return;
-      std::atomic_thread_fence(std::memory_order_seq_cst);  // see task_gone
-      gone_while_closed();
-      return;
     }
-    on_complete();
+    complete_here_slow(w);
   }
+  /// on_complete_here's other cases, out of line (so that its common case
+  /// does not load the runtime): closed after the light count (then the
+  /// count is done), or the count is not light.
+  [[gnu::noinline]] static void complete_here_slow(worker& w) noexcept;
   failure_sink* failures() noexcept override { return sink_; }
   void wait_for(task_header* task) override;
 
@@ -448,15 +456,19 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// newest entry of the current level's part of `w`'s stash, helping may
   /// go on, every worker is busy, and `child` never started and has none of
   /// the state bits in `not_set`. Then it is taken off the stash (true).
-  /// With `Claim`, when the level's part is empty (the first await of the
-  /// task polled at this level), claim_awaited's try instead: the child
-  /// and its younger siblings claimed from the queue, the child taken.
-  template <bool Claim = true>
+  /// With `Enter` (await_now), the taken child's helped poll is entered
+  /// too (enter_helped, with the level and size still in registers), and
+  /// when the level's part is empty (the first await of the task polled at
+  /// this level) claim_awaited's try comes instead: the child and its
+  /// younger siblings claimed from the queue, the child taken, its poll
+  /// entered.
+  template <bool Enter>
   [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set) noexcept {
     // (No test of help_depth against kMaxHelpDepth: at that depth the
     // level's part is empty, as nothing is claimed there.)
+    const std::uint32_t level = w.help_depth;
     const std::uint32_t size = w.stash_size;
-    if (size > w.stash_base[w.help_depth]) [[likely]] {
+    if (size > w.stash_base[level]) [[likely]] {
       // (No test of stop_helping: the stash is empty while it is set; see
       // help_periodic.)
       if (w.stash[size - 1] == child && idle_.all_busy()) [[likely]] {
@@ -468,12 +480,13 @@ class runtime_core final : public task_scheduler, public timer_host {
         if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) == task_header::RUNNING)
             [[likely]] {
           w.stash_size = size - 1;
+          if constexpr (Enter) enter_helped_at(w, level, size - 1);
           return true;
         }
       }
       return false;
     }
-    if constexpr (Claim) return claim_awaited(w, child, not_set);
+    if constexpr (Enter) return claim_awaited(w, child, not_set);
     return false;
   }
   /// take_stashed's other case, out of line: the current level's part of
@@ -482,16 +495,21 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// helping may go on, every worker is busy, `child` (of any runtime, or
   /// null) never started, has none of `not_set` and is among the last
   /// kHelpWindow entries of `w`'s queue: claims the stretch of the queue
-  /// down to it with one CAS, stashes the younger siblings and takes the
-  /// child (true). Else nothing changed (false).
+  /// down to it with one CAS, stashes the younger siblings, takes the child
+  /// and enters its helped poll (enter_helped; true). Else nothing changed
+  /// (false).
   [[gnu::noinline]] bool claim_awaited(worker& w, task_header* child, std::uint64_t not_set) noexcept;
   /// Before a helped poll (run_helped): the periodic check's count, one help
   /// level deeper, the new level's stash part starts empty.
-  [[gnu::always_inline]] void enter_helped(worker& w) noexcept {
+  [[gnu::always_inline]] void enter_helped(worker& w) noexcept { enter_helped_at(w, w.help_depth, w.stash_size); }
+  /// enter_helped with `w`'s help_depth and stash_size as the caller has
+  /// them. The level first (help_periodic, which may give the whole stash
+  /// back, then resets every level's base, this one's too).
+  [[gnu::always_inline]] void enter_helped_at(worker& w, std::uint32_t level, std::uint32_t size) noexcept {
+    w.help_depth = level + 1;
+    w.stash_base[level + 1] = size;
     if (--w.picks_to_check == 0) [[unlikely]]
       help_periodic(w);
-    const std::uint32_t level = ++w.help_depth;
-    w.stash_base[level] = w.stash_size;
   }
   /// After a helped poll, on `v` (the same worker, read again: nothing of it
   /// need live across the poll): queues `yielded` (a task the poll left to

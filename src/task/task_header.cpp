@@ -1237,8 +1237,7 @@ detail::await_outcome join_handle_base::await_now() {
   // An empty or consumed handle never matches (the stash holds tasks that
   // never ran): await_now_slow checks it.
   detail::worker* const w = detail::tl_context.on_worker;
-  if (w != nullptr && w->core->take_stashed(*w, child, h::ABORT)) [[likely]] {
-    w->core->enter_helped(*w);
+  if (w != nullptr && w->core->take_stashed<true>(*w, child, h::ABORT)) [[likely]] {
     // poll_impl<true>'s start: claimed in advance, never started, so no
     // state change; not aborted (checked above; an abort from now on is
     // seen after the resume, like any abort of a running task).
