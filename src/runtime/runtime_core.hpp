@@ -448,7 +448,7 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// (spawn queues a task RUNNING in generation 0, and every poll that
   /// re-queues it moves the generation on; see "Claimed in advance" in
   /// task_header.cpp). Also true of a task in its first poll.
-  static bool never_started(std::uint64_t s) noexcept {
+  static constexpr bool never_started(std::uint64_t s) noexcept {
     using h = task_header;
     return (s & (h::RUNNING | h::COMPLETE)) == h::RUNNING && h::generation_of(s) == 0;
   }
@@ -456,14 +456,17 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// newest entry of the current level's part of `w`'s stash, helping may
   /// go on, every worker is busy, and `child` never started and has none of
   /// the state bits in `not_set`. Then it is taken off the stash (true).
-  /// With `Enter` (await_now), the taken child's helped poll is entered
-  /// too (enter_helped, with the level and size still in registers), and
-  /// when the level's part is empty (the first await of the task polled at
-  /// this level) claim_awaited's try comes instead: the child and its
-  /// younger siblings claimed from the queue, the child taken, its poll
-  /// entered.
+  /// With `Enter` (await_now), the child's state must be `exact` instead
+  /// (one compare; `exact` is a never-started state without `not_set`, so
+  /// that case is one of the above; the others are left to the caller's
+  /// slower path), the taken child's helped poll is entered too
+  /// (enter_helped, with the level and size still in registers), and when
+  /// the level's part is empty (the first await of the task polled at this
+  /// level) claim_awaited's try comes instead: the child and its younger
+  /// siblings claimed from the queue, the child taken, its poll entered.
   template <bool Enter>
-  [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set) noexcept {
+  [[gnu::always_inline]] bool take_stashed(worker& w, task_header* child, std::uint64_t not_set,
+                                           std::uint64_t exact = 0) noexcept {
     // (No test of help_depth against kMaxHelpDepth: at that depth the
     // level's part is empty, as nothing is claimed there.)
     const std::uint32_t level = w.help_depth;
@@ -475,10 +478,13 @@ class runtime_core final : public task_scheduler, public timer_host {
         // relaxed: a stashed task is ours (only an abort may add ABORT,
         // which the poll handles, or which `not_set` turns away).
         const std::uint64_t s = child->state.load(std::memory_order_relaxed);
-        // never_started(s) and none of `not_set`, in one masked compare.
+        // never_started(s) and none of `not_set`, in one masked compare
+        // (with `Enter`: s is `exact`, one of those states).
         constexpr std::uint64_t generation = ~(task_header::GENERATION_ONE - 1);
-        if ((s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) == task_header::RUNNING)
-            [[likely]] {
+        const bool takes =
+            Enter ? s == exact
+                  : (s & (task_header::RUNNING | task_header::COMPLETE | generation | not_set)) == task_header::RUNNING;
+        if (takes) [[likely]] {
           w.stash_size = size - 1;
           if constexpr (Enter) enter_helped_at(w, level, size - 1);
           return true;

@@ -1236,8 +1236,18 @@ detail::await_outcome join_handle_base::await_now() {
   // are its only other owner. A stashed child is of this worker's runtime.
   // An empty or consumed handle never matches (the stash holds tasks that
   // never ran): await_now_slow checks it.
+  //
+  // The child's state, both before and after its resume, is compared whole
+  // with the one state of that case: its references are the lifecycle one
+  // and this handle's (which keeps JOIN_INTEREST with it), RUNNING (claimed
+  // in advance), generation 0 (never started), and nothing else: no ABORT,
+  // no join waiter, nobody woke it. Any other state (another reference, an
+  // abort) takes the general path (await_now_slow, poll_end_awaited), which
+  // ends the same way, only slower.
+  constexpr std::uint64_t alone = 2 * h::REF_ONE + h::JOIN_INTEREST + h::RUNNING;
+  static_assert(detail::runtime_core::never_started(alone) && (alone & h::ABORT) == 0);
   detail::worker* const w = detail::tl_context.on_worker;
-  if (w != nullptr && w->core->take_stashed<true>(*w, child, h::ABORT)) [[likely]] {
+  if (w != nullptr && w->core->take_stashed<true>(*w, child, h::ABORT, alone)) [[likely]] {
     // poll_impl<true>'s start: claimed in advance, never started, so no
     // state change; not aborted (checked above; an abort from now on is
     // seen after the resume, like any abort of a running task).
@@ -1248,15 +1258,13 @@ detail::await_outcome join_handle_base::await_now() {
       // The child's root ended without suspending (so it did not yield).
       // acquire: as in publish_finished.
       const std::uint64_t s = child->state.load(std::memory_order_acquire);
-      // Its references: the lifecycle one and this handle's (the handle
-      // keeps JOIN_INTEREST with it), nobody registered as a join waiter:
-      // "complete, alone" (top of this file), and the value goes straight
-      // to the awaiter, the handle consumed. Still RUNNING, and nothing
-      // woke or aborted it meanwhile (NOTIFIED; SCHEDULED is never set on
-      // a claimed task): one masked compare, and the new state is an add.
-      constexpr std::uint64_t mask =
-          h::REF_MASK | h::JOIN_INTEREST | h::JOIN_WAITER | h::RUNNING | h::NOTIFIED | h::SCHEDULED;
-      if ((s & mask) == 2 * h::REF_ONE + h::JOIN_INTEREST + h::RUNNING) [[likely]] {
+      // Still `alone` (see above): nobody registered as a join waiter,
+      // took a reference, woke it (NOTIFIED) or asked for an abort
+      // meanwhile (an abort that came during the resume is too late to
+      // cancel a body that ended: poll_end_awaited's completion keeps the
+      // value too). So "complete, alone" (top of this file), and the value
+      // goes straight to the awaiter, the handle consumed.
+      if (s == alone) [[likely]] {
         detail::tl_root_exit.frame = nullptr;
         detail::tl_context.task = outer;
         // The handle is consumed and the header's only owner left: it
