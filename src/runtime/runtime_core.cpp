@@ -154,6 +154,8 @@ runtime_core::runtime_core(runtime_options options)
     w->core = this;
     w->index = i;
     w->light_live = light_live_;
+    // (relaxed: before the workers start.)
+    if (!light_live_) w->closed.store(true, std::memory_order_relaxed);
     w->rng ^= (i + 1) * 0x2545F4914F6CDD1Dull;
     workers_.push_back(std::move(w));
   }
@@ -264,11 +266,15 @@ void runtime_core::gone_while_closed() noexcept {
 
 void runtime_core::complete_here_slow(worker& w) noexcept {
   runtime_core& core = *w.core;
-  if (!w.light_live) {
-    core.on_complete();
-    return;
-  }
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // see task_gone
+  // Closed (light count): a full barrier, as in task_gone. Not light: the
+  // same barrier makes the plain decrement before it and this seq_cst load
+  // of closed_ one side of the handshake, as task_gone's seq_cst RMW and
+  // load would (shutdown stores closed_ and loads the shards seq_cst: if
+  // the load below misses the close, the decrement precedes this fence in
+  // the single total order, and the fence precedes shutdown's store and
+  // loads of the shards, so they see it).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!w.light_live && !core.closed_.load(std::memory_order_seq_cst)) return;
   core.gone_while_closed();
 }
 

@@ -250,11 +250,14 @@ struct worker {
   /// are this worker's own line.
   std::atomic<std::uint8_t> solo_inside{0};
   /// runtime_core::closed_, copied here by shutdown (before its heavy
-  /// fence, as closed_): the light spawn path reads it after counting on
-  /// `live` (see "Live tasks" above) without loading the runtime.
+  /// fence, as closed_): the light spawn path and on_complete_here read it
+  /// after counting on `live` (see "Live tasks" above) without loading the
+  /// runtime. Set from the start where the count is not light
+  /// (!light_live): on_complete_here then takes its slow path, the seq_cst
+  /// side of the handshake, every time; the light spawn path never runs
+  /// there (worker::last_site stays kNoSpawnSite).
   std::atomic<bool> closed{false};
-  /// runtime_core::light_live_, copied at construction (constant after):
-  /// on_complete_here reads it with `closed` and `live`, on this line.
+  /// runtime_core::light_live_, copied at construction (constant after).
   bool light_live = false;
   /// A sweep is coming: no solo section may start (this worker's copy of
   /// the runtime's flag, so that a section finds both of its flags through
@@ -412,22 +415,21 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// on_complete() called on `w`, a worker of this runtime (the calling
   /// thread's), without the virtual call and the worker lookup.
   void on_complete_here(worker& w) noexcept {
-    // The worker's copies of light_live_ and closed_ (as the light spawn
-    // path reads them): no load of the runtime in the common case.
-    if (w.light_live) [[likely]] {
-      // As in on_complete: only this thread writes its shard. relaxed: the
-      // compiler barrier pairs with shutdown's heavy fence, which comes
-      // after its store of the worker's copy of closed_ ("Live tasks").
-      w.live.store(w.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-      light_fence();
-      if (!w.closed.load(std::memory_order_relaxed)) [[likely]]
-        return;
-    }
+    // The worker's copy of closed_ (as the light spawn path reads it), which
+    // is set from the start where the count is not light: one test, and no
+    // load of the runtime, in the common case. Only this thread writes its
+    // shard (see "Live tasks"): a plain decrement. relaxed: the compiler
+    // barrier pairs with shutdown's heavy fence, which comes after its store
+    // of the worker's copy of closed_; where the count is not light,
+    // complete_here_slow's seq_cst fence is this side's barrier.
+    w.live.store(w.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    light_fence();
+    if (!w.closed.load(std::memory_order_relaxed)) [[likely]]
+      return;
     complete_here_slow(w);
   }
-  /// on_complete_here's other cases, out of line (so that its common case
-  /// does not load the runtime): closed after the light count (then the
-  /// count is done), or the count is not light.
+  /// on_complete_here's other cases, out of line: closed (the light count),
+  /// or the count is not light. The shard is counted down already.
   [[gnu::noinline]] static void complete_here_slow(worker& w) noexcept;
   failure_sink* failures() noexcept override { return sink_; }
   void wait_for(task_header* task) override;

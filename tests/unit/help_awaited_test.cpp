@@ -91,6 +91,48 @@ TEST(help_awaited, one_worker_runs_each_child_inside_its_await_one_level_down) {
   }
 }
 
+task<int> abort_own_task_then_return(warden::join_handle<int>* self, int value) {
+  self->abort();  // while running: too late to cancel a body that ends now
+  co_return value;
+}
+
+task<int> await_children_with_odd_states(start_log& log, std::vector<int>& seen_at_first_await) {
+  // Child 1 has one more reference (an abort handle) when its await takes
+  // it; child 2 is aborted through its own handle during the run that ends
+  // it. Neither is the one-call path's common case (await_now compares the
+  // state whole): both take the general one, and each still runs inside
+  // its own await and yields its value.
+  warden::join_handle<int> h2;
+  auto h0 = warden::spawn(record(log, 0));
+  auto h1 = warden::spawn(record(log, 1));
+  h2 = warden::spawn(abort_own_task_then_return(&h2, 2));
+  const warden::abort_handle extra = h1.get_abort_handle();
+  int sum = co_await h0;
+  {
+    std::lock_guard lock(log.mutex);
+    seen_at_first_await = log.order;
+  }
+  sum += co_await h1;
+  EXPECT_TRUE(extra.is_finished());
+  sum += co_await h2;
+  EXPECT_TRUE(h2.is_finished());
+  co_return sum;
+}
+
+task<int> await_a_spawned_with_odd_states(start_log& log, std::vector<int>& seen_at_first_await) {
+  co_return co_await warden::spawn(await_children_with_odd_states(log, seen_at_first_await));
+}
+
+// One level down (so the awaits take the one-call path's stash first).
+TEST(help_awaited, children_with_an_extra_reference_or_aborted_during_their_run_yield_their_values) {
+  warden::runtime rt{warden::testkit::quiet_options(1)};
+  start_log log;
+  std::vector<int> seen;
+  EXPECT_EQ(rt.block_on(await_a_spawned_with_odd_states(log, seen)), 3);
+  EXPECT_EQ(seen, (std::vector<int>{0}));
+  EXPECT_EQ(log.order, (std::vector<int>{0, 1}));
+}
+
 task<void> set_it(warden::event& ev) {
   ev.set();
   co_return;
