@@ -137,11 +137,23 @@ constinit thread_local frame_cache frames::tl_frame_cache{};
 
 namespace {
 
+/// The blocks on the list of `cls`.
+std::uint32_t list_length(const frame_cache& c, std::size_t cls) noexcept {
+  return static_cast<std::uint32_t>(static_cast<std::int32_t>(c.max_cached) - c.room[cls]);
+}
+
+/// Sets max_cached, moving every class's room with it.
+void set_max_cached(frame_cache& c, std::uint32_t max) noexcept {
+  const std::int32_t delta = static_cast<std::int32_t>(max) - static_cast<std::int32_t>(c.max_cached);
+  for (std::int32_t& r : c.room) r += delta;
+  c.max_cached = max;
+}
+
 struct frame_cache_cleanup {
   ~frame_cache_cleanup() {
     frame_cache& c = frames::tl_frame_cache;
     c.dead = true;
-    c.max_cached = 0;
+    set_max_cached(c, 0);
     for (std::size_t cls = 0; cls < kClasses; ++cls) {
       // What is left of the slab becomes blocks too, so a thread that exits
       // loses nothing it reserved.
@@ -151,11 +163,11 @@ struct frame_cache_cleanup {
         auto* b = reinterpret_cast<free_block*>(s.next);
         b->next = c.heads[cls];
         c.heads[cls] = b;
-        ++c.counts[cls];
+        --c.room[cls];
       }
-      if (c.heads[cls] != nullptr) give_to_depot(cls, c.heads[cls], c.counts[cls]);
+      if (c.heads[cls] != nullptr) give_to_depot(cls, c.heads[cls], list_length(c, cls));
       c.heads[cls] = nullptr;
-      c.counts[cls] = 0;
+      c.room[cls] = 0;  // max_cached is 0: no room
     }
   }
 };
@@ -168,7 +180,7 @@ thread_local frame_cache_cleanup tl_cleanup;
   free_block* tail = head;
   for (std::uint32_t i = 1; i < kBatch; ++i) tail = tail->next;
   c.heads[cls] = tail->next;
-  c.counts[cls] -= kBatch;
+  c.room[cls] += static_cast<std::int32_t>(kBatch);
   tail->next = nullptr;
   give_to_depot(cls, head, kBatch);
 }
@@ -190,7 +202,7 @@ bool refill(frame_cache& c, std::size_t cls) noexcept {
     d.chains[cls].store(taken->next_chain, std::memory_order_relaxed);  // relaxed: under the mutex
   }
   c.heads[cls] = &taken->block;
-  c.counts[cls] = taken->length;
+  c.room[cls] = static_cast<std::int32_t>(c.max_cached) - static_cast<std::int32_t>(taken->length);  // was empty
   return true;
 }
 
@@ -219,14 +231,14 @@ void* carve(frame_cache& c, std::size_t cls) {
       reinterpret_cast<free_block*>(p)->next = reinterpret_cast<free_block*>(p + size);
     reinterpret_cast<free_block*>(last)->next = nullptr;
     c.heads[cls] = reinterpret_cast<free_block*>(block + size);
-    c.counts[cls] = static_cast<std::uint32_t>(count - 1);
+    c.room[cls] = static_cast<std::int32_t>(c.max_cached) - static_cast<std::int32_t>(count - 1);  // was empty
   }
   return block;
 }
 
 [[gnu::noinline]] void register_cleanup_slow(frame_cache& c) noexcept {
   c.registered = true;
-  c.max_cached = c.dead ? 0 : kMaxCached;
+  set_max_cached(c, c.dead ? 0 : kMaxCached);
   // The odr-use constructs the thread_local and registers its destructor.
   frame_cache_cleanup* volatile touch = &tl_cleanup;
   (void)touch;
@@ -254,8 +266,13 @@ void* allocate_frame_slow(std::size_t size) {
   if (c.heads[cls] == nullptr && !refill(c, cls)) return carve(c, cls);
   free_block* b = c.heads[cls];
   c.heads[cls] = b->next;
-  --c.counts[cls];
+  ++c.room[cls];
   return b;
+}
+
+void deallocate_frame_no_room(void* block, std::size_t size) noexcept {
+  ++frames::tl_frame_cache.room[size_class(size)];
+  deallocate_frame_slow(block, size);
 }
 
 void deallocate_frame_slow(void* block, std::size_t size) noexcept {
@@ -277,10 +294,10 @@ void deallocate_frame_slow(void* block, std::size_t size) noexcept {
     give_to_depot(cls, b, 1);
     return;
   }
-  register_cleanup(c);
+  register_cleanup(c);  // open from here on (not dead): max_cached is kMaxCached
   b->next = c.heads[cls];
   c.heads[cls] = b;
-  if (++c.counts[cls] > kMaxCached) [[unlikely]]
+  if (--c.room[cls] < 0) [[unlikely]]  // more than kMaxCached on the list
     spill(c, cls);
 }
 

@@ -25,6 +25,9 @@ namespace warden::detail {
 /// registers: three pushes, pops and moves more per ramp).
 [[gnu::cold]] void* allocate_frame_slow(std::size_t size);
 [[gnu::cold]] void deallocate_frame_slow(void* block, std::size_t size) noexcept;
+/// deallocate_frame_slow for a block of a class whose room the inline free
+/// took (and found none): gives it back first.
+[[gnu::cold]] void deallocate_frame_no_room(void* block, std::size_t size) noexcept;
 
 namespace frames {
 
@@ -61,13 +64,17 @@ struct slab_cursor {
 /// A thread's free lists; only that thread touches them.
 struct frame_cache {
   std::array<free_block*, kClasses> heads{};
-  // A spill walks kBatch blocks of its list once, amortised over kBatch frees.
-  std::array<std::uint32_t, kClasses> counts{};
+  // Per class, max_cached minus the blocks on its list: how many more a
+  // free may put there inline (so "open and that list not full" is one
+  // decrement and a sign test; a free that finds no room undoes it and
+  // takes the slow path). A spill walks kBatch blocks of its list once,
+  // amortised over kBatch frees.
+  std::array<std::int32_t, kClasses> room{};
   std::array<slab_cursor, kClasses> slabs{};
   bool registered = false;
   bool dead = false;  // thread is exiting: bypass the cache
   // kMaxCached when registered && !dead (frees may go to the lists
-  // inline), else 0: one compare for "open and that list not full".
+  // inline), else 0 (no room for any free). `room` moves with it.
   std::uint32_t max_cached = 0;
 };
 extern constinit thread_local frame_cache tl_frame_cache;
@@ -98,7 +105,7 @@ inline void* allocate_frame(std::size_t size) {
       frames::frame_cache& c = frames::tl_frame_cache;
       if (frames::free_block* b = c.heads[cls]) [[likely]] {
         c.heads[cls] = b->next;
-        --c.counts[cls];
+        ++c.room[cls];
         return b;
       }
     }
@@ -112,11 +119,14 @@ inline void deallocate_frame(void* block, std::size_t size) noexcept {
   if constexpr (frames::kInline) {
     const std::size_t cls = frames::size_class(size);
     frames::frame_cache& c = frames::tl_frame_cache;
-    if (cls < frames::kClasses && c.counts[cls] < c.max_cached) [[likely]] {
-      auto* b = static_cast<frames::free_block*>(block);
-      b->next = c.heads[cls];
-      c.heads[cls] = b;
-      ++c.counts[cls];
+    if (cls < frames::kClasses) {
+      if (--c.room[cls] >= 0) [[likely]] {
+        auto* b = static_cast<frames::free_block*>(block);
+        b->next = c.heads[cls];
+        c.heads[cls] = b;
+        return;
+      }
+      deallocate_frame_no_room(block, size);  // undoes the decrement
       return;
     }
   }
