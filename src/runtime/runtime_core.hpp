@@ -162,9 +162,14 @@
 // (asymmetric_fence.hpp) the worker side is a plain store and a compiler
 // barrier and shutdown pays with one heavy fence (no locked instruction per
 // spawn or completion); otherwise, and for the shared shard, both sides are
-// seq_cst RMW / load / store. So every task counted before the close is
-// visible to the sum, and after the close the shards only go down (a
-// refused spawn's +1/-1 pair lands on one shard). Hence a sum read after the
+// seq_cst RMW / load / store. A completion on a worker (on_complete_here)
+// reads the worker's copy too; where the count is not light that copy is
+// set from the start, so such a completion always goes on to
+// complete_here_slow, whose seq_cst fence between its plain decrement and
+// its seq_cst load of `closed_` stands for the RMW (see there). So every
+// task counted before the close is visible to the sum, and after the close
+// the shards only go down (a refused spawn's +1/-1 pair lands on one
+// shard). Hence a sum read after the
 // close never undercounts, and once it reads 0 every task has finished.
 // Each completion (and refusal) after the close re-sums and wakes the
 // shutdown waiter at 0. Before the close a sum is only an estimate (it may
