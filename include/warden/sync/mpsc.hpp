@@ -245,22 +245,28 @@ class [[nodiscard]] mpsc_recv_awaiter {
     state_->receiver_parked.store(false, std::memory_order_relaxed);
   }
 
-  [[gnu::always_inline]] bool await_ready() { return try_take(); }
+  /// Capacity 1 takes in await_suspend (false: not ready yet), so that the
+  /// channel's layout is tested once per recv: the take's atomic loads
+  /// made the compiler load the awaiter's channel and its layout flag again
+  /// for await_suspend.
+  [[gnu::always_inline]] bool await_ready() { return !state_->single && try_take_ring(); }
 
   [[gnu::always_inline]] bool await_suspend(std::coroutine_handle<> awaiting) {
-    if (state_->single) {
+    detail::mpsc_state<T>* const state = state_;
+    if (state->single) {
+      if (state->take_one(value_)) return false;  // a value, or closed and drained: resume now
       // Capacity 1 parks with one CAS on the slot word: deferred to the end
       // of the poll, after the task is idle, so that neither the poll end
       // nor the wake needs an RMW on the task (see defer_park). If a value
       // came meanwhile the commit fails and the task is polled again, into
       // await_resume. Inline: this is every recv of a ping-pong, and a call
       // here cost a second prologue and epilogue inside the coroutine's.
-      if (state_->receiver_parked.load(std::memory_order_relaxed))
+      if (state->receiver_parked.load(std::memory_order_relaxed))
         detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
       // The commit needs only the channel: its pointer goes as the park's
       // context (one load fewer in the commit).
-      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state_})) [[likely]] {
-        state_->receiver_parked.store(true, std::memory_order_relaxed);
+      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state})) [[likely]] {
+        state->receiver_parked.store(true, std::memory_order_relaxed);
         parked_ = kParkedOne;
         return true;
       }
@@ -274,7 +280,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // belong to a sender that claimed it just before and is still moving
     // its value in (a few instructions, no waiting): then we wait for it.
     // Capacity 1 first waits for the waker to be done with our header
-    // (which also makes a handed value readable).
+    // (which also makes a handed value readable; take_handed_when_idle).
     // A handed value (the usual wake of a capacity-1 recv) goes straight
     // into the result, not through value_ (a store and a reload in the
     // frame), and the channel's pointer is read once. Capacity 1 is told
@@ -284,17 +290,16 @@ class [[nodiscard]] mpsc_recv_awaiter {
     if (parked_ == kParkedOne) [[likely]] {
       detail::mpsc_state<T>* const state = state_;
       state->receiver_parked.store(false, std::memory_order_relaxed);
-      state->wait_until_receiver_idle();
-      if (std::optional<T> handed = state->take_handed()) {
+      if (std::optional<T> handed = state->take_handed_when_idle()) {
         parked_ = kNotParked;
         return handed;
       }
     }
     if (parked_ != kNotParked) {
-      detail::mpsc_state<T>* const state = state_;
-      state->receiver_parked.store(false, std::memory_order_relaxed);
+      // (Capacity 1 waited for its waker above; a ring's receiver waits for
+      // its waker when it parks next: park_receiver.)
+      state_->receiver_parked.store(false, std::memory_order_relaxed);
       parked_ = kNotParked;
-      state->receiver_resumed();
       // This wait needs no other task to run, so it cannot hold up a sender
       // queued on this worker (in its LIFO slot, a claimed batch or the
       // stash, where no other worker takes it). We were woken once a value
@@ -352,6 +357,10 @@ class [[nodiscard]] mpsc_recv_awaiter {
   /// Takes the oldest value, or sees closed-and-drained.
   [[gnu::always_inline]] bool try_take() {
     if (state_->single) return state_->take_one(value_);
+    return try_take_ring();
+  }
+  /// try_take of a channel whose capacity is not 1.
+  [[gnu::always_inline]] bool try_take_ring() {
     if (state_->ready()) {
       value_.emplace(state_->pop());
       return true;

@@ -268,9 +268,11 @@ class locked_ring {
 /// is parked, and the kIdle store also publishes a handed value.
 ///
 /// Hand-off: a sender that takes kReceiverParked from an empty slot moves
-/// its value into `queue.one.handed` (not the slot), sets `handed`, wakes
-/// the receiver and stores kIdle. The receiver waits for kIdle (it does
-/// anyway) and takes the handed value with no RMW on the slot word. Only
+/// its value into `queue.one.handed` (not the slot), wakes the receiver and
+/// stores kIdle with kHanded (one store). The receiver waits for kIdle (it
+/// does anyway; kIdle with kHanded is the usual case, one compare) and
+/// takes the handed value with no RMW on the slot word, storing plain kIdle
+/// (no waker can be busy: it is not parked). Only
 /// the receiver's next park can let another hand-off in, and it takes the
 /// handed value before it parks, so one hand-off place is enough. The value
 /// went to a waiting receiver: it takes no capacity, and the slot may fill
@@ -295,6 +297,9 @@ struct alignas(64) mpsc_state {
   static constexpr std::uint64_t kOnePermit = 4;
   static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
   static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
+  // Capacity 1, with kIdle in `receiver_state`: `queue.one.handed` holds a
+  // value (see "Hand-off"); the other bits are the state.
+  static constexpr std::uint8_t kHanded = 4;
   // Capacity 1 (see "Capacity 1: the slot word").
   static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
   static constexpr std::uint64_t kReceiverParked = 16;
@@ -318,7 +323,7 @@ struct alignas(64) mpsc_state {
     if (single) {
       // relaxed: the last owner's release of the state orders everything.
       if ((permits.load(std::memory_order_relaxed) & kSlotMask) == kSlotFull) std::destroy_at(queue.one.slot.value());
-      if (handed.load(std::memory_order_relaxed)) std::destroy_at(queue.one.handed.value());
+      if ((receiver_state.load(std::memory_order_relaxed) & kHanded) != 0) std::destroy_at(queue.one.handed.value());
     } else if (bounded) {
       std::destroy_at(&queue.fixed);
     } else {
@@ -460,7 +465,7 @@ struct alignas(64) mpsc_state {
     if (single) {
       // acquire: as in ready_one (a value taken, a claim given back).
       return (permits.load(std::memory_order_acquire) & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty) &&
-             !handed.load(std::memory_order_acquire);
+             (receiver_state.load(std::memory_order_acquire) & kHanded) == 0;
     }
     if (!bounded) return (permits.load(std::memory_order_seq_cst) & kClosed) != 0 && !queue.growing.ready();
     return (permits.load(std::memory_order_seq_cst) & ~kSendersParked) == (all_permits | kClosed);
@@ -500,10 +505,11 @@ struct alignas(64) mpsc_state {
   /// Takes the oldest value and gives its permit back. Precondition: ready().
   [[gnu::always_inline]] T pop() noexcept {
     if (single) {
-      if (handed.load(std::memory_order_relaxed)) {  // ready_one looked (acquire)
+      if ((receiver_state.load(std::memory_order_relaxed) & kHanded) != 0) {  // ready_one looked (acquire)
         T value = std::move(*queue.one.handed.value());
         std::destroy_at(queue.one.handed.value());
-        handed.store(false, std::memory_order_relaxed);
+        // relaxed: only the receiver writes it while it is not parked.
+        receiver_state.store(kIdle, std::memory_order_relaxed);
         return value;
       }
       T value = std::move(*queue.one.slot.value());
@@ -519,7 +525,7 @@ struct alignas(64) mpsc_state {
   [[nodiscard]] std::size_t size() const noexcept {
     if (single)
       return ((permits.load(std::memory_order_relaxed) & kSlotMask) != kSlotEmpty ? 1 : 0) +
-             (handed.load(std::memory_order_relaxed) ? 1 : 0);
+             ((receiver_state.load(std::memory_order_relaxed) & kHanded) != 0 ? 1 : 0);
     return bounded ? queue.fixed.size() : queue.growing.size();
   }
 
@@ -540,11 +546,6 @@ struct alignas(64) mpsc_state {
   [[nodiscard]] bool receiver_waiting() const noexcept {
     if (single) return (permits.load(std::memory_order_acquire) & kReceiverParked) != 0;
     return receiver_state.load(std::memory_order_acquire) == kParked;
-  }
-
-  /// Receiver, resumed after parking: waits until its waker is done with it.
-  void receiver_resumed() noexcept {
-    if (single) wait_until_receiver_idle();
   }
 
   /// Wakes the receiver if it is parked (see the top of this struct).
@@ -626,8 +627,7 @@ struct alignas(64) mpsc_state {
     if ((word & kReceiverParked) != 0) {
       // The receiver took any earlier handed value before it parked.
       std::construct_at(queue.one.handed.value(), std::move(value));
-      handed.store(true, std::memory_order_release);  // and the kIdle store releases it again
-      wake_taken_receiver();
+      wake_taken_receiver(kIdle | kHanded);  // kHanded with kIdle: one store releases both
     } else {
       std::construct_at(queue.one.slot.value(), std::move(value));
       publish_one();
@@ -647,23 +647,29 @@ struct alignas(64) mpsc_state {
   }
 
   /// Whoever took kReceiverParked away: wakes the receiver, then lets it
-  /// go on.
-  void wake_taken_receiver() noexcept {
+  /// go on: `idle` is kIdle, with kHanded after a hand-off (kHanded is
+  /// clear while the receiver is parked: it took any handed value first).
+  void wake_taken_receiver(std::uint8_t idle = kIdle) noexcept {
     receiver_waker.wake();
     // release: our last use of the receiver's header (and of the waker), and
     // a handed value, come before the receiver sees kIdle.
-    receiver_state.store(kIdle, std::memory_order_release);
+    receiver_state.store(idle, std::memory_order_release);
   }
 
   [[gnu::always_inline]] void wait_until_receiver_idle() const noexcept {
     // acquire: pairs with wake_taken_receiver's release. The wait out of
     // line: its loop's setup was hoisted above the usual first look.
-    if (receiver_state.load(std::memory_order_acquire) != kIdle) [[unlikely]]
-      spin_until_receiver_idle();
+    if ((receiver_state.load(std::memory_order_acquire) & ~kHanded) != kIdle) [[unlikely]]
+      (void)spin_until_receiver_idle();
   }
-  [[gnu::noinline, gnu::cold]] void spin_until_receiver_idle() const noexcept {
-    // acquire: as in wait_until_receiver_idle.
-    for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) != kIdle;) spin_pause(round);
+  /// The wait of wait_until_receiver_idle; returns `receiver_state` as it
+  /// saw it last (kIdle, with or without kHanded).
+  [[gnu::noinline, gnu::cold]] std::uint8_t spin_until_receiver_idle() const noexcept {
+    for (unsigned round = 0;; spin_pause(round)) {
+      // acquire: as in wait_until_receiver_idle.
+      const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+      if ((r & ~kHanded) == kIdle) return r;
+    }
   }
 
   /// Empties the slot (the receiver took the value, or a claim is given back
@@ -717,7 +723,7 @@ struct alignas(64) mpsc_state {
     // kIdle store (a woken recv waits for it, an aborted one's destructor
     // too, and only then can another recv start). acquire: pairs with that
     // store, for a recv on another thread.
-    if (handed.load(std::memory_order_acquire)) return true;
+    if ((receiver_state.load(std::memory_order_acquire) & kHanded) != 0) return true;
     // acquire: a kSlotFull value (publish_one's release).
     return (permits.load(std::memory_order_acquire) & kSlotMask) == kSlotFull;
   }
@@ -725,15 +731,16 @@ struct alignas(64) mpsc_state {
   /// The receiver's take for capacity 1 (ready_one, pop and
   /// closed_and_drained in one, the slot word read once): the oldest value
   /// into `out` (true), or true with `out` empty if the channel is closed
-  /// and drained, else false. Reading `handed` first and the word after is
+  /// and drained, else false. Reading kHanded first and the word after is
   /// as good as closed_and_drained's order: only this receiver's park lets
   /// a hand-off in, and it is not parked while it takes.
   [[gnu::always_inline]] bool take_one(std::optional<T>& out) noexcept {
     // acquire: as in ready_one.
-    if (handed.load(std::memory_order_acquire)) {
+    if ((receiver_state.load(std::memory_order_acquire) & kHanded) != 0) {
       out.emplace(std::move(*queue.one.handed.value()));
       std::destroy_at(queue.one.handed.value());
-      handed.store(false, std::memory_order_relaxed);
+      // relaxed: only the receiver writes it while it is not parked.
+      receiver_state.store(kIdle, std::memory_order_relaxed);
       return true;
     }
     const std::uint64_t word = permits.load(std::memory_order_acquire);
@@ -748,16 +755,25 @@ struct alignas(64) mpsc_state {
     return (word & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty);
   }
 
-  /// Receiver, capacity 1: the handed value if there is one (as take_one's
-  /// first step), else empty. Written out, not shared with take_one: built
-  /// through a common helper (an optional filled in place) the value went
-  /// through the frame, +4.5% instructions on ping_pong.
-  [[gnu::always_inline]] std::optional<T> take_handed() noexcept {
-    // acquire: as in ready_one.
-    if (!handed.load(std::memory_order_acquire)) return std::nullopt;
+  /// Receiver, capacity 1, resumed after parking: waits until its waker is
+  /// done with it (wait_until_receiver_idle), then takes the handed value
+  /// if there is one (as take_one's first step), else returns empty. The
+  /// usual case, kIdle with kHanded, is one load and one compare. Written
+  /// out, not shared with take_one: built through a common helper (an
+  /// optional filled in place) the value went through the frame, +4.5%
+  /// instructions on ping_pong.
+  [[gnu::always_inline]] std::optional<T> take_handed_when_idle() noexcept {
+    // acquire: pairs with wake_taken_receiver's release (a handed value, and
+    // the waker's last use of our header).
+    std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+    if (r != (kIdle | kHanded)) [[unlikely]] {
+      if ((r & ~kHanded) != kIdle) r = spin_until_receiver_idle();
+      if (r == kIdle) return std::nullopt;
+    }
     std::optional<T> out(std::in_place, std::move(*queue.one.handed.value()));
     std::destroy_at(queue.one.handed.value());
-    handed.store(false, std::memory_order_relaxed);
+    // relaxed: only the receiver writes it while it is not parked.
+    receiver_state.store(kIdle, std::memory_order_relaxed);
     return out;
   }
 
@@ -803,14 +819,13 @@ struct alignas(64) mpsc_state {
   // shares that line. The rarely used rest (senders, the lock, the parked
   // senders) follows.
   std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
+  // kIdle, kParked or kTaking (see "The receiver's waker"); for capacity 1
+  // also kHanded (see "Hand-off"), set with kIdle by the sender that took
+  // the parked receiver's waker, cleared by the receiver.
   std::atomic<std::uint8_t> receiver_state{kIdle};
   // A recv is suspended in recv, parked or woken and not yet resumed (to
   // catch a second recv). Written by the receiver only, relaxed.
   std::atomic<bool> receiver_parked{false};
-  // Capacity 1: `queue.one.handed` holds a value (see "Hand-off"). Set by
-  // the sender that took the parked receiver's waker, cleared by the
-  // receiver.
-  std::atomic<bool> handed{false};
   const bool bounded;
   const bool single;             // capacity 1: `queue.one` and the slot word
   unowned_waker receiver_waker;  // see "The receiver's waker"
