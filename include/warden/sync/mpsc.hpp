@@ -350,8 +350,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   /// The deferred park of capacity 1 (see await_suspend): `state` is the
   /// channel's.
-  static bool commit_park(void* state, detail::task_header* task, std::uint32_t generation) noexcept {
-    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, generation});
+  static bool commit_park(void* state, detail::task_header* task, std::uint64_t word) noexcept {
+    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, word});
   }
 
   /// Takes the oldest value, or sees closed-and-drained.

@@ -782,7 +782,7 @@ struct alignas(64) mpsc_state {
     // No earlier waker is busy (receiver_state is kIdle: see the top).
     // Field by field: a copy of the whole struct went through the stack.
     receiver_waker.task = self.task;
-    receiver_waker.generation = self.generation;
+    receiver_waker.word = self.word;
     receiver_state.store(kParked, std::memory_order_relaxed);  // released by the CAS
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
