@@ -240,9 +240,10 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // Aborted while parked. Nothing was handed to us (values stay queued
     // until taken), so only our waker has to go; if a sender already took
     // it, we wait until that wake is done with our header (it finds the
-    // task running, or a stale generation, and does nothing).
+    // task running, or a stale generation, and does nothing). Capacity 1
+    // clears kActive there.
     state_->unpark_receiver_or_wait();
-    state_->receiver_parked.store(false, std::memory_order_relaxed);
+    if (parked_ == kParkedRing) state_->receiver_parked.store(false, std::memory_order_relaxed);
   }
 
   /// Capacity 1 takes in await_suspend (false: not ready yet), so that the
@@ -254,19 +255,24 @@ class [[nodiscard]] mpsc_recv_awaiter {
   [[gnu::always_inline]] bool await_suspend(std::coroutine_handle<> awaiting) {
     detail::mpsc_state<T>* const state = state_;
     if (state->single) {
-      if (state->take_one(value_)) return false;  // a value, or closed and drained: resume now
+      // The take, and the check for a second recv while one waits (misuse;
+      // caught when the first one is suspended), in one look at the
+      // receiver's state.
+      const auto took = state->take_one_or_park(value_);
+      if (took == detail::mpsc_state<T>::recv_one::taken) return false;  // a value, or closed and drained
+      if (took == detail::mpsc_state<T>::recv_one::concurrent) [[unlikely]]
+        detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
       // Capacity 1 parks with one CAS on the slot word: deferred to the end
       // of the poll, after the task is idle, so that neither the poll end
       // nor the wake needs an RMW on the task (see defer_park). If a value
       // came meanwhile the commit fails and the task is polled again, into
       // await_resume. Inline: this is every recv of a ping-pong, and a call
       // here cost a second prologue and epilogue inside the coroutine's.
-      if (state->receiver_parked.load(std::memory_order_relaxed))
-        detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
       // The commit needs only the channel: its pointer goes as the park's
       // context (one load fewer in the commit).
       if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state})) [[likely]] {
-        state->receiver_parked.store(true, std::memory_order_relaxed);
+        // relaxed: the receiver's own bit, no waker busy (nothing parked).
+        state->receiver_state.store(detail::mpsc_state<T>::kActive, std::memory_order_relaxed);
         parked_ = kParkedOne;
         return true;
       }
@@ -288,9 +294,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // parked_ is cleared after the atomic loads, so the compiler knows it
     // for the destructor's check.
     if (parked_ == kParkedOne) [[likely]] {
-      detail::mpsc_state<T>* const state = state_;
-      state->receiver_parked.store(false, std::memory_order_relaxed);
-      if (std::optional<T> handed = state->take_handed_when_idle()) {
+      // (take_handed_when_idle clears kActive.)
+      if (std::optional<T> handed = state_->take_handed_when_idle()) {
         parked_ = kNotParked;
         return handed;
       }
@@ -298,7 +303,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
     if (parked_ != kNotParked) {
       // (Capacity 1 waited for its waker above; a ring's receiver waits for
       // its waker when it parks next: park_receiver.)
-      state_->receiver_parked.store(false, std::memory_order_relaxed);
+      if (parked_ == kParkedRing) state_->receiver_parked.store(false, std::memory_order_relaxed);
       parked_ = kNotParked;
       // This wait needs no other task to run, so it cannot hold up a sender
       // queued on this worker (in its LIFO slot, a claimed batch or the
@@ -335,16 +340,28 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // (the park handshake, or capacity 1's parking CAS) sees whatever came
     // since.
     // A second recv while one waits (misuse; caught when the first one
-    // already parked).
-    if (state_->receiver_parked.load(std::memory_order_relaxed))
+    // already parked). Capacity 1: its kActive bit, which await_suspend
+    // looked at (relaxed: the receiver's own bit, no waker busy).
+    detail::mpsc_state<T>* const state = state_;
+    if (state->single) {
+      state->receiver_state.store(detail::mpsc_state<T>::kActive, std::memory_order_relaxed);
+      if (!state->park_receiver_unless_ready(self)) {
+        // A value (or the close) came before our waker was visible.
+        state->receiver_state.store(detail::mpsc_state<T>::kIdle, std::memory_order_relaxed);
+        return !try_take();
+      }
+      parked_ = kParkedOne;
+      return true;
+    }
+    if (state->receiver_parked.load(std::memory_order_relaxed))
       detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
-    state_->receiver_parked.store(true, std::memory_order_relaxed);
-    if (!state_->park_receiver_unless_ready(self)) {
+    state->receiver_parked.store(true, std::memory_order_relaxed);
+    if (!state->park_receiver_unless_ready(self)) {
       // A value (or the close) came before our waker was visible.
-      state_->receiver_parked.store(false, std::memory_order_relaxed);
+      state->receiver_parked.store(false, std::memory_order_relaxed);
       return !try_take();
     }
-    parked_ = state_->single ? kParkedOne : kParkedRing;
+    parked_ = kParkedRing;
     return true;
   }
 

@@ -264,8 +264,13 @@ class locked_ring {
 /// waker may still touch the receiving task's header, so the receiver waits
 /// for kIdle after a wake (await_resume) and before an aborted recv's frame
 /// goes (unpark_receiver_or_wait); a receiver that takes kReceiverParked
-/// back itself stores kIdle. So `receiver_state` is kIdle whenever no recv
-/// is parked, and the kIdle store also publishes a handed value.
+/// back itself stores kIdle. So `receiver_state`'s state (kStateMask) is
+/// kIdle whenever no recv is parked, and the kIdle store also publishes a
+/// handed value. Its kActive bit is the receiver's: set (plain store, no
+/// waker can be busy) by a recv that is about to park, kept by the park
+/// and by the waker's store (the receiver is still in recv), and cleared by
+/// the receiver's store once it resumed (or its aborted recv's frame goes),
+/// which also clears kHanded when it took the handed value.
 ///
 /// Hand-off: a sender that takes kReceiverParked from an empty slot moves
 /// its value into `queue.one.handed` (not the slot), wakes the receiver and
@@ -297,9 +302,13 @@ struct alignas(64) mpsc_state {
   static constexpr std::uint64_t kOnePermit = 4;
   static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
   static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
-  // Capacity 1, with kIdle in `receiver_state`: `queue.one.handed` holds a
-  // value (see "Hand-off"); the other bits are the state.
-  static constexpr std::uint8_t kHanded = 4;
+  // Capacity 1, next to the state in `receiver_state` (kStateMask):
+  // `queue.one.handed` holds a value (see "Hand-off"), and kActive: a recv
+  // is suspended in recv (its park pending, parked, or woken and not yet
+  // resumed; to catch a second recv). The receiver sets kActive before it
+  // parks and clears it when it resumes or goes; a waker that takes the
+  // parked receiver's waker keeps it in its kIdle store.
+  static constexpr std::uint8_t kStateMask = 3, kHanded = 4, kActive = 8;
   // Capacity 1 (see "Capacity 1: the slot word").
   static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
   static constexpr std::uint64_t kReceiverParked = 16;
@@ -592,11 +601,13 @@ struct alignas(64) mpsc_state {
         // relaxed: nothing to publish; the waker is ours again.
         if (permits.compare_exchange_weak(word, word & ~kReceiverParked, std::memory_order_relaxed,
                                           std::memory_order_relaxed)) {
-          receiver_state.store(kIdle, std::memory_order_relaxed);
+          receiver_state.store(kIdle, std::memory_order_relaxed);  // kActive off too
           return;
         }
       }
-      wait_until_receiver_idle();
+      // kActive off, a handed value kept for the next recv. relaxed: ours
+      // alone once the waker is done (the wait's acquire).
+      receiver_state.store(wait_until_receiver_idle() & kHanded, std::memory_order_relaxed);
       return;
     }
     if (unpark_receiver()) return;
@@ -627,7 +638,7 @@ struct alignas(64) mpsc_state {
     if ((word & kReceiverParked) != 0) {
       // The receiver took any earlier handed value before it parked.
       std::construct_at(queue.one.handed.value(), std::move(value));
-      wake_taken_receiver(kIdle | kHanded);  // kHanded with kIdle: one store releases both
+      wake_taken_receiver(kHanded);  // kHanded with kIdle: one store releases both
     } else {
       std::construct_at(queue.one.slot.value(), std::move(value));
       publish_one();
@@ -647,28 +658,33 @@ struct alignas(64) mpsc_state {
   }
 
   /// Whoever took kReceiverParked away: wakes the receiver, then lets it
-  /// go on: `idle` is kIdle, with kHanded after a hand-off (kHanded is
-  /// clear while the receiver is parked: it took any handed value first).
-  void wake_taken_receiver(std::uint8_t idle = kIdle) noexcept {
+  /// go on: kIdle, with kActive (the receiver is still in recv) and
+  /// `handed` (kHanded after a hand-off; it is clear while the receiver is
+  /// parked: it took any handed value first).
+  void wake_taken_receiver(std::uint8_t handed = 0) noexcept {
     receiver_waker.wake();
     // release: our last use of the receiver's header (and of the waker), and
     // a handed value, come before the receiver sees kIdle.
-    receiver_state.store(idle, std::memory_order_release);
+    receiver_state.store(kIdle | kActive | handed, std::memory_order_release);
   }
 
-  [[gnu::always_inline]] void wait_until_receiver_idle() const noexcept {
+  /// Receiver, capacity 1: waits until no waker is busy with it; returns
+  /// `receiver_state` as it saw it then (kIdle, with kHanded and kActive
+  /// as they are).
+  [[gnu::always_inline]] std::uint8_t wait_until_receiver_idle() const noexcept {
     // acquire: pairs with wake_taken_receiver's release. The wait out of
     // line: its loop's setup was hoisted above the usual first look.
-    if ((receiver_state.load(std::memory_order_acquire) & ~kHanded) != kIdle) [[unlikely]]
-      (void)spin_until_receiver_idle();
+    const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+    if ((r & kStateMask) != kIdle) [[unlikely]]
+      return spin_until_receiver_idle();
+    return r;
   }
-  /// The wait of wait_until_receiver_idle; returns `receiver_state` as it
-  /// saw it last (kIdle, with or without kHanded).
+  /// The wait of wait_until_receiver_idle.
   [[gnu::noinline, gnu::cold]] std::uint8_t spin_until_receiver_idle() const noexcept {
     for (unsigned round = 0;; spin_pause(round)) {
       // acquire: as in wait_until_receiver_idle.
       const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
-      if ((r & ~kHanded) == kIdle) return r;
+      if ((r & kStateMask) == kIdle) return r;
     }
   }
 
@@ -737,12 +753,39 @@ struct alignas(64) mpsc_state {
   [[gnu::always_inline]] bool take_one(std::optional<T>& out) noexcept {
     // acquire: as in ready_one.
     if ((receiver_state.load(std::memory_order_acquire) & kHanded) != 0) {
-      out.emplace(std::move(*queue.one.handed.value()));
-      std::destroy_at(queue.one.handed.value());
-      // relaxed: only the receiver writes it while it is not parked.
-      receiver_state.store(kIdle, std::memory_order_relaxed);
+      take_handed(out);
       return true;
     }
+    return take_from_slot(out);
+  }
+
+  /// What take_one_or_park found.
+  enum class recv_one : std::uint8_t { taken, park, concurrent };
+
+  /// take_one for a recv that parks unless it takes: also tells whether
+  /// another recv is in progress (kActive), in the same look at
+  /// `receiver_state`. Not `taken`: nothing changed.
+  [[gnu::always_inline]] recv_one take_one_or_park(std::optional<T>& out) noexcept {
+    // acquire: as in ready_one.
+    const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+    if (r != kIdle) [[unlikely]] {
+      if ((r & kActive) != 0) return recv_one::concurrent;
+      take_handed(out);
+      return recv_one::taken;
+    }
+    return take_from_slot(out) ? recv_one::taken : recv_one::park;
+  }
+
+  /// take_one's handed value (kHanded is set, seen with acquire).
+  [[gnu::always_inline]] void take_handed(std::optional<T>& out) noexcept {
+    out.emplace(std::move(*queue.one.handed.value()));
+    std::destroy_at(queue.one.handed.value());
+    // relaxed: only the receiver writes it while it is not parked.
+    receiver_state.store(kIdle, std::memory_order_relaxed);
+  }
+
+  /// take_one after it found no handed value: the slot word's part.
+  [[gnu::always_inline]] bool take_from_slot(std::optional<T>& out) noexcept {
     const std::uint64_t word = permits.load(std::memory_order_acquire);
     // Empty and open first (one test): the recv that is going to park.
     if ((word & (kClosed | kSlotMask)) == kSlotEmpty) return false;
@@ -766,31 +809,37 @@ struct alignas(64) mpsc_state {
     // acquire: pairs with wake_taken_receiver's release (a handed value, and
     // the waker's last use of our header).
     std::uint8_t r = receiver_state.load(std::memory_order_acquire);
-    if (r != (kIdle | kHanded)) [[unlikely]] {
-      if ((r & ~kHanded) != kIdle) r = spin_until_receiver_idle();
-      if (r == kIdle) return std::nullopt;
+    if (r != (kIdle | kActive | kHanded)) [[unlikely]] {
+      if ((r & kStateMask) != kIdle) r = spin_until_receiver_idle();
+      if ((r & kHanded) == 0) {
+        // relaxed: ours alone now (kActive off).
+        receiver_state.store(kIdle, std::memory_order_relaxed);
+        return std::nullopt;
+      }
     }
     std::optional<T> out(std::in_place, std::move(*queue.one.handed.value()));
     std::destroy_at(queue.one.handed.value());
-    // relaxed: only the receiver writes it while it is not parked.
+    // relaxed: only the receiver writes it while it is not parked (kActive
+    // off too).
     receiver_state.store(kIdle, std::memory_order_relaxed);
     return out;
   }
 
   /// park_receiver_unless_ready for capacity 1: one CAS.
   bool park_one(unowned_waker self) noexcept {
-    // No earlier waker is busy (receiver_state is kIdle: see the top).
+    // No earlier waker is busy (receiver_state is kIdle: see the top), and
+    // the receiver set kActive.
     // Field by field: a copy of the whole struct went through the stack.
     receiver_waker.task = self.task;
     receiver_waker.word = self.word;
-    receiver_state.store(kParked, std::memory_order_relaxed);  // released by the CAS
+    receiver_state.store(kParked | kActive, std::memory_order_relaxed);  // released by the CAS
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint64_t slot = word & kSlotMask;
       // Empty and open, the usual park, in one test.
       if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
           (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
-        receiver_state.store(kIdle, std::memory_order_relaxed);
+        receiver_state.store(kIdle | kActive, std::memory_order_relaxed);
         return false;
       }
       // Empty or being written: park. release: the waker and kParked, for
@@ -821,10 +870,11 @@ struct alignas(64) mpsc_state {
   std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
   // kIdle, kParked or kTaking (see "The receiver's waker"); for capacity 1
   // also kHanded (see "Hand-off"), set with kIdle by the sender that took
-  // the parked receiver's waker, cleared by the receiver.
+  // the parked receiver's waker, cleared by the receiver, and kActive.
   std::atomic<std::uint8_t> receiver_state{kIdle};
   // A recv is suspended in recv, parked or woken and not yet resumed (to
-  // catch a second recv). Written by the receiver only, relaxed.
+  // catch a second recv), on a channel whose capacity is not 1 (capacity 1
+  // has kActive). Written by the receiver only, relaxed.
   std::atomic<bool> receiver_parked{false};
   const bool bounded;
   const bool single;             // capacity 1: `queue.one` and the slot word
