@@ -619,6 +619,18 @@ struct alignas(64) mpsc_state {
   /// send_now for capacity 1: claims the empty slot (and the parked
   /// receiver's waker with it), moves `value` in, makes it readable.
   acquired send_one(T& value) noexcept {
+    if constexpr (std::is_trivially_copyable_v<T> && sizeof(T) <= 2 * sizeof(void*)) {
+      // Copied before the claim, into registers: moved in after it, the
+      // value was read again from the sender's awaiter (the claim's acquire
+      // keeps the compiler from reusing an earlier read).
+      T copy = value;
+      return claim_one(copy);
+    } else {
+      return claim_one(value);
+    }
+  }
+  /// send_one's work.
+  [[gnu::always_inline]] acquired claim_one(T& value) noexcept {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     std::uint64_t claimed;
     do {
