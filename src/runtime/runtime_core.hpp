@@ -343,9 +343,11 @@ class runtime_core final : public task_scheduler, public timer_host {
   void schedule(task_header* task, schedule_hint hint) noexcept override;
   /// schedule(task, wake) from a solo wake ("Solo" in task_header.cpp),
   /// which runs on `w`, a worker of this runtime: the LIFO slot, inline.
-  void schedule_woken_here(worker& w, task_header* task) noexcept {
+  /// (Static: the runtime is read only when the slot held a task.)
+  static void schedule_woken_here(worker& w, task_header* task) noexcept {
     task_header* previous = std::exchange(w.lifo, task);
-    if (previous != nullptr) push_displaced(w, previous);
+    if (previous != nullptr) [[unlikely]]
+      w.core->push_displaced(w, previous);
   }
   /// How many times in a row the LIFO slot is taken before the queue gets a
   /// turn (a bound, so a pair waking each other cannot starve the queue). 16,

@@ -351,20 +351,19 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
   wake_rmw(task, generation, task->state.load(std::memory_order_acquire));
 }
 
-void wake_unowned(task_header* task, std::uint64_t word) noexcept {
+void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept {
   using h = task_header;
   std::uint64_t s = task->state.load(std::memory_order_acquire);
   // Parked solo in the waker's suspension and untouched since (see
   // unowned_waker: `word` is then the solo park's word, else it equals no
   // state): one compare for idle, SOLO, the generation and the references.
   if (s == word) {
-    // Read once (after the solo section's barrier the compiler would read
-    // them again for the queuing): the scheduler and, on a worker of the
-    // task's runtime with solo sections (null off them), the worker, whose
-    // flags are the section's and whose LIFO slot takes the task.
+    // On a worker of the task's runtime (`solo`, the runtime whose worker
+    // parked it, is this thread's solo scheduler; null off such threads):
+    // the worker, whose flags are the section's and whose LIFO slot takes
+    // the task.
     thread_context& c = tl_context;
-    task_scheduler* const scheduler = scheduler_of(task);
-    if (c.solo_scheduler == scheduler) {
+    if (c.solo_scheduler == solo) {
       worker& w = *c.on_worker;
       if (solo_enter(w)) {
         // Wake, solo (see the top of this file): we hold the one waker of
@@ -380,7 +379,7 @@ void wake_unowned(task_header* task, std::uint64_t word) noexcept {
           task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
           solo_leave(w);
           // This thread is on a worker of the task's runtime (solo_scheduler).
-          static_cast<runtime_core*>(scheduler)->schedule_woken_here(w, task);
+          runtime_core::schedule_woken_here(w, task);
           return;
         }
         solo_leave(w);
@@ -676,8 +675,9 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
   // it on to the waker).
   const std::uint64_t parked = s + (h::SOLO - h::RUNNING);
   task->state.store(parked, std::memory_order_release);
-  // The waker's word is the parked word (see unowned_waker).
-  if (park.commit(park.awaiter, task, parked)) {
+  // The waker's word is the parked word, its runtime this thread's solo
+  // scheduler (the task's: see solo_check) (see unowned_waker).
+  if (park.commit(park.awaiter, task, parked, c.solo_scheduler)) {
     solo_park_leave(check, chain);  // the task may already run elsewhere: not touched again
     return true;
   }
@@ -813,7 +813,7 @@ template <poll_kind Kind>
   bool again = false;  // the deferred park found its value: poll the task again
   if (park.commit != nullptr && (s & h::ABORT) == 0) {
     // relaxed: the generation cannot change while the task runs.
-    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)));
+    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), nullptr);
     s = task->state.load(std::memory_order_relaxed);
   }
   for (;;) {

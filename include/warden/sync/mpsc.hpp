@@ -367,8 +367,9 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   /// The deferred park of capacity 1 (see await_suspend): `state` is the
   /// channel's.
-  static bool commit_park(void* state, detail::task_header* task, std::uint64_t word) noexcept {
-    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, word});
+  static bool commit_park(void* state, detail::task_header* task, std::uint64_t word,
+                          const detail::task_scheduler* solo) noexcept {
+    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, word, solo});
   }
 
   /// Takes the oldest value, or sees closed-and-drained.

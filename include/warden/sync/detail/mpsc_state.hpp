@@ -844,6 +844,7 @@ struct alignas(64) mpsc_state {
     // Field by field: a copy of the whole struct went through the stack.
     receiver_waker.task = self.task;
     receiver_waker.word = self.word;
+    receiver_waker.solo = self.solo;
     receiver_state.store(kParked | kActive, std::memory_order_relaxed);  // released by the CAS
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
