@@ -353,25 +353,22 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
 
 void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept {
   using h = task_header;
-  std::uint64_t s = task->state.load(std::memory_order_acquire);
-  // Parked solo in the waker's suspension and untouched since (see
-  // unowned_waker: `word` is then the solo park's word, else it equals no
-  // state): one compare for idle, SOLO, the generation and the references.
-  if (s == word) {
-    // On a worker of the task's runtime (`solo`, the runtime whose worker
-    // parked it, is this thread's solo scheduler; null off such threads):
-    // the worker, whose flags are the section's and whose LIFO slot takes
-    // the task.
+  // A solo park's waker (the others' words have SCHEDULED set: see
+  // unowned_waker; a test of the register), on a worker of the task's
+  // runtime (`solo`, the runtime whose worker parked it, is this thread's
+  // solo scheduler; null off such threads): the worker, whose flags are the
+  // section's and whose LIFO slot takes the task.
+  if ((word & h::SCHEDULED) == 0) {
     thread_context& c = tl_context;
     if (c.solo_scheduler == solo) {
       worker& w = *c.on_worker;
       if (solo_enter(w)) {
         // Wake, solo (see the top of this file): we hold the one waker of
         // this suspension and no sweep runs, so nobody else writes the word
-        // now. Read again inside the section (a sweep may have come and
-        // gone since the first look); still the park's word, so idle,
-        // SOLO and in the waker's generation.
-        s = task->state.load(std::memory_order_relaxed);
+        // now. Parked solo in the waker's suspension and untouched since:
+        // the task's word is still the park's (one compare for idle, SOLO,
+        // the generation and the references).
+        const std::uint64_t s = task->state.load(std::memory_order_relaxed);
         if (s == word) {
           // SOLO off, RUNNING on, the next generation: one add (the compare
           // fixed those bits). relaxed: the frame reached us through the
@@ -386,7 +383,7 @@ void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* s
       }
     }
   }
-  wake_rmw(task, h::generation_of(word), s);
+  wake_rmw(task, h::generation_of(word), task->state.load(std::memory_order_acquire));
 }
 
 void request_abort(task_header* task) noexcept {

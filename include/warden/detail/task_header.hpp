@@ -469,16 +469,17 @@ task_header* suspend_current_task(std::coroutine_handle<> awaiting);
 /// The suspension is told by `word`: the task's state word as a solo park
 /// left it (idle, SOLO: "Solo" in task_header.cpp), or else the suspension's
 /// generation in its place with RUNNING and SCHEDULED set, a word no task
-/// ever has (at most one of the two is set). A wake that finds the task's
-/// word equal to `word` (one compare) knows the task is still parked solo
-/// in that suspension, untouched since; otherwise only the generation
-/// counts. `solo`, with a solo park's word, is the task's runtime (its
+/// ever has (at most one of the two is set; a solo park's word has
+/// neither, so the wake tells the two kinds apart without a load). A wake
+/// that finds the task's word equal to `word` (one compare) knows the task
+/// is still parked solo in that suspension, untouched since; otherwise
+/// only the generation counts. `solo`, with a solo park's word, is the task's runtime (its
 /// scheduler), whose worker parked it: a wake on a thread with that solo
 /// scheduler is on a worker of the task's runtime without reading the
 /// task's site. Null otherwise.
 struct unowned_waker {
   task_header* task = nullptr;
-  std::uint64_t word = 0;
+  std::uint64_t word = task_header::RUNNING | task_header::SCHEDULED;  // word_of(0)
   const task_scheduler* solo = nullptr;
   /// The word of a waker for the suspension of `generation` that is not a
   /// solo park.
