@@ -236,6 +236,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
   mpsc_recv_awaiter(const mpsc_recv_awaiter&) = delete;
   mpsc_recv_awaiter& operator=(const mpsc_recv_awaiter&) = delete;
   ~mpsc_recv_awaiter() {
+    if (has_value_ != 0) std::destroy_at(&value_);
     if (parked_ == kNotParked) return;
     // Aborted while parked. Nothing was handed to us (values stay queued
     // until taken), so only our waker has to go; if a sender already took
@@ -258,7 +259,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // The take, and the check for a second recv while one waits (misuse;
       // caught when the first one is suspended), in one look at the
       // receiver's state.
-      const auto took = state->take_one_or_park(value_);
+      const auto took = state->take_one_or_park(out());
       if (took == detail::mpsc_state<T>::recv_one::taken) return false;  // a value, or closed and drained
       if (took == detail::mpsc_state<T>::recv_one::concurrent) [[unlikely]]
         detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
@@ -324,8 +325,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // Rebuilt field by field, not copied whole: a copy of the optional would
     // load its value and flag at once, right after try_take stored them
     // separately, and stall on store forwarding.
-    if (!value_.has_value()) return std::nullopt;
-    return std::optional<T>(std::in_place, std::move(*value_));
+    if (has_value_ == 0) return std::nullopt;
+    return std::optional<T>(std::in_place, std::move(value_));
   }
 
  private:
@@ -374,20 +375,28 @@ class [[nodiscard]] mpsc_recv_awaiter {
 
   /// Takes the oldest value, or sees closed-and-drained.
   [[gnu::always_inline]] bool try_take() {
-    if (state_->single) return state_->take_one(value_);
+    if (state_->single) return state_->take_one(out());
     return try_take_ring();
   }
   /// try_take of a channel whose capacity is not 1.
   [[gnu::always_inline]] bool try_take_ring() {
     if (state_->ready()) {
-      value_.emplace(state_->pop());
+      out().emplace(state_->pop());
       return true;
     }
     return state_->closed_and_drained();
   }
 
+  /// Where a take puts the value: value_ and has_value_.
+  [[gnu::always_inline]] detail::value_out<T> out() noexcept { return {&value_, &has_value_}; }
+
   detail::mpsc_state<T>* state_;
-  std::optional<T> value_;
+  union {
+    T value_;  // alive while has_value_ is 1: taken, not yet moved out
+  };
+  // An optional's flag, kept apart from value_ so that it sits next to
+  // parked_: the two initial stores are one.
+  std::uint8_t has_value_ = 0;
   // Suspended in recv, parked or woken and not yet resumed: kParkedOne on
   // a channel of capacity 1, kParkedRing on the others.
   static constexpr std::uint8_t kNotParked = 0, kParkedOne = 1, kParkedRing = 2;

@@ -173,6 +173,19 @@ class locked_ring {
   std::atomic<std::uint64_t> taken_{0};
 };
 
+/// Where a receive puts the value it takes: the receiving awaiter's storage
+/// and its flag (an optional's two parts, apart, so that the awaiter can
+/// keep its own flag byte next to this one).
+template <class T>
+struct value_out {
+  T* storage;
+  std::uint8_t* engaged;
+  void emplace(T&& value) noexcept {
+    std::construct_at(storage, std::move(value));
+    *engaged = 1;
+  }
+};
+
 /// The shared state of one mpsc channel.
 ///
 /// # Permits
@@ -762,7 +775,7 @@ struct alignas(64) mpsc_state {
   /// and drained, else false. Reading kHanded first and the word after is
   /// as good as closed_and_drained's order: only this receiver's park lets
   /// a hand-off in, and it is not parked while it takes.
-  [[gnu::always_inline]] bool take_one(std::optional<T>& out) noexcept {
+  [[gnu::always_inline]] bool take_one(value_out<T> out) noexcept {
     // acquire: as in ready_one.
     if ((receiver_state.load(std::memory_order_acquire) & kHanded) != 0) {
       take_handed(out);
@@ -777,7 +790,7 @@ struct alignas(64) mpsc_state {
   /// take_one for a recv that parks unless it takes: also tells whether
   /// another recv is in progress (kActive), in the same look at
   /// `receiver_state`. Not `taken`: nothing changed.
-  [[gnu::always_inline]] recv_one take_one_or_park(std::optional<T>& out) noexcept {
+  [[gnu::always_inline]] recv_one take_one_or_park(value_out<T> out) noexcept {
     // acquire: as in ready_one.
     const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
     if (r != kIdle) [[unlikely]] {
@@ -789,7 +802,7 @@ struct alignas(64) mpsc_state {
   }
 
   /// take_one's handed value (kHanded is set, seen with acquire).
-  [[gnu::always_inline]] void take_handed(std::optional<T>& out) noexcept {
+  [[gnu::always_inline]] void take_handed(value_out<T> out) noexcept {
     out.emplace(std::move(*queue.one.handed.value()));
     std::destroy_at(queue.one.handed.value());
     // relaxed: only the receiver writes it while it is not parked.
@@ -797,7 +810,7 @@ struct alignas(64) mpsc_state {
   }
 
   /// take_one after it found no handed value: the slot word's part.
-  [[gnu::always_inline]] bool take_from_slot(std::optional<T>& out) noexcept {
+  [[gnu::always_inline]] bool take_from_slot(value_out<T> out) noexcept {
     const std::uint64_t word = permits.load(std::memory_order_acquire);
     // Empty and open first (one test): the recv that is going to park.
     if ((word & (kClosed | kSlotMask)) == kSlotEmpty) return false;
