@@ -271,9 +271,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // here cost a second prologue and epilogue inside the coroutine's.
       // The commit needs only the channel: its pointer goes as the park's
       // context (one load fewer in the commit).
+      // (The commit sets kActive: see mpsc_state.)
       if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state})) [[likely]] {
-        // relaxed: the receiver's own bit, no waker busy (nothing parked).
-        state->receiver_state.store(detail::mpsc_state<T>::kActive, std::memory_order_relaxed);
         parked_ = kParkedOne;
         return true;
       }
@@ -342,12 +341,12 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // since.
     // A second recv while one waits (misuse; caught when the first one
     // already parked). Capacity 1: its kActive bit, which await_suspend
-    // looked at (relaxed: the receiver's own bit, no waker busy).
+    // looked at and the park sets.
     detail::mpsc_state<T>* const state = state_;
     if (state->single) {
-      state->receiver_state.store(detail::mpsc_state<T>::kActive, std::memory_order_relaxed);
       if (!state->park_receiver_unless_ready(self)) {
-        // A value (or the close) came before our waker was visible.
+        // A value (or the close) came before our waker was visible. relaxed:
+        // the receiver's own bits, no waker busy (kActive off).
         state->receiver_state.store(detail::mpsc_state<T>::kIdle, std::memory_order_relaxed);
         return !try_take();
       }

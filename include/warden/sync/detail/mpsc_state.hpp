@@ -279,10 +279,10 @@ struct value_out {
 /// goes (unpark_receiver_or_wait); a receiver that takes kReceiverParked
 /// back itself stores kIdle. So `receiver_state`'s state (kStateMask) is
 /// kIdle whenever no recv is parked, and the kIdle store also publishes a
-/// handed value. Its kActive bit is the receiver's: set (plain store, no
-/// waker can be busy) by a recv that is about to park, kept by the park
-/// and by the waker's store (the receiver is still in recv), and cleared by
-/// the receiver's store once it resumed (or its aborted recv's frame goes),
+/// handed value. Its kActive bit is the receiver's: set by the park's
+/// kParked store (and kept if the park finds a value instead), kept by the
+/// waker's store (the receiver is still in recv), and cleared by the
+/// receiver's store once it resumed (or its aborted recv's frame goes),
 /// which also clears kHanded when it took the handed value.
 ///
 /// Hand-off: a sender that takes kReceiverParked from an empty slot moves
@@ -317,10 +317,12 @@ struct alignas(64) mpsc_state {
   static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
   // Capacity 1, next to the state in `receiver_state` (kStateMask):
   // `queue.one.handed` holds a value (see "Hand-off"), and kActive: a recv
-  // is suspended in recv (its park pending, parked, or woken and not yet
-  // resumed; to catch a second recv). The receiver sets kActive before it
-  // parks and clears it when it resumes or goes; a waker that takes the
-  // parked receiver's waker keeps it in its kIdle store.
+  // is suspended in recv (parked, or woken and not yet resumed; to catch a
+  // second recv, from the moment the park is committed: a deferred park's
+  // window before that is the end of the recv's own poll). The receiver's
+  // park sets kActive and the receiver clears it when it resumes or goes;
+  // a waker that takes the parked receiver's waker keeps it in its kIdle
+  // store.
   static constexpr std::uint8_t kStateMask = 3, kHanded = 4, kActive = 8;
   // Capacity 1 (see "Capacity 1: the slot word").
   static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
@@ -852,8 +854,9 @@ struct alignas(64) mpsc_state {
 
   /// park_receiver_unless_ready for capacity 1: one CAS.
   bool park_one(unowned_waker self) noexcept {
-    // No earlier waker is busy (receiver_state is kIdle: see the top), and
-    // the receiver set kActive.
+    // No earlier waker is busy (receiver_state is kIdle: see the top);
+    // kActive on (and kept if we find a value: the recv is suspended until
+    // it resumes).
     // Field by field: a copy of the whole struct went through the stack.
     receiver_waker.task = self.task;
     receiver_waker.word = self.word;
