@@ -257,8 +257,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
     detail::mpsc_state<T>* const state = state_;
     if (state->single) {
       // The take, and the check for a second recv while one waits (misuse;
-      // caught when the first one is suspended), in one look at the
-      // receiver's state.
+      // caught once the first one parked), in one look at the receiver's
+      // state.
       const auto took = state->take_one_or_park(out());
       if (took == detail::mpsc_state<T>::recv_one::taken) return false;  // a value, or closed and drained
       if (took == detail::mpsc_state<T>::recv_one::concurrent) [[unlikely]]

@@ -637,8 +637,9 @@ struct alignas(64) mpsc_state {
     if constexpr (std::is_trivially_copyable_v<T> && sizeof(T) <= 2 * sizeof(void*)) {
       // Copied before the claim, into registers: moved in after it, the
       // value was read again from the sender's awaiter (the claim's acquire
-      // keeps the compiler from reusing an earlier read).
-      T copy = value;
+      // keeps the compiler from reusing an earlier read). A trivial move
+      // leaves `value` as it was, for a send that fails.
+      T copy(std::move(value));
       return claim_one(copy);
     } else {
       return claim_one(value);
