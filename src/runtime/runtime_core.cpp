@@ -388,9 +388,31 @@ inline task_header* runtime_core::next_task(worker& w) noexcept {
 }
 
 task_header* runtime_core::take_queue_turn(worker& w) noexcept {
-  if (w.lifo == nullptr || w.lifo_streak < kMaxLifoStreak || w.picks_to_check <= 1) return nullptr;
-  // next_task_slow's steps for this case, in its order: its first pick
-  // is left to the loop's next_task if a chain poll cannot take it.
+  if (w.lifo == nullptr) return nullptr;
+  // next_task_slow's steps, in its order: its first pick is left to the
+  // loop's next_task if a chain poll cannot take it.
+  const bool check = w.picks_to_check <= 1;
+  if (check) {
+    // The periodic check first. Here only on a worker thread (its loop's
+    // stop condition is `stopping_`, looked at here as the loop would
+    // before this pick) when the injection queue holds nothing for the
+    // check to take (it would be polled first: the loop's turn); else the
+    // loop picks. The timers fire as in periodic_check. (The chain's last
+    // poll left its task as the thread's: a timer's wake is no poll's.)
+    if (!threaded_ || inject_.size() != 0 || stopping_.load(std::memory_order_acquire)) return nullptr;
+    w.picks_to_check = kGlobalQueueInterval;  // this pick counted (as next_task_slow's 1 -> 0)
+    tl_context.task = nullptr;
+    time_.fire_due();
+    // (A task a timer woke took the LIFO slot, the one there went to the
+    // queue: the slot is not empty.)
+    if (w.lifo_streak < kMaxLifoStreak) {
+      ++w.lifo_streak;
+      w.stop_helping = false;  // as poll() does before each regular poll
+      return std::exchange(w.lifo, nullptr);
+    }
+  } else if (w.lifo_streak < kMaxLifoStreak) {
+    return nullptr;
+  }
   push_local(w, std::exchange(w.lifo, nullptr));
   w.lifo_streak = 0;
   task_header* const task = next_claimed(w);
@@ -398,7 +420,7 @@ task_header* runtime_core::take_queue_turn(worker& w) noexcept {
   // relaxed: a claimed task is ours; while queued only ABORT may be added
   // (the frame reached us through the queue, as for the loop's poll).
   if ((task->state.load(std::memory_order_relaxed) & task_header::RUNNING) == 0) return nullptr;
-  --w.picks_to_check;
+  if (!check) --w.picks_to_check;
   ++w.claimed_next;
   w.stop_helping = false;  // as poll() does before each regular poll
   return task;

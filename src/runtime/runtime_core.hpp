@@ -34,8 +34,9 @@
 // that parked its task solo takes the LIFO pick itself (take_lifo_next) and
 // goes on with that task without returning to the loop; at the streak's end
 // such a chain also takes the queue's turn itself when the task it gets is
-// claimed in advance (take_queue_turn), and returns to the loop for the
-// periodic check.
+// claimed in advance (take_queue_turn), and on a worker thread does the
+// periodic check itself when it would only fire timers (the loop's stop
+// condition looked at there too); else it returns to the loop.
 //
 // The owner takes from the front of its local queue a few tasks at a time
 // (`claimed`, up to kClaimMax, at most a quarter of the queue: one CAS on
@@ -354,9 +355,11 @@ class runtime_core final : public task_scheduler, public timer_host {
   void schedule(task_header* task, schedule_hint hint) noexcept override;
   /// schedule(task, wake) from a solo wake ("Solo" in task_header.cpp),
   /// which runs on `w`, a worker of this runtime: the LIFO slot, inline.
-  void schedule_woken_here(worker& w, task_header* task) noexcept {
+  /// (Static: the runtime is read only when the slot held a task.)
+  static void schedule_woken_here(worker& w, task_header* task) noexcept {
     task_header* previous = std::exchange(w.lifo, task);
-    if (previous != nullptr) push_displaced(w, previous);
+    if (previous != nullptr) [[unlikely]]
+      w.core->push_displaced(w, previous);
   }
   /// How many times in a row the LIFO slot is taken before the queue gets a
   /// turn (a bound, so a pair waking each other cannot starve the queue). 16,
@@ -404,17 +407,23 @@ class runtime_core final : public task_scheduler, public timer_host {
     w.lifo_streak -= left;
     w.picks_to_check += left;
   }
-  /// A chain's pick once the LIFO streak is used up (after end_lifo_chain),
-  /// when the loop's would be the queue's turn (next_task_slow: the LIFO
-  /// task to the back of the queue, the next claimed task, claimed from the
-  /// front if none is) and that task is claimed in advance (woken, yielded
-  /// or spawned: RUNNING), so that a chain poll may run it: taken with the
-  /// loop's bookkeeping. Null otherwise (no task in the LIFO slot, the
-  /// streak not used up, the periodic check due, nothing to claim, or a
-  /// task that its poll must claim): the loop picks (the steps already
-  /// taken are the ones its next_task would take first). So a chain returns to the loop at least every
-  /// kGlobalQueueInterval picks, which bounds the polls that miss its stop
-  /// condition.
+  /// A chain's pick once its booked picks are used up (after
+  /// end_lifo_chain) and the loop's would not be the LIFO slot's plain
+  /// turn: next_task_slow's steps in its order, taken with the loop's
+  /// bookkeeping. The periodic check, if due, only on a worker thread
+  /// (whose loop's stop condition, `stopping_`, is looked at there as the
+  /// loop would) and with nothing in the injection queue (the check would
+  /// take it, to be polled first): the timers fire, and the pick is the
+  /// LIFO task if the streak allows. Else (the streak used up) the LIFO
+  /// task to the back of the queue and the next claimed task, claimed from
+  /// the front if none is, if it is claimed in advance (woken, yielded or
+  /// spawned: RUNNING), so that a chain poll may run it. Null otherwise
+  /// (no task in the LIFO slot, the streak not used up and no check due,
+  /// the check left to the loop, nothing to claim, or a task that its poll
+  /// must claim): the loop picks (the steps already taken are the ones its
+  /// next_task would take first). So a chain looks at the loop's stop
+  /// condition, or returns to the loop, at least every
+  /// kGlobalQueueInterval picks, which bounds the polls that miss it.
   [[gnu::noinline]] task_header* take_queue_turn(worker& w) noexcept;
   void on_complete() noexcept override;
   /// on_complete() called on `w`, a worker of this runtime (the calling

@@ -161,7 +161,7 @@ unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting) {
   self->resume_point = awaiting;
   ++tl_context.wakers_made;  // see "poll end, yield" at the top
   // The task runs on this thread, so its generation cannot change under us.
-  return {self, task_header::generation_of(self->state.load(std::memory_order_relaxed))};
+  return {self, unowned_waker::word_of(task_header::generation_of(self->state.load(std::memory_order_relaxed)))};
 }
 
 void throw_deferred_park_outside_task() { throw usage_error("a warden awaitable was awaited outside a warden task"); }
@@ -317,40 +317,12 @@ namespace {
 
 void release(task_header* task) noexcept { release_inline(task); }
 
-void wake(task_header* task, std::uint32_t generation) noexcept {
+namespace {
+/// wake()'s usual path: the state word `s` (loaded with acquire) changed by
+/// RMW. Also for a task parked solo that the caller may not wake with a
+/// plain store (the RMW clears SOLO).
+[[gnu::always_inline]] inline void wake_rmw(task_header* task, std::uint32_t generation, std::uint64_t s) noexcept {
   using h = task_header;
-  std::uint64_t s = task->state.load(std::memory_order_acquire);
-  if ((s & h::SOLO) != 0) {
-    // Read once (after the solo section's barrier the compiler would read
-    // them again for the queuing): the scheduler and, on a worker of the
-    // task's runtime with solo sections (null off them), the worker, whose
-    // flags are the section's and whose LIFO slot takes the task.
-    thread_context& c = tl_context;
-    task_scheduler* const scheduler = scheduler_of(task);
-    if (c.solo_scheduler == scheduler) {
-      worker& w = *c.on_worker;
-      if (solo_enter(w)) {
-        // Wake, solo (see the top of this file): we hold the one waker of
-        // this suspension and no sweep runs, so nobody else writes the word
-        // now. Idle, SOLO and still in the waker's generation: one masked
-        // compare.
-        constexpr std::uint64_t mask =
-            ~(h::GENERATION_ONE - 1) | h::SOLO | h::RUNNING | h::SCHEDULED | h::COMPLETE | h::NOTIFIED;
-        s = task->state.load(std::memory_order_relaxed);
-        if ((s & mask) == ((std::uint64_t{generation} << h::GENERATION_SHIFT) | h::SOLO)) {
-          // SOLO off, RUNNING on, the next generation: one add (the compare
-          // fixed those bits). relaxed: the frame reached us through the
-          // park's commit; the queue passes it on.
-          task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
-          solo_leave(w);
-          // This thread is on a worker of the task's runtime (solo_scheduler).
-          static_cast<runtime_core*>(scheduler)->schedule_woken_here(w, task);
-          return;
-        }
-        solo_leave(w);
-      }
-    }
-  }
   for (;;) {
     if (h::generation_of(s) != generation) return;  // stale: polled since this waker was made
     if ((s & (h::COMPLETE | h::SCHEDULED | h::NOTIFIED)) != 0) return;
@@ -369,6 +341,49 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
       return;
     }
   }
+}
+}  // namespace
+
+// (A waker that holds a reference is never the one waker of a solo park,
+// which needs the task to have no reference but the lifecycle one: only
+// unowned wakers can wake solo.)
+void wake(task_header* task, std::uint32_t generation) noexcept {
+  wake_rmw(task, generation, task->state.load(std::memory_order_acquire));
+}
+
+void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept {
+  using h = task_header;
+  // A solo park's waker (the others' words have SCHEDULED set: see
+  // unowned_waker; a test of the register), on a worker of the task's
+  // runtime (`solo`, the runtime whose worker parked it, is this thread's
+  // solo scheduler; null off such threads): the worker, whose flags are the
+  // section's and whose LIFO slot takes the task.
+  if ((word & h::SCHEDULED) == 0) {
+    thread_context& c = tl_context;
+    if (c.solo_scheduler == solo) {
+      worker& w = *c.on_worker;
+      if (solo_enter(w)) {
+        // Wake, solo (see the top of this file): we hold the one waker of
+        // this suspension and no sweep runs, so nobody else writes the word
+        // now. Parked solo in the waker's suspension and untouched since:
+        // the task's word is still the park's (one compare for idle, SOLO,
+        // the generation and the references).
+        const std::uint64_t s = task->state.load(std::memory_order_relaxed);
+        if (s == word) {
+          // SOLO off, RUNNING on, the next generation: one add (the compare
+          // fixed those bits). relaxed: the frame reached us through the
+          // park's commit; the queue passes it on.
+          task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
+          solo_leave(w);
+          // This thread is on a worker of the task's runtime (solo_scheduler).
+          runtime_core::schedule_woken_here(w, task);
+          return;
+        }
+        solo_leave(w);
+      }
+    }
+  }
+  wake_rmw(task, h::generation_of(word), task->state.load(std::memory_order_acquire));
 }
 
 void request_abort(task_header* task) noexcept {
@@ -655,8 +670,11 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
   // RUNNING off, SOLO on: one add (the compare fixed both bits). release:
   // the frame, for whoever polls the task next (the commit's release passes
   // it on to the waker).
-  task->state.store(s + (h::SOLO - h::RUNNING), std::memory_order_release);
-  if (park.commit(park.awaiter, task, h::generation_of(s))) {
+  const std::uint64_t parked = s + (h::SOLO - h::RUNNING);
+  task->state.store(parked, std::memory_order_release);
+  // The waker's word is the parked word, its runtime this thread's solo
+  // scheduler (the task's: see solo_check) (see unowned_waker).
+  if (park.commit(park.awaiter, task, parked, c.solo_scheduler)) {
     solo_park_leave(check, chain);  // the task may already run elsewhere: not touched again
     return true;
   }
@@ -792,7 +810,7 @@ template <poll_kind Kind>
   bool again = false;  // the deferred park found its value: poll the task again
   if (park.commit != nullptr && (s & h::ABORT) == 0) {
     // relaxed: the generation cannot change while the task runs.
-    again = !park.commit(park.awaiter, task, h::generation_of(s));
+    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), nullptr);
     s = task->state.load(std::memory_order_relaxed);
   }
   for (;;) {

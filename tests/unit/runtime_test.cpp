@@ -3,7 +3,9 @@
 // current-thread mode (SEMANTICS R3, R4, R5, R10, R14, R18, R19).
 #include "support/test_support.hpp"
 
+#include <warden/sync/latch.hpp>
 #include <warden/sync/mpsc.hpp>
+#include <warden/time.hpp>
 
 #include <pthread.h>
 
@@ -579,6 +581,68 @@ TEST_P(single_driver_test, a_ping_pong_pair_whose_receiver_yields_completes_ever
   ping.join();
   pong.join();
   EXPECT_EQ(done.load(), kRoundTrips);
+}
+
+// A pair that keeps waking each other runs as one chain of polls (see
+// take_lifo_next; detached tasks, so that their parks are solo) that looks
+// at the loop's periodic duties itself, or lets the loop do them, every 61
+// picks: a task spawned from outside the runtime (the injection queue) and
+// a timer still get their turn, here each stopping the pair (which would
+// otherwise run forever).
+task<> pinger_until(warden::mpsc_sender<int> out, warden::mpsc_receiver<int> in, const std::atomic<bool>& stop,
+                    warden::latch& ended) {
+  for (int i = 0; !stop.load(); ++i) {
+    EXPECT_TRUE(co_await out.send(i));
+    EXPECT_EQ(co_await in.recv(), std::optional<int>(i));
+  }
+  ended.count_down();
+}  // dropping `out` closes the ponger's channel: it ends too
+
+task<> ponger_until_closed(warden::mpsc_receiver<int> in, warden::mpsc_sender<int> out, warden::latch& ended) {
+  while (std::optional<int> v = co_await in.recv()) EXPECT_TRUE(co_await out.send(*v));
+  ended.count_down();
+}
+
+task<> spawn_pair_until(const std::atomic<bool>& stop, warden::latch& ended) {
+  auto [to_pong, from_ping] = warden::mpsc<int>(1);
+  auto [to_ping, from_pong] = warden::mpsc<int>(1);
+  warden::spawn(ponger_until_closed(std::move(from_ping), std::move(to_ping), ended)).detach();
+  warden::spawn(pinger_until(std::move(to_pong), std::move(from_pong), stop, ended)).detach();
+  co_return;
+}
+
+task<> wait_for(warden::latch& ended) { co_await ended.wait(); }
+
+TEST_P(single_driver_test, a_ping_pong_pair_that_runs_until_stopped_lets_a_task_spawned_from_outside_run) {
+  std::atomic<bool> stop{false};
+  warden::latch ended(2);
+  rt.block_on(spawn_pair_until(stop, ended));
+  std::thread outside([&] {
+    rt.spawn([](std::atomic<bool>& flag) -> task<> {
+        flag.store(true);
+        co_return;
+      }(stop))
+        .detach();
+  });
+  rt.block_on(wait_for(ended));  // drives the runtime in current-thread mode
+  outside.join();
+  EXPECT_TRUE(stop.load());
+}
+
+TEST_P(single_driver_test, a_ping_pong_pair_that_runs_until_stopped_lets_a_timer_fire) {
+  std::atomic<bool> stop{false};
+  warden::latch ended(2);
+  // The sleeper is queued behind the pair on the runtime's thread.
+  rt.block_on([](std::atomic<bool>& flag, warden::latch& pair_ended) -> task<> {
+    co_await spawn_pair_until(flag, pair_ended);
+    warden::spawn([](std::atomic<bool>& f) -> task<> {
+      co_await warden::sleep_for(std::chrono::milliseconds(1));
+      f.store(true);
+    }(flag))
+        .detach();
+  }(stop, ended));
+  rt.block_on(wait_for(ended));
+  EXPECT_TRUE(stop.load());
 }
 
 INSTANTIATE_TEST_SUITE_P(one_thread, single_driver_test, ::testing::Values<std::size_t>(0, 1),

@@ -400,6 +400,9 @@ void release(task_header* task) noexcept;
 /// the task was polled or woken since, or is complete, queued or already
 /// notified).
 void wake(task_header* task, std::uint32_t generation) noexcept;
+/// wake() through an unowned_waker (see there): `word` and `solo` are its
+/// fields.
+void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept;
 /// Requests cancellation; see join_handle::abort. Also queues an idle task
 /// already marked by request_abort.
 void abort(task_header* task) noexcept;
@@ -463,28 +466,46 @@ task_header* suspend_current_task(std::coroutine_handle<> awaiting);
 /// still, a wake() through one must end before the task can complete (its
 /// completion may then change the state word with a plain store: see
 /// "complete, alone" in task_header.cpp).
+/// The suspension is told by `word`: the task's state word as a solo park
+/// left it (idle, SOLO: "Solo" in task_header.cpp), or else the suspension's
+/// generation in its place with RUNNING and SCHEDULED set, a word no task
+/// ever has (at most one of the two is set; a solo park's word has
+/// neither, so the wake tells the two kinds apart without a load). A wake
+/// that finds the task's word equal to `word` (one compare) knows the task
+/// is still parked solo in that suspension, untouched since; otherwise
+/// only the generation counts. `solo`, with a solo park's word, is the task's runtime (its
+/// scheduler), whose worker parked it: a wake on a thread with that solo
+/// scheduler is on a worker of the task's runtime without reading the
+/// task's site. Null otherwise.
 struct unowned_waker {
   task_header* task = nullptr;
-  std::uint32_t generation = 0;
-  void wake() const noexcept { detail::wake(task, generation); }
+  std::uint64_t word = task_header::RUNNING | task_header::SCHEDULED;  // word_of(0)
+  const task_scheduler* solo = nullptr;
+  /// The word of a waker for the suspension of `generation` that is not a
+  /// solo park.
+  static constexpr std::uint64_t word_of(std::uint32_t generation) noexcept {
+    return (std::uint64_t{generation} << task_header::GENERATION_SHIFT) | task_header::RUNNING | task_header::SCHEDULED;
+  }
+  void wake() const noexcept { detail::wake_unowned(task, word, solo); }
 };
 
 /// suspend_current for an unowned_waker (same contract otherwise).
 unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting);
 
 /// A park whose publication waits for the end of the poll: `commit` makes
-/// the waker `unowned_waker{task, generation}` visible to the waking side
+/// the waker `unowned_waker{task, word, solo}` visible to the waking side
 /// (one atomic operation on the awaiter's own structure) and returns true,
 /// or returns false, publishing nothing, if what the awaiter waits for is
 /// already there (the task is then polled again, resuming at the same
 /// point). `commit` runs on the
 /// polling thread after the awaiting coroutine suspended, at most once, and
 /// not at all if the task is aborted at that suspension (the awaiter's
-/// destructor then finds nothing published). The waker comes as its two
-/// fields (an unowned_waker by value is two registers, the second with
-/// padding bits the caller kept intact at a cost).
+/// destructor then finds nothing published). The waker comes as its
+/// fields: `word` is the solo park's state word when the park is solo (the
+/// poller has it in a register) and `solo` the task's runtime, else
+/// unowned_waker::word_of the suspension's generation and null.
 struct deferred_park {
-  bool (*commit)(void* awaiter, task_header* task, std::uint32_t generation) noexcept = nullptr;
+  bool (*commit)(void* awaiter, task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept = nullptr;
   void* awaiter = nullptr;
 };
 

@@ -236,31 +236,43 @@ class [[nodiscard]] mpsc_recv_awaiter {
   mpsc_recv_awaiter(const mpsc_recv_awaiter&) = delete;
   mpsc_recv_awaiter& operator=(const mpsc_recv_awaiter&) = delete;
   ~mpsc_recv_awaiter() {
+    if (has_value_ != 0) std::destroy_at(&value_);
     if (parked_ == kNotParked) return;
     // Aborted while parked. Nothing was handed to us (values stay queued
     // until taken), so only our waker has to go; if a sender already took
     // it, we wait until that wake is done with our header (it finds the
-    // task running, or a stale generation, and does nothing).
+    // task running, or a stale generation, and does nothing). Capacity 1
+    // clears kActive there.
     state_->unpark_receiver_or_wait();
-    state_->receiver_parked.store(false, std::memory_order_relaxed);
+    if (parked_ == kParkedRing) state_->receiver_parked.store(false, std::memory_order_relaxed);
   }
 
-  [[gnu::always_inline]] bool await_ready() { return try_take(); }
+  /// Capacity 1 takes in await_suspend (false: not ready yet), so that the
+  /// channel's layout is tested once per recv: the take's atomic loads
+  /// made the compiler load the awaiter's channel and its layout flag again
+  /// for await_suspend.
+  [[gnu::always_inline]] bool await_ready() { return !state_->single && try_take_ring(); }
 
   [[gnu::always_inline]] bool await_suspend(std::coroutine_handle<> awaiting) {
-    if (state_->single) {
+    detail::mpsc_state<T>* const state = state_;
+    if (state->single) {
+      // The take, and the check for a second recv while one waits (misuse;
+      // caught once the first one parked), in one look at the receiver's
+      // state.
+      const auto took = state->take_one_or_park(out());
+      if (took == detail::mpsc_state<T>::recv_one::taken) return false;  // a value, or closed and drained
+      if (took == detail::mpsc_state<T>::recv_one::concurrent) [[unlikely]]
+        detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
       // Capacity 1 parks with one CAS on the slot word: deferred to the end
       // of the poll, after the task is idle, so that neither the poll end
       // nor the wake needs an RMW on the task (see defer_park). If a value
       // came meanwhile the commit fails and the task is polled again, into
       // await_resume. Inline: this is every recv of a ping-pong, and a call
       // here cost a second prologue and epilogue inside the coroutine's.
-      if (state_->receiver_parked.load(std::memory_order_relaxed))
-        detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
       // The commit needs only the channel: its pointer goes as the park's
       // context (one load fewer in the commit).
-      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state_})) [[likely]] {
-        state_->receiver_parked.store(true, std::memory_order_relaxed);
+      // (The commit sets kActive: see mpsc_state.)
+      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state})) [[likely]] {
         parked_ = kParkedOne;
         return true;
       }
@@ -274,7 +286,7 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // belong to a sender that claimed it just before and is still moving
     // its value in (a few instructions, no waiting): then we wait for it.
     // Capacity 1 first waits for the waker to be done with our header
-    // (which also makes a handed value readable).
+    // (which also makes a handed value readable; take_handed_when_idle).
     // A handed value (the usual wake of a capacity-1 recv) goes straight
     // into the result, not through value_ (a store and a reload in the
     // frame), and the channel's pointer is read once. Capacity 1 is told
@@ -282,19 +294,17 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // parked_ is cleared after the atomic loads, so the compiler knows it
     // for the destructor's check.
     if (parked_ == kParkedOne) [[likely]] {
-      detail::mpsc_state<T>* const state = state_;
-      state->receiver_parked.store(false, std::memory_order_relaxed);
-      state->wait_until_receiver_idle();
-      if (std::optional<T> handed = state->take_handed()) {
+      // (take_handed_when_idle clears kActive.)
+      if (std::optional<T> handed = state_->take_handed_when_idle()) {
         parked_ = kNotParked;
         return handed;
       }
     }
     if (parked_ != kNotParked) {
-      detail::mpsc_state<T>* const state = state_;
-      state->receiver_parked.store(false, std::memory_order_relaxed);
+      // (Capacity 1 waited for its waker above; a ring's receiver waits for
+      // its waker when it parks next: park_receiver.)
+      if (parked_ == kParkedRing) state_->receiver_parked.store(false, std::memory_order_relaxed);
       parked_ = kNotParked;
-      state->receiver_resumed();
       // This wait needs no other task to run, so it cannot hold up a sender
       // queued on this worker (in its LIFO slot, a claimed batch or the
       // stash, where no other worker takes it). We were woken once a value
@@ -314,8 +324,8 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // Rebuilt field by field, not copied whole: a copy of the optional would
     // load its value and flag at once, right after try_take stored them
     // separately, and stall on store forwarding.
-    if (!value_.has_value()) return std::nullopt;
-    return std::optional<T>(std::in_place, std::move(*value_));
+    if (has_value_ == 0) return std::nullopt;
+    return std::optional<T>(std::in_place, std::move(value_));
   }
 
  private:
@@ -330,37 +340,62 @@ class [[nodiscard]] mpsc_recv_awaiter {
     // (the park handshake, or capacity 1's parking CAS) sees whatever came
     // since.
     // A second recv while one waits (misuse; caught when the first one
-    // already parked).
-    if (state_->receiver_parked.load(std::memory_order_relaxed))
+    // already parked). Capacity 1: its kActive bit, which await_suspend
+    // looked at and the park sets.
+    detail::mpsc_state<T>* const state = state_;
+    if (state->single) {
+      if (!state->park_receiver_unless_ready(self)) {
+        // A value (or the close) came before our waker was visible. relaxed:
+        // the receiver's own bits, no waker busy (kActive off).
+        state->receiver_state.store(detail::mpsc_state<T>::kIdle, std::memory_order_relaxed);
+        return !try_take();
+      }
+      parked_ = kParkedOne;
+      return true;
+    }
+    if (state->receiver_parked.load(std::memory_order_relaxed))
       detail::throw_channel_concurrent_recv("mpsc_receiver::recv");
-    state_->receiver_parked.store(true, std::memory_order_relaxed);
-    if (!state_->park_receiver_unless_ready(self)) {
+    state->receiver_parked.store(true, std::memory_order_relaxed);
+    if (!state->park_receiver_unless_ready(self)) {
       // A value (or the close) came before our waker was visible.
-      state_->receiver_parked.store(false, std::memory_order_relaxed);
+      state->receiver_parked.store(false, std::memory_order_relaxed);
       return !try_take();
     }
-    parked_ = state_->single ? kParkedOne : kParkedRing;
+    parked_ = kParkedRing;
     return true;
   }
 
   /// The deferred park of capacity 1 (see await_suspend): `state` is the
   /// channel's.
-  static bool commit_park(void* state, detail::task_header* task, std::uint32_t generation) noexcept {
-    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, generation});
+  static bool commit_park(void* state, detail::task_header* task, std::uint64_t word,
+                          const detail::task_scheduler* solo) noexcept {
+    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, word, solo});
   }
 
   /// Takes the oldest value, or sees closed-and-drained.
   [[gnu::always_inline]] bool try_take() {
-    if (state_->single) return state_->take_one(value_);
+    if (state_->single) return state_->take_one(out());
+    return try_take_ring();
+  }
+  /// try_take of a channel whose capacity is not 1.
+  [[gnu::always_inline]] bool try_take_ring() {
     if (state_->ready()) {
-      value_.emplace(state_->pop());
+      out().emplace(state_->pop());
       return true;
     }
     return state_->closed_and_drained();
   }
 
+  /// Where a take puts the value: value_ and has_value_.
+  [[gnu::always_inline]] detail::value_out<T> out() noexcept { return {&value_, &has_value_}; }
+
   detail::mpsc_state<T>* state_;
-  std::optional<T> value_;
+  union {
+    T value_;  // alive while has_value_ is 1: taken, not yet moved out
+  };
+  // An optional's flag, kept apart from value_ so that it sits next to
+  // parked_: the two initial stores are one.
+  std::uint8_t has_value_ = 0;
   // Suspended in recv, parked or woken and not yet resumed: kParkedOne on
   // a channel of capacity 1, kParkedRing on the others.
   static constexpr std::uint8_t kNotParked = 0, kParkedOne = 1, kParkedRing = 2;

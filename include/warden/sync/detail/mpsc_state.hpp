@@ -173,6 +173,19 @@ class locked_ring {
   std::atomic<std::uint64_t> taken_{0};
 };
 
+/// Where a receive puts the value it takes: the receiving awaiter's storage
+/// and its flag (an optional's two parts, apart, so that the awaiter can
+/// keep its own flag byte next to this one).
+template <class T>
+struct value_out {
+  T* storage;
+  std::uint8_t* engaged;
+  void emplace(T&& value) noexcept {
+    std::construct_at(storage, std::move(value));
+    *engaged = 1;
+  }
+};
+
 /// The shared state of one mpsc channel.
 ///
 /// # Permits
@@ -264,13 +277,20 @@ class locked_ring {
 /// waker may still touch the receiving task's header, so the receiver waits
 /// for kIdle after a wake (await_resume) and before an aborted recv's frame
 /// goes (unpark_receiver_or_wait); a receiver that takes kReceiverParked
-/// back itself stores kIdle. So `receiver_state` is kIdle whenever no recv
-/// is parked, and the kIdle store also publishes a handed value.
+/// back itself stores kIdle. So `receiver_state`'s state (kStateMask) is
+/// kIdle whenever no recv is parked, and the kIdle store also publishes a
+/// handed value. Its kActive bit is the receiver's: set by the park's
+/// kParked store (and kept if the park finds a value instead), kept by the
+/// waker's store (the receiver is still in recv), and cleared by the
+/// receiver's store once it resumed (or its aborted recv's frame goes),
+/// which also clears kHanded when it took the handed value.
 ///
 /// Hand-off: a sender that takes kReceiverParked from an empty slot moves
-/// its value into `queue.one.handed` (not the slot), sets `handed`, wakes
-/// the receiver and stores kIdle. The receiver waits for kIdle (it does
-/// anyway) and takes the handed value with no RMW on the slot word. Only
+/// its value into `queue.one.handed` (not the slot), wakes the receiver and
+/// stores kIdle with kHanded (one store). The receiver waits for kIdle (it
+/// does anyway; kIdle with kHanded is the usual case, one compare) and
+/// takes the handed value with no RMW on the slot word, storing plain kIdle
+/// (no waker can be busy: it is not parked). Only
 /// the receiver's next park can let another hand-off in, and it takes the
 /// handed value before it parks, so one hand-off place is enough. The value
 /// went to a waiting receiver: it takes no capacity, and the slot may fill
@@ -295,6 +315,15 @@ struct alignas(64) mpsc_state {
   static constexpr std::uint64_t kOnePermit = 4;
   static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
   static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
+  // Capacity 1, next to the state in `receiver_state` (kStateMask):
+  // `queue.one.handed` holds a value (see "Hand-off"), and kActive: a recv
+  // is suspended in recv (parked, or woken and not yet resumed; to catch a
+  // second recv, from the moment the park is committed: a deferred park's
+  // window before that is the end of the recv's own poll). The receiver's
+  // park sets kActive and the receiver clears it when it resumes or goes;
+  // a waker that takes the parked receiver's waker keeps it in its kIdle
+  // store.
+  static constexpr std::uint8_t kStateMask = 3, kHanded = 4, kActive = 8;
   // Capacity 1 (see "Capacity 1: the slot word").
   static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
   static constexpr std::uint64_t kReceiverParked = 16;
@@ -318,7 +347,7 @@ struct alignas(64) mpsc_state {
     if (single) {
       // relaxed: the last owner's release of the state orders everything.
       if ((permits.load(std::memory_order_relaxed) & kSlotMask) == kSlotFull) std::destroy_at(queue.one.slot.value());
-      if (handed.load(std::memory_order_relaxed)) std::destroy_at(queue.one.handed.value());
+      if ((receiver_state.load(std::memory_order_relaxed) & kHanded) != 0) std::destroy_at(queue.one.handed.value());
     } else if (bounded) {
       std::destroy_at(&queue.fixed);
     } else {
@@ -460,7 +489,7 @@ struct alignas(64) mpsc_state {
     if (single) {
       // acquire: as in ready_one (a value taken, a claim given back).
       return (permits.load(std::memory_order_acquire) & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty) &&
-             !handed.load(std::memory_order_acquire);
+             (receiver_state.load(std::memory_order_acquire) & kHanded) == 0;
     }
     if (!bounded) return (permits.load(std::memory_order_seq_cst) & kClosed) != 0 && !queue.growing.ready();
     return (permits.load(std::memory_order_seq_cst) & ~kSendersParked) == (all_permits | kClosed);
@@ -500,10 +529,11 @@ struct alignas(64) mpsc_state {
   /// Takes the oldest value and gives its permit back. Precondition: ready().
   [[gnu::always_inline]] T pop() noexcept {
     if (single) {
-      if (handed.load(std::memory_order_relaxed)) {  // ready_one looked (acquire)
+      if ((receiver_state.load(std::memory_order_relaxed) & kHanded) != 0) {  // ready_one looked (acquire)
         T value = std::move(*queue.one.handed.value());
         std::destroy_at(queue.one.handed.value());
-        handed.store(false, std::memory_order_relaxed);
+        // relaxed: only the receiver writes it while it is not parked.
+        receiver_state.store(kIdle, std::memory_order_relaxed);
         return value;
       }
       T value = std::move(*queue.one.slot.value());
@@ -519,7 +549,7 @@ struct alignas(64) mpsc_state {
   [[nodiscard]] std::size_t size() const noexcept {
     if (single)
       return ((permits.load(std::memory_order_relaxed) & kSlotMask) != kSlotEmpty ? 1 : 0) +
-             (handed.load(std::memory_order_relaxed) ? 1 : 0);
+             ((receiver_state.load(std::memory_order_relaxed) & kHanded) != 0 ? 1 : 0);
     return bounded ? queue.fixed.size() : queue.growing.size();
   }
 
@@ -540,11 +570,6 @@ struct alignas(64) mpsc_state {
   [[nodiscard]] bool receiver_waiting() const noexcept {
     if (single) return (permits.load(std::memory_order_acquire) & kReceiverParked) != 0;
     return receiver_state.load(std::memory_order_acquire) == kParked;
-  }
-
-  /// Receiver, resumed after parking: waits until its waker is done with it.
-  void receiver_resumed() noexcept {
-    if (single) wait_until_receiver_idle();
   }
 
   /// Wakes the receiver if it is parked (see the top of this struct).
@@ -591,11 +616,13 @@ struct alignas(64) mpsc_state {
         // relaxed: nothing to publish; the waker is ours again.
         if (permits.compare_exchange_weak(word, word & ~kReceiverParked, std::memory_order_relaxed,
                                           std::memory_order_relaxed)) {
-          receiver_state.store(kIdle, std::memory_order_relaxed);
+          receiver_state.store(kIdle, std::memory_order_relaxed);  // kActive off too
           return;
         }
       }
-      wait_until_receiver_idle();
+      // kActive off, a handed value kept for the next recv. relaxed: ours
+      // alone once the waker is done (the wait's acquire).
+      receiver_state.store(wait_until_receiver_idle() & kHanded, std::memory_order_relaxed);
       return;
     }
     if (unpark_receiver()) return;
@@ -607,6 +634,19 @@ struct alignas(64) mpsc_state {
   /// send_now for capacity 1: claims the empty slot (and the parked
   /// receiver's waker with it), moves `value` in, makes it readable.
   acquired send_one(T& value) noexcept {
+    if constexpr (std::is_trivially_copyable_v<T> && sizeof(T) <= 2 * sizeof(void*)) {
+      // Copied before the claim, into registers: moved in after it, the
+      // value was read again from the sender's awaiter (the claim's acquire
+      // keeps the compiler from reusing an earlier read). A trivial move
+      // leaves `value` as it was, for a send that fails.
+      T copy(std::move(value));
+      return claim_one(copy);
+    } else {
+      return claim_one(value);
+    }
+  }
+  /// send_one's work.
+  [[gnu::always_inline]] acquired claim_one(T& value) noexcept {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     std::uint64_t claimed;
     do {
@@ -626,8 +666,7 @@ struct alignas(64) mpsc_state {
     if ((word & kReceiverParked) != 0) {
       // The receiver took any earlier handed value before it parked.
       std::construct_at(queue.one.handed.value(), std::move(value));
-      handed.store(true, std::memory_order_release);  // and the kIdle store releases it again
-      wake_taken_receiver();
+      wake_taken_receiver(kHanded);  // kHanded with kIdle: one store releases both
     } else {
       std::construct_at(queue.one.slot.value(), std::move(value));
       publish_one();
@@ -647,23 +686,34 @@ struct alignas(64) mpsc_state {
   }
 
   /// Whoever took kReceiverParked away: wakes the receiver, then lets it
-  /// go on.
-  void wake_taken_receiver() noexcept {
+  /// go on: kIdle, with kActive (the receiver is still in recv) and
+  /// `handed` (kHanded after a hand-off; it is clear while the receiver is
+  /// parked: it took any handed value first).
+  void wake_taken_receiver(std::uint8_t handed = 0) noexcept {
     receiver_waker.wake();
     // release: our last use of the receiver's header (and of the waker), and
     // a handed value, come before the receiver sees kIdle.
-    receiver_state.store(kIdle, std::memory_order_release);
+    receiver_state.store(kIdle | kActive | handed, std::memory_order_release);
   }
 
-  [[gnu::always_inline]] void wait_until_receiver_idle() const noexcept {
+  /// Receiver, capacity 1: waits until no waker is busy with it; returns
+  /// `receiver_state` as it saw it then (kIdle, with kHanded and kActive
+  /// as they are).
+  [[gnu::always_inline]] std::uint8_t wait_until_receiver_idle() const noexcept {
     // acquire: pairs with wake_taken_receiver's release. The wait out of
     // line: its loop's setup was hoisted above the usual first look.
-    if (receiver_state.load(std::memory_order_acquire) != kIdle) [[unlikely]]
-      spin_until_receiver_idle();
+    const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+    if ((r & kStateMask) != kIdle) [[unlikely]]
+      return spin_until_receiver_idle();
+    return r;
   }
-  [[gnu::noinline, gnu::cold]] void spin_until_receiver_idle() const noexcept {
-    // acquire: as in wait_until_receiver_idle.
-    for (unsigned round = 0; receiver_state.load(std::memory_order_acquire) != kIdle;) spin_pause(round);
+  /// The wait of wait_until_receiver_idle.
+  [[gnu::noinline, gnu::cold]] std::uint8_t spin_until_receiver_idle() const noexcept {
+    for (unsigned round = 0;; spin_pause(round)) {
+      // acquire: as in wait_until_receiver_idle.
+      const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+      if ((r & kStateMask) == kIdle) return r;
+    }
   }
 
   /// Empties the slot (the receiver took the value, or a claim is given back
@@ -717,7 +767,7 @@ struct alignas(64) mpsc_state {
     // kIdle store (a woken recv waits for it, an aborted one's destructor
     // too, and only then can another recv start). acquire: pairs with that
     // store, for a recv on another thread.
-    if (handed.load(std::memory_order_acquire)) return true;
+    if ((receiver_state.load(std::memory_order_acquire) & kHanded) != 0) return true;
     // acquire: a kSlotFull value (publish_one's release).
     return (permits.load(std::memory_order_acquire) & kSlotMask) == kSlotFull;
   }
@@ -725,17 +775,45 @@ struct alignas(64) mpsc_state {
   /// The receiver's take for capacity 1 (ready_one, pop and
   /// closed_and_drained in one, the slot word read once): the oldest value
   /// into `out` (true), or true with `out` empty if the channel is closed
-  /// and drained, else false. Reading `handed` first and the word after is
+  /// and drained, else false. Reading kHanded first and the word after is
   /// as good as closed_and_drained's order: only this receiver's park lets
   /// a hand-off in, and it is not parked while it takes.
-  [[gnu::always_inline]] bool take_one(std::optional<T>& out) noexcept {
+  [[gnu::always_inline]] bool take_one(value_out<T> out) noexcept {
     // acquire: as in ready_one.
-    if (handed.load(std::memory_order_acquire)) {
-      out.emplace(std::move(*queue.one.handed.value()));
-      std::destroy_at(queue.one.handed.value());
-      handed.store(false, std::memory_order_relaxed);
+    if ((receiver_state.load(std::memory_order_acquire) & kHanded) != 0) {
+      take_handed(out);
       return true;
     }
+    return take_from_slot(out);
+  }
+
+  /// What take_one_or_park found.
+  enum class recv_one : std::uint8_t { taken, park, concurrent };
+
+  /// take_one for a recv that parks unless it takes: also tells whether
+  /// another recv is in progress (kActive), in the same look at
+  /// `receiver_state`. Not `taken`: nothing changed.
+  [[gnu::always_inline]] recv_one take_one_or_park(value_out<T> out) noexcept {
+    // acquire: as in ready_one.
+    const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+    if (r != kIdle) [[unlikely]] {
+      if ((r & kActive) != 0) return recv_one::concurrent;
+      take_handed(out);
+      return recv_one::taken;
+    }
+    return take_from_slot(out) ? recv_one::taken : recv_one::park;
+  }
+
+  /// take_one's handed value (kHanded is set, seen with acquire).
+  [[gnu::always_inline]] void take_handed(value_out<T> out) noexcept {
+    out.emplace(std::move(*queue.one.handed.value()));
+    std::destroy_at(queue.one.handed.value());
+    // relaxed: only the receiver writes it while it is not parked.
+    receiver_state.store(kIdle, std::memory_order_relaxed);
+  }
+
+  /// take_one after it found no handed value: the slot word's part.
+  [[gnu::always_inline]] bool take_from_slot(value_out<T> out) noexcept {
     const std::uint64_t word = permits.load(std::memory_order_acquire);
     // Empty and open first (one test): the recv that is going to park.
     if ((word & (kClosed | kSlotMask)) == kSlotEmpty) return false;
@@ -748,33 +826,50 @@ struct alignas(64) mpsc_state {
     return (word & (kClosed | kSlotMask)) == (kClosed | kSlotEmpty);
   }
 
-  /// Receiver, capacity 1: the handed value if there is one (as take_one's
-  /// first step), else empty. Written out, not shared with take_one: built
-  /// through a common helper (an optional filled in place) the value went
-  /// through the frame, +4.5% instructions on ping_pong.
-  [[gnu::always_inline]] std::optional<T> take_handed() noexcept {
-    // acquire: as in ready_one.
-    if (!handed.load(std::memory_order_acquire)) return std::nullopt;
+  /// Receiver, capacity 1, resumed after parking: waits until its waker is
+  /// done with it (wait_until_receiver_idle), then takes the handed value
+  /// if there is one (as take_one's first step), else returns empty. The
+  /// usual case, kIdle with kHanded, is one load and one compare. Written
+  /// out, not shared with take_one: built through a common helper (an
+  /// optional filled in place) the value went through the frame, +4.5%
+  /// instructions on ping_pong.
+  [[gnu::always_inline]] std::optional<T> take_handed_when_idle() noexcept {
+    // acquire: pairs with wake_taken_receiver's release (a handed value, and
+    // the waker's last use of our header).
+    std::uint8_t r = receiver_state.load(std::memory_order_acquire);
+    if (r != (kIdle | kActive | kHanded)) [[unlikely]] {
+      if ((r & kStateMask) != kIdle) r = spin_until_receiver_idle();
+      if ((r & kHanded) == 0) {
+        // relaxed: ours alone now (kActive off).
+        receiver_state.store(kIdle, std::memory_order_relaxed);
+        return std::nullopt;
+      }
+    }
     std::optional<T> out(std::in_place, std::move(*queue.one.handed.value()));
     std::destroy_at(queue.one.handed.value());
-    handed.store(false, std::memory_order_relaxed);
+    // relaxed: only the receiver writes it while it is not parked (kActive
+    // off too).
+    receiver_state.store(kIdle, std::memory_order_relaxed);
     return out;
   }
 
   /// park_receiver_unless_ready for capacity 1: one CAS.
   bool park_one(unowned_waker self) noexcept {
-    // No earlier waker is busy (receiver_state is kIdle: see the top).
+    // No earlier waker is busy (receiver_state is kIdle: see the top);
+    // kActive on (and kept if we find a value: the recv is suspended until
+    // it resumes).
     // Field by field: a copy of the whole struct went through the stack.
     receiver_waker.task = self.task;
-    receiver_waker.generation = self.generation;
-    receiver_state.store(kParked, std::memory_order_relaxed);  // released by the CAS
+    receiver_waker.word = self.word;
+    receiver_waker.solo = self.solo;
+    receiver_state.store(kParked | kActive, std::memory_order_relaxed);  // released by the CAS
     std::uint64_t word = permits.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint64_t slot = word & kSlotMask;
       // Empty and open, the usual park, in one test.
       if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
           (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
-        receiver_state.store(kIdle, std::memory_order_relaxed);
+        receiver_state.store(kIdle | kActive, std::memory_order_relaxed);
         return false;
       }
       // Empty or being written: park. release: the waker and kParked, for
@@ -803,14 +898,14 @@ struct alignas(64) mpsc_state {
   // shares that line. The rarely used rest (senders, the lock, the parked
   // senders) follows.
   std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
+  // kIdle, kParked or kTaking (see "The receiver's waker"); for capacity 1
+  // also kHanded (see "Hand-off"), set with kIdle by the sender that took
+  // the parked receiver's waker, cleared by the receiver, and kActive.
   std::atomic<std::uint8_t> receiver_state{kIdle};
   // A recv is suspended in recv, parked or woken and not yet resumed (to
-  // catch a second recv). Written by the receiver only, relaxed.
+  // catch a second recv), on a channel whose capacity is not 1 (capacity 1
+  // has kActive). Written by the receiver only, relaxed.
   std::atomic<bool> receiver_parked{false};
-  // Capacity 1: `queue.one.handed` holds a value (see "Hand-off"). Set by
-  // the sender that took the parked receiver's waker, cleared by the
-  // receiver.
-  std::atomic<bool> handed{false};
   const bool bounded;
   const bool single;             // capacity 1: `queue.one` and the slot word
   unowned_waker receiver_waker;  // see "The receiver's waker"
