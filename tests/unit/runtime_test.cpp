@@ -645,6 +645,46 @@ TEST_P(single_driver_test, a_ping_pong_pair_that_runs_until_stopped_lets_a_timer
   EXPECT_TRUE(stop.load());
 }
 
+// The same bound for a detached pair, whose parks are solo: its round trips
+// run as one chain of polls (take_lifo_next) that ends its streak every few
+// picks by taking the queue's turn (take_queue_turn), so the task queued
+// behind the pair still runs within a few round trips. (The test above holds
+// the pair's handles: its parks are not solo and the chain never runs.)
+task<> pinger_counted(warden::mpsc_sender<int> out, warden::mpsc_receiver<int> in, int round_trips,
+                      std::atomic<int>& done, warden::latch& ended) {
+  for (int i = 0; i < round_trips; ++i) {
+    EXPECT_TRUE(co_await out.send(i));
+    EXPECT_EQ(co_await in.recv(), std::optional<int>(i));
+    done.fetch_add(1);
+  }
+  ended.count_down();
+}  // dropping `out` closes the ponger's channel: it ends too
+
+TEST_P(single_driver_test, a_detached_ping_pong_pair_lets_a_task_queued_behind_it_run_within_a_few_round_trips) {
+  constexpr int kRoundTrips = 1000;
+  std::atomic<int> done{0};
+  std::atomic<int> seen{-1};
+  warden::latch ended(3);  // the pair and the queued task
+  auto spawner = [&]() -> task<> {
+    auto [to_pong, from_ping] = warden::mpsc<int>(1);
+    auto [to_ping, from_pong] = warden::mpsc<int>(1);
+    warden::spawn(ponger_until_closed(std::move(from_ping), std::move(to_ping), ended)).detach();
+    warden::spawn(pinger_counted(std::move(to_pong), std::move(from_pong), kRoundTrips, done, ended)).detach();
+    warden::spawn([](const std::atomic<int>& round_trips, std::atomic<int>& out, warden::latch& l) -> task<> {
+      out.store(round_trips.load());
+      l.count_down();
+      co_return;
+    }(done, seen, ended))
+        .detach();
+    co_return;
+  };
+  rt.block_on(spawner());
+  rt.block_on(wait_for(ended));  // drives the runtime in current-thread mode
+  EXPECT_EQ(done.load(), kRoundTrips);
+  EXPECT_GE(seen.load(), 0);
+  EXPECT_LT(seen.load(), 32) << "round trips before the queued task ran";
+}
+
 INSTANTIATE_TEST_SUITE_P(one_thread, single_driver_test, ::testing::Values<std::size_t>(0, 1),
                          warden::testkit::worker_name);
 
