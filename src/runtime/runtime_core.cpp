@@ -280,12 +280,14 @@ void runtime_core::complete_here_slow(worker& w) noexcept {
 
 void runtime_core::on_complete() noexcept {
   // A task of ours finished on one of our workers (see on_complete_here).
+  // On a worker, light count or not, on_complete_here is the one way
+  // (complete_here_slow holds the not-light mode's side of the handshake).
   worker* const w = own_worker();
-  if (w != nullptr && light_live_) [[likely]] {
+  if (w != nullptr) [[likely]] {
     on_complete_here(*w);
     return;
   }
-  task_gone(w != nullptr ? w->live : outside_live_);
+  task_gone(outside_live_);
 }
 
 inline bool runtime_core::push_local(worker& w, task_header* task) noexcept {
