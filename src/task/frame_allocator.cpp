@@ -142,6 +142,11 @@ std::uint32_t list_length(const frame_cache& c, std::size_t cls) noexcept {
   return static_cast<std::uint32_t>(static_cast<std::int32_t>(c.max_cached) - c.room[cls]);
 }
 
+/// Sets the room of `cls` for a list of `length` blocks.
+void set_list_length(frame_cache& c, std::size_t cls, std::uint32_t length) noexcept {
+  c.room[cls] = static_cast<std::int32_t>(c.max_cached) - static_cast<std::int32_t>(length);
+}
+
 /// Sets max_cached, moving every class's room with it.
 void set_max_cached(frame_cache& c, std::uint32_t max) noexcept {
   const std::int32_t delta = static_cast<std::int32_t>(max) - static_cast<std::int32_t>(c.max_cached);
@@ -202,7 +207,7 @@ bool refill(frame_cache& c, std::size_t cls) noexcept {
     d.chains[cls].store(taken->next_chain, std::memory_order_relaxed);  // relaxed: under the mutex
   }
   c.heads[cls] = &taken->block;
-  c.room[cls] = static_cast<std::int32_t>(c.max_cached) - static_cast<std::int32_t>(taken->length);  // was empty
+  set_list_length(c, cls, taken->length);  // was empty
   return true;
 }
 
@@ -231,7 +236,7 @@ void* carve(frame_cache& c, std::size_t cls) {
       reinterpret_cast<free_block*>(p)->next = reinterpret_cast<free_block*>(p + size);
     reinterpret_cast<free_block*>(last)->next = nullptr;
     c.heads[cls] = reinterpret_cast<free_block*>(block + size);
-    c.room[cls] = static_cast<std::int32_t>(c.max_cached) - static_cast<std::int32_t>(count - 1);  // was empty
+    set_list_length(c, cls, static_cast<std::uint32_t>(count - 1));  // was empty
   }
   return block;
 }
