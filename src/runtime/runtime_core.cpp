@@ -1,5 +1,6 @@
 #include "runtime_core.hpp"
 
+#include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_locals.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
@@ -34,27 +35,6 @@ constexpr std::uint32_t kHelpWindow = 32;
 constexpr auto kSpinFor = std::chrono::microseconds(50);
 constexpr int kPausesPerSpinRound = 256;
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-/// A store-load barrier followed by a load of `word`: orders the caller's
-/// earlier stores (a queue push) before the load. TSan does not model
-/// fences, so there the barrier is an RMW on the word itself, which gives
-/// the same guarantee against the RMW on the other side.
-std::uint32_t load_after_barrier(std::atomic<std::uint32_t>& word) noexcept {
-#if WARDEN_TSAN
-  return word.fetch_add(0, std::memory_order_seq_cst);
-#else
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  return word.load(std::memory_order_seq_cst);
-#endif
-}
-
 std::uint64_t next_random(std::uint64_t& state) noexcept {
   state ^= state << 13;
   state ^= state >> 7;
@@ -77,65 +57,6 @@ struct context_scope {
 };
 
 }  // namespace
-
-// ---- idle_state ---------------------------------------------------------------
-
-idle_state::idle_state(std::size_t workers)
-    : state_(static_cast<std::uint32_t>(workers) << kUnparkedShift),
-      all_busy_state_(static_cast<std::uint32_t>(workers) << kUnparkedShift),
-      workers_(workers) {
-  sleepers_.reserve(workers);
-}
-
-bool idle_state::try_start_searching() noexcept {
-  const std::uint32_t s = state_.load(std::memory_order_seq_cst);
-  // At most half the workers search at once (at least one may).
-  if (2 * (s & kSearchMask) >= workers_ && (s & kSearchMask) != 0) return false;
-  state_.fetch_add(1, std::memory_order_seq_cst);
-  return true;
-}
-
-bool idle_state::stop_searching() noexcept {
-  return (state_.fetch_sub(1, std::memory_order_seq_cst) & kSearchMask) == 1;
-}
-
-bool idle_state::register_sleeper(std::size_t index, bool searching) noexcept {
-  std::lock_guard lock(mutex_);
-  const std::uint32_t dec = (1u << kUnparkedShift) + (searching ? 1u : 0u);
-  // seq_cst RMW: the sleeper's half of the Dekker handshake.
-  const std::uint32_t prev = state_.fetch_sub(dec, std::memory_order_seq_cst);
-  sleepers_.push_back(index);
-  return searching && (prev & kSearchMask) == 1;
-}
-
-bool idle_state::cancel_sleep(std::size_t index) noexcept {
-  std::lock_guard lock(mutex_);
-  auto it = std::find(sleepers_.begin(), sleepers_.end(), index);
-  if (it == sleepers_.end()) return false;
-  sleepers_.erase(it);
-  state_.fetch_add(1u << kUnparkedShift, std::memory_order_seq_cst);
-  return true;
-}
-
-std::ptrdiff_t idle_state::pick_sleeper() noexcept {
-  std::lock_guard lock(mutex_);
-  const std::uint32_t s = state_.load(std::memory_order_seq_cst);
-  if ((s & kSearchMask) != 0 || sleepers_.empty()) return -1;
-  const std::size_t index = sleepers_.back();
-  sleepers_.pop_back();
-  state_.fetch_add((1u << kUnparkedShift) + 1u, std::memory_order_seq_cst);
-  return static_cast<std::ptrdiff_t>(index);
-}
-
-bool idle_state::should_notify_unfenced() const noexcept {
-  const std::uint32_t s = state_.load(std::memory_order_relaxed);
-  return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;
-}
-
-bool idle_state::should_notify() noexcept {
-  const std::uint32_t s = load_after_barrier(state_);
-  return (s & kSearchMask) == 0 && (s >> kUnparkedShift) < workers_;
-}
 
 // ---- runtime_core ---------------------------------------------------------------
 
@@ -405,6 +326,7 @@ task_header* runtime_core::take_queue_turn(worker& w) noexcept {
     w.picks_to_check = kGlobalQueueInterval;  // this pick counted (as next_task_slow's 1 -> 0)
     tl_context.task = nullptr;
     time_.fire_due();
+    wake_for_queued(w);
     // (A task a timer woke took the LIFO slot, the one there went to the
     // queue: the slot is not empty.)
     if (w.lifo_streak < kMaxLifoStreak) {
@@ -431,7 +353,7 @@ task_header* runtime_core::take_queue_turn(worker& w) noexcept {
 task_header* runtime_core::next_task_slow(worker& w) noexcept {
   if (--w.picks_to_check == 0) [[unlikely]] {
     w.picks_to_check = kGlobalQueueInterval;
-    if (task_header* t = periodic_check()) return t;
+    if (task_header* t = periodic_check(w)) return t;
   }
   if (w.lifo != nullptr) {
     if (w.lifo_streak < kMaxLifoStreak) {
@@ -448,8 +370,9 @@ task_header* runtime_core::next_task_slow(worker& w) noexcept {
   return take_injected(w, inject_.size() / workers_.size() + 1);
 }
 
-task_header* runtime_core::periodic_check() noexcept {
+task_header* runtime_core::periodic_check(worker& w) noexcept {
   time_.fire_due();  // busy workers keep timers on time
+  wake_for_queued(w);
   return inject_.pop();
 }
 
@@ -633,6 +556,7 @@ bool runtime_core::claim_awaited(worker& w, task_header* child, std::uint64_t no
 void runtime_core::help_periodic(worker& w) noexcept {
   w.picks_to_check = kGlobalQueueInterval;
   time_.fire_due();
+  wake_for_queued(w);
   if (w.lifo != nullptr || inject_.size() != 0) {
     w.stop_helping = true;
     // Nothing stays stashed while helping is stopped (and nothing is
@@ -699,7 +623,7 @@ task_header* runtime_core::spin_for_work(worker& w, Done& done) noexcept {
   if (!threaded_ || !w.searching) return nullptr;
   const auto until = clock::now() + kSpinFor;
   for (;;) {
-    for (int i = 0; i < kPausesPerSpinRound; ++i) cpu_relax();
+    for (int i = 0; i < kPausesPerSpinRound; ++i) detail::cpu_relax();
     const bool last = clock::now() >= until;
     if (task_header* t = next_task(w)) return t;
     if (task_header* t = search(w, last ? 1 : 2)) return t;
@@ -727,7 +651,8 @@ void runtime_core::park_worker(worker& w, const clock::time_point* deadline) noe
     }
   }
   // Still registered: we leave on our own. Otherwise a notifier picked us and
-  // counted us as searching (its unpark token may still be pending; harmless).
+  // counted us as woken; now we search (its unpark token may still be
+  // pending; harmless).
   if (!idle_.cancel_sleep(w.index)) w.searching = true;
 }
 
@@ -1182,8 +1107,8 @@ std::size_t runtime_options::default_worker_threads() noexcept {
 
 namespace {
 void validate(const runtime_options& options) {
-  // The idle state packs the counts of searching and unparked workers into
-  // 16 bits each (see idle_state in runtime_core.hpp).
+  // The idle state packs the counts of searching, unparked and woken workers
+  // into 16 bits each (see idle_state in runtime_core.hpp).
   if (options.worker_threads > runtime_options::max_worker_threads)
     throw usage_error("runtime_options::worker_threads is " + std::to_string(options.worker_threads) +
                       "; a runtime has at most " + std::to_string(runtime_options::max_worker_threads) +

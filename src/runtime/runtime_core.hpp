@@ -107,7 +107,11 @@
 // The whole stash, every level, is given back as soon as a worker searches
 // or sleeps (checked at each await that helps), or the periodic check stops
 // helping (help_periodic), outer levels first (older, larger work nearer
-// the front, where thieves take from).
+// the front, where thieves take from). A sleeper that was woken counts as
+// searching from when its thread runs again, not from its wake (idle_state):
+// in a VM an idle vCPU may take milliseconds to run the woken thread, and
+// stopping the stash meanwhile left the busy worker running its children
+// one at a time (help_awaited_slow) for nobody.
 //
 // # Idling without lost wakeups
 // A worker that found nothing registers as a sleeper (a seq_cst RMW on the
@@ -122,7 +126,12 @@
 // narrow race it misses a worker that is just going to sleep. That costs
 // parallelism, never progress: the pushing worker runs the task itself once
 // its current poll ends (it never parks with its own queue non-empty), and
-// its next push into an empty queue sees the sleeper. The barrier (a full
+// its next push into an empty queue sees the sleeper, or, where its queue
+// does not empty (a worker running the end of its queue while the front
+// grows, as help_awaited_slow does), its next periodic check, which wakes a
+// sleeper whenever its own queue holds tasks (wake_for_queued). Before that
+// check, skynet lost its second worker for a whole run now and then (a third
+// of the speed). The barrier (a full
 // fence, as costly as a locked instruction) was a fifth of a chain of
 // spawns, where every spawn finds the queue empty. Pushes onto the
 // injection queue, from outside the workers or on overflow, keep it: nobody
@@ -186,6 +195,7 @@
 #include "../detail/sanitizers.hpp"
 #include "../time/time_driver.hpp"
 #include "failure_sink.hpp"
+#include "idle_state.hpp"
 #include "inject_queue.hpp"
 #include "local_queue.hpp"
 
@@ -271,44 +281,6 @@ struct worker {
   /// cleared by shutdown (block_solo, unblock_solo), read by the worker's
   /// thread.
   std::atomic<bool> solo_blocked{false};
-};
-
-/// Sleeping workers and the number of searching ones.
-///
-/// `state_` packs (unparked << 16) | searching. It is changed by RMW only;
-/// the sleeper list is guarded by `mutex_`, touched only when a worker parks
-/// or is woken.
-class idle_state {
- public:
-  explicit idle_state(std::size_t workers);
-  bool try_start_searching() noexcept;
-  /// True if the caller was the last searching worker.
-  bool stop_searching() noexcept;
-  /// Registers `index` as asleep. True if it was the last searcher.
-  bool register_sleeper(std::size_t index, bool searching) noexcept;
-  /// Removes `index` from the sleepers if still there (true), else it was
-  /// already picked by a notifier, which counted it as searching (false).
-  bool cancel_sleep(std::size_t index) noexcept;
-  /// A sleeper to wake (now counted as unparked and searching), or -1.
-  std::ptrdiff_t pick_sleeper() noexcept;
-  /// Reads the state after a store-load barrier (see "Idling" above).
-  [[nodiscard]] bool should_notify() noexcept;
-  /// should_notify without the barrier: a hint, for a worker that pushed
-  /// onto its own queue (see "Idling" above).
-  [[nodiscard]] bool should_notify_unfenced() const noexcept;
-  /// A hint (relaxed read): no worker is searching for work or asleep.
-  [[nodiscard]] bool all_busy() const noexcept { return state_.load(std::memory_order_relaxed) == all_busy_state_; }
-
- private:
-  static constexpr std::uint32_t kUnparkedShift = 16;
-  static constexpr std::uint32_t kSearchMask = (1u << kUnparkedShift) - 1;
-  std::atomic<std::uint32_t> state_;
-  /// `state_` when every worker is unparked and none searches (all_busy: one
-  /// compare; the packing assumes fewer than 2^16 workers anyway).
-  std::uint32_t all_busy_state_;
-  std::size_t workers_;
-  std::mutex mutex_;
-  std::vector<std::size_t> sleepers_;
 };
 
 /// The blocking pool: an elastic set of threads running spawn_blocking work.
@@ -654,9 +626,19 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// push_local's slow path, out of line so the fast path stays small.
   [[gnu::noinline]] bool overflow(worker& w, task_header* task) noexcept;
   [[gnu::noinline]] void notify_parked() noexcept;
-  /// next_task's every-61st-pick duty: fire due timers, then try the
-  /// injection queue first.
-  [[gnu::noinline]] task_header* periodic_check() noexcept;
+  /// Part of every periodic check (next_task's, the LIFO chain's and
+  /// help_periodic): with tasks in `w`'s queue while a worker sleeps and
+  /// none searches, wakes one. Mends the unfenced check's lost wake (see
+  /// "Idling" above) within one check interval, where a queue that never
+  /// empties (a worker running the end of its queue while the front grows)
+  /// would never give a push the empty queue that sees the sleeper.
+  void wake_for_queued(worker& w) noexcept {
+    if (!w.queue.looks_empty() && idle_.should_notify_unfenced()) notify_parked();
+  }
+  /// next_task's every-61st-pick duty: fire due timers, wake a sleeper for
+  /// the queue if needed (wake_for_queued), then try the injection queue
+  /// first.
+  [[gnu::noinline]] task_header* periodic_check(worker& w) noexcept;
   [[nodiscard]] bool has_work_anywhere() const noexcept;
   void wait_quiescent(const std::chrono::steady_clock::time_point* deadline);
 
