@@ -184,6 +184,7 @@
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
 #include "../detail/sanitizers.hpp"
+#include "../detail/single_writer.hpp"
 #include "../time/time_driver.hpp"
 #include "failure_sink.hpp"
 #include "inject_queue.hpp"
@@ -436,7 +437,7 @@ class runtime_core final : public task_scheduler, public timer_host {
     // barrier pairs with shutdown's heavy fence, which comes after its store
     // of the worker's copy of closed_; where the count is not light,
     // complete_here_slow's seq_cst fence is this side's barrier.
-    w.live.store(w.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    add_single_writer(w.live, -1);
     light_fence();
     if (!w.closed.load(std::memory_order_relaxed)) [[likely]]
       return;
