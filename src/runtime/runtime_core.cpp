@@ -1071,7 +1071,7 @@ task_header* spawn_current_unnamed(std::coroutine_handle<> root, const result_op
   // the worker's copy of closed_ against shutdown's store and sum (relaxed
   // as closed_'s read in count_spawn; the copy is on the shard's line, and
   // shutdown sets it before its fence).
-  w->live.store(w->live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  add_single_writer(w->live, 1);
   light_fence();
   if (w->closed.load(std::memory_order_relaxed)) [[unlikely]]
     return spawn_refused(*w->core, *w, root, t);

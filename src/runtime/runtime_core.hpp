@@ -169,11 +169,10 @@
 // and backs out (and refuses the task) if it is set; shutdown sets `closed_`
 // and the copies, then sums the shards. A
 // worker's shard has a single writer, so where the kernel offers it
-// (asymmetric_fence.hpp) the worker side is a plain store and a compiler
-// barrier and shutdown pays with one heavy fence (no locked instruction per
-// spawn or completion); otherwise, and for the shared shard, both sides are
-// seq_cst RMW / load / store. A completion on a worker (on_complete_here)
-// reads the worker's copy too; where the count is not light that copy is
+// (asymmetric_fence.hpp) the worker side is a plain add (add_single_writer:
+// no RMW, one instruction on x86-64) and a compiler barrier and shutdown pays with one heavy fence (no locked
+// instruction per spawn or completion); otherwise, and for the shared shard, both sides are seq_cst RMW / load / store.
+// A completion on a worker (on_complete_here) reads the worker's copy too; where the count is not light that copy is
 // set from the start, so such a completion always goes on to
 // complete_here_slow, whose seq_cst fence between its plain decrement and
 // its seq_cst load of `closed_` stands for the RMW (see there). So every
@@ -193,6 +192,7 @@
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
 #include "../detail/sanitizers.hpp"
+#include "../detail/single_writer.hpp"
 #include "../time/time_driver.hpp"
 #include "failure_sink.hpp"
 #include "idle_state.hpp"
@@ -408,7 +408,7 @@ class runtime_core final : public task_scheduler, public timer_host {
     // barrier pairs with shutdown's heavy fence, which comes after its store
     // of the worker's copy of closed_; where the count is not light,
     // complete_here_slow's seq_cst fence is this side's barrier.
-    w.live.store(w.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    add_single_writer(w.live, -1);
     light_fence();
     if (!w.closed.load(std::memory_order_relaxed)) [[likely]]
       return;

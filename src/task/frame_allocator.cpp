@@ -128,15 +128,6 @@ void give_to_depot(std::size_t cls, free_block* head, std::uint32_t length) noex
   d.chains[cls].store(chain, std::memory_order_relaxed);
 }
 
-}  // namespace
-
-// Trivially destructible so that access needs no TLS guard; the cleanup
-// object below is registered on first use (which opens the lists to the
-// inline free in frame_allocator.hpp).
-constinit thread_local frame_cache frames::tl_frame_cache{};
-
-namespace {
-
 /// The blocks on the list of `cls`.
 std::uint32_t list_length(const frame_cache& c, std::size_t cls) noexcept {
   return static_cast<std::uint32_t>(static_cast<std::int32_t>(c.max_cached) - c.room[cls]);

@@ -14,9 +14,6 @@ namespace warden::detail {
 
 constinit std::atomic<std::uint32_t> headers::g_sweeps{headers::kFenceUnconfirmed};
 constinit std::atomic<std::uint8_t> headers::g_heavy_fence{0};
-// Trivially destructible: no TLS guard; the cleanup object below is
-// registered on first use, which opens the cache to the inline paths.
-constinit thread_local headers::header_cache headers::tl_header_cache{};
 
 namespace {
 

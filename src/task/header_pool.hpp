@@ -46,7 +46,12 @@ struct header_cache {
   std::uint64_t next_id = 0;
   std::uint64_t id_limit = 0;
 };
-extern constinit thread_local header_cache tl_header_cache;
+// Defined here (inline), not in header_pool.cpp: a translation unit that
+// sees the definition addresses it from the thread pointer with one
+// constant offset (see tl_frame_cache in frame_allocator.hpp). Trivially
+// destructible: no TLS guard; the cleanup object in header_pool.cpp is
+// registered on first use, which opens the cache to the inline paths.
+inline constinit thread_local header_cache tl_header_cache{};
 
 /// Sweeps running now (see for_each_live_header), plus kFenceUnconfirmed
 /// until the heavy fence is known to work (never cleared where it does

@@ -119,8 +119,6 @@
 namespace warden {
 namespace detail {
 
-constinit thread_local thread_context tl_context{};
-
 static_assert(sizeof(void*) != 8 || sizeof(task_header) == 56,
               "the task header is meant to take 56 bytes (see \"Size\" in task_header.hpp)");
 

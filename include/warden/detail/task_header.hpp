@@ -539,7 +539,12 @@ struct thread_context {
   const task_scheduler* solo_scheduler = nullptr;
 };
 
-extern constinit thread_local thread_context tl_context;
+// Defined here (inline): a translation unit that sees the definition
+// addresses it from the thread pointer with one constant offset, where an
+// extern one loads its offset first (see tl_frame_cache in
+// frame_allocator.hpp). Trivially destructible and constant initialised:
+// no TLS guard.
+inline constinit thread_local thread_context tl_context{};
 
 [[noreturn, gnu::cold]] void throw_deferred_park_outside_task();
 
