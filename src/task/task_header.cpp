@@ -353,37 +353,37 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
 
 void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept {
   using h = task_header;
-  // A solo park's waker (the others' words have SCHEDULED set: see
-  // unowned_waker; a test of the register), on a worker of the task's
-  // runtime (`solo`, the runtime whose worker parked it, is this thread's
-  // solo scheduler; null off such threads): the worker, whose flags are the
-  // section's and whose LIFO slot takes the task.
-  if ((word & h::SCHEDULED) == 0) {
-    thread_context& c = tl_context;
-    if (c.solo_scheduler == solo) {
-      worker& w = *c.on_worker;
-      if (solo_enter(w)) {
-        // Wake, solo (see the top of this file): we hold the one waker of
-        // this suspension and no sweep runs, so nobody else writes the word
-        // now. Parked solo in the waker's suspension and untouched since:
-        // the task's word is still the park's (one compare for idle, SOLO,
-        // the generation and the references).
-        const std::uint64_t s = task->state.load(std::memory_order_relaxed);
-        if (s == word) {
-          // SOLO off, RUNNING on, the next generation: one add (the compare
-          // fixed those bits). relaxed: the frame reached us through the
-          // park's commit; the queue passes it on.
-          task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
-          solo_leave(w);
-          // This thread is on a worker of the task's runtime (solo_scheduler).
-          runtime_core::schedule_woken_here(w, task);
-          return;
-        }
+  // A solo park's waker on a worker of the task's runtime: `solo`, the
+  // runtime whose worker parked it, is this thread's solo scheduler (null
+  // off such threads; the other wakers' `solo` is unowned_waker::not_solo(),
+  // which equals no thread's): the worker, whose flags are the section's
+  // and whose LIFO slot takes the task.
+  thread_context& c = tl_context;
+  if (c.solo_scheduler == solo) {
+    worker& w = *c.on_worker;
+    if (solo_enter(w)) {
+      // Wake, solo (see the top of this file): we hold the one waker of
+      // this suspension and no sweep runs, so nobody else writes the word
+      // now. Parked solo in the waker's suspension and untouched since:
+      // the task's word is still the park's (one compare for idle, SOLO,
+      // the generation and the references).
+      const std::uint64_t s = task->state.load(std::memory_order_relaxed);
+      if (s == word) {
+        // SOLO off, RUNNING on, the next generation: one add (the compare
+        // fixed those bits). relaxed: the frame reached us through the
+        // park's commit; the queue passes it on.
+        task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
         solo_leave(w);
+        // This thread is on a worker of the task's runtime (solo_scheduler).
+        runtime_core::schedule_woken_here(w, task);
+        return;
       }
+      solo_leave(w);
     }
   }
-  wake_rmw(task, h::generation_of(word), task->state.load(std::memory_order_acquire));
+  // A tail call: inlined here, the RMW path made the solo one copy its
+  // arguments first.
+  wake(task, h::generation_of(word));
 }
 
 void request_abort(task_header* task) noexcept {
@@ -810,7 +810,7 @@ template <poll_kind Kind>
   bool again = false;  // the deferred park found its value: poll the task again
   if (park.commit != nullptr && (s & h::ABORT) == 0) {
     // relaxed: the generation cannot change while the task runs.
-    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), nullptr);
+    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), unowned_waker::not_solo());
     s = task->state.load(std::memory_order_relaxed);
   }
   for (;;) {
