@@ -101,6 +101,7 @@
 
 #include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_locals.hpp>
+#include <warden/sync/detail/mpsc_state.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
@@ -629,6 +630,16 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   publish_outcome(task, task_header::CANCELLED, false);
 }
 
+/// Runs `park`'s commit: a capacity-1 recv's (commit_one_park, the usual
+/// one: every message of a ping-pong) inline, no indirect call and no
+/// return value to test.
+[[gnu::always_inline]] inline bool commit_park(deferred_park park, task_header* task, std::uint64_t word,
+                                               const task_scheduler* solo) noexcept {
+  if (park.commit == &commit_one_park) [[likely]]
+    return static_cast<mpsc_state_head*>(park.awaiter)->park_one(unowned_waker{task, word, solo});
+  return park.commit(park.awaiter, task, word, solo);
+}
+
 /// What solo_park must check to know that this thread is a worker of the
 /// task's runtime with solo sections: the task's scheduler against the
 /// thread's solo scheduler; only that the thread has one (`loop`: a poll
@@ -674,7 +685,7 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
   task->state.store(parked, std::memory_order_release);
   // The waker's word is the parked word, its runtime this thread's solo
   // scheduler (the task's: see solo_check) (see unowned_waker).
-  if (park.commit(park.awaiter, task, parked, c.solo_scheduler)) {
+  if (commit_park(park, task, parked, c.solo_scheduler)) {
     solo_park_leave(check, chain);  // the task may already run elsewhere: not touched again
     return true;
   }

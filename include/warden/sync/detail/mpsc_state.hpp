@@ -186,6 +186,89 @@ struct value_out {
   }
 };
 
+/// The part of an mpsc channel's state that does not depend on `T` (see
+/// mpsc_state, whose first fields these are): the constants, the slot word
+/// (or permit count), the receiver's state and waker, and capacity 1's
+/// park. Not a template, so that the deferred park of a capacity-1 recv is
+/// one function of the library (commit_one_park), which a poller that finds
+/// it as its task's pending park runs inline (see poll_end in
+/// task_header.cpp): no indirect call, no return value to test.
+struct mpsc_state_head {
+  static constexpr std::uint64_t kClosed = 1;
+  static constexpr std::uint64_t kSendersParked = 2;
+  static constexpr std::uint64_t kOnePermit = 4;
+  static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
+  static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
+  // Capacity 1, next to the state in `receiver_state` (kStateMask):
+  // `queue.one.handed` holds a value (see "Hand-off"), and kActive: a recv
+  // is suspended in recv (parked, or woken and not yet resumed; to catch a
+  // second recv, from the moment the park is committed: a deferred park's
+  // window before that is the end of the recv's own poll). The receiver's
+  // park sets kActive and the receiver clears it when it resumes or goes;
+  // a waker that takes the parked receiver's waker keeps it in its kIdle
+  // store.
+  static constexpr std::uint8_t kStateMask = 3, kHanded = 4, kActive = 8;
+  // Capacity 1 (see "Capacity 1: the slot word").
+  static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
+  static constexpr std::uint64_t kReceiverParked = 16;
+
+  mpsc_state_head(std::uint64_t permits_, bool bounded_, bool single_) noexcept
+      : permits(permits_), bounded(bounded_), single(single_) {}
+  mpsc_state_head(const mpsc_state_head&) = delete;
+  mpsc_state_head& operator=(const mpsc_state_head&) = delete;
+
+  /// park_receiver_unless_ready for capacity 1: one CAS.
+  [[gnu::always_inline]] bool park_one(unowned_waker self) noexcept {
+    // No earlier waker is busy (receiver_state is kIdle: see the top);
+    // kActive on (and kept if we find a value: the recv is suspended until
+    // it resumes).
+    // Field by field: a copy of the whole struct went through the stack.
+    receiver_waker.task = self.task;
+    receiver_waker.word = self.word;
+    receiver_waker.solo = self.solo;
+    receiver_state.store(kParked | kActive, std::memory_order_relaxed);  // released by the CAS
+    std::uint64_t word = permits.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint64_t slot = word & kSlotMask;
+      // Empty and open, the usual park, in one test.
+      if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
+          (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
+        receiver_state.store(kIdle | kActive, std::memory_order_relaxed);
+        return false;
+      }
+      // Empty or being written: park. release: the waker and kParked, for
+      // whoever takes kReceiverParked away.
+      if (permits.compare_exchange_weak(word, word | kReceiverParked, std::memory_order_release,
+                                        std::memory_order_relaxed))
+        return true;
+    }
+  }
+
+  // Layout: what a message touches first, together, so that a capacity-1
+  // channel's traffic (the slot word, the receiver's state and waker, the
+  // value) stays in one cache line; the struct is line-aligned so that no
+  // other channel (often used by a pair of tasks on the other worker)
+  // shares that line. The rarely used rest (senders, the lock, the parked
+  // senders) follows.
+  std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
+  // kIdle, kParked or kTaking (see "The receiver's waker"); for capacity 1
+  // also kHanded (see "Hand-off"), set with kIdle by the sender that took
+  // the parked receiver's waker, cleared by the receiver, and kActive.
+  std::atomic<std::uint8_t> receiver_state{kIdle};
+  // A recv is suspended in recv, parked or woken and not yet resumed (to
+  // catch a second recv), on a channel whose capacity is not 1 (capacity 1
+  // has kActive). Written by the receiver only, relaxed.
+  std::atomic<bool> receiver_parked{false};
+  const bool bounded;
+  const bool single;             // capacity 1: `queue.one` and the slot word
+  unowned_waker receiver_waker;  // see "The receiver's waker"
+};
+
+/// The deferred park of a capacity-1 recv (mpsc_recv_awaiter::await_suspend;
+/// a detail::deferred_park's commit): `state` is the channel's
+/// mpsc_state_head, the rest the receiver's waker; park_one.
+bool commit_one_park(void* state, task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept;
+
 /// The shared state of one mpsc channel.
 ///
 /// # Permits
@@ -309,30 +392,11 @@ struct value_out {
 /// closed and drained) publishes nothing and the receiver is polled again,
 /// straight into await_resume.
 template <class T>
-struct alignas(64) mpsc_state {
-  static constexpr std::uint64_t kClosed = 1;
-  static constexpr std::uint64_t kSendersParked = 2;
-  static constexpr std::uint64_t kOnePermit = 4;
-  static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
-  static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
-  // Capacity 1, next to the state in `receiver_state` (kStateMask):
-  // `queue.one.handed` holds a value (see "Hand-off"), and kActive: a recv
-  // is suspended in recv (parked, or woken and not yet resumed; to catch a
-  // second recv, from the moment the park is committed: a deferred park's
-  // window before that is the end of the recv's own poll). The receiver's
-  // park sets kActive and the receiver clears it when it resumes or goes;
-  // a waker that takes the parked receiver's waker keeps it in its kIdle
-  // store.
-  static constexpr std::uint8_t kStateMask = 3, kHanded = 4, kActive = 8;
-  // Capacity 1 (see "Capacity 1: the slot word").
-  static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
-  static constexpr std::uint64_t kReceiverParked = 16;
-
+struct alignas(64) mpsc_state : mpsc_state_head {
   /// `capacity` 0 means unbounded.
   explicit mpsc_state(std::size_t capacity)
-      : permits(capacity == 1 ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit),
-        bounded(capacity != 0),
-        single(capacity == 1),
+      : mpsc_state_head(capacity == 1 ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit, capacity != 0,
+                        capacity == 1),
         all_permits(single ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit) {
     if (single)
       std::construct_at(&queue.one);
@@ -853,33 +917,6 @@ struct alignas(64) mpsc_state {
     return out;
   }
 
-  /// park_receiver_unless_ready for capacity 1: one CAS.
-  bool park_one(unowned_waker self) noexcept {
-    // No earlier waker is busy (receiver_state is kIdle: see the top);
-    // kActive on (and kept if we find a value: the recv is suspended until
-    // it resumes).
-    // Field by field: a copy of the whole struct went through the stack.
-    receiver_waker.task = self.task;
-    receiver_waker.word = self.word;
-    receiver_waker.solo = self.solo;
-    receiver_state.store(kParked | kActive, std::memory_order_relaxed);  // released by the CAS
-    std::uint64_t word = permits.load(std::memory_order_relaxed);
-    for (;;) {
-      const std::uint64_t slot = word & kSlotMask;
-      // Empty and open, the usual park, in one test.
-      if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
-          (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
-        receiver_state.store(kIdle | kActive, std::memory_order_relaxed);
-        return false;
-      }
-      // Empty or being written: park. release: the waker and kParked, for
-      // whoever takes kReceiverParked away.
-      if (permits.compare_exchange_weak(word, word | kReceiverParked, std::memory_order_release,
-                                        std::memory_order_relaxed))
-        return true;
-    }
-  }
-
   union values {
     values() noexcept {}
     ~values() {}
@@ -891,24 +928,9 @@ struct alignas(64) mpsc_state {
     } one;
   };
 
-  // Layout: what a message touches first, together, so that a capacity-1
-  // channel's traffic (the slot word, the receiver's state and waker, the
-  // value) stays in one cache line; the struct is line-aligned so that no
-  // other channel (often used by a pair of tasks on the other worker)
-  // shares that line. The rarely used rest (senders, the lock, the parked
-  // senders) follows.
-  std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
-  // kIdle, kParked or kTaking (see "The receiver's waker"); for capacity 1
-  // also kHanded (see "Hand-off"), set with kIdle by the sender that took
-  // the parked receiver's waker, cleared by the receiver, and kActive.
-  std::atomic<std::uint8_t> receiver_state{kIdle};
-  // A recv is suspended in recv, parked or woken and not yet resumed (to
-  // catch a second recv), on a channel whose capacity is not 1 (capacity 1
-  // has kActive). Written by the receiver only, relaxed.
-  std::atomic<bool> receiver_parked{false};
-  const bool bounded;
-  const bool single;             // capacity 1: `queue.one` and the slot word
-  unowned_waker receiver_waker;  // see "The receiver's waker"
+  // Layout: the head's fields first (see there), then the value, in the
+  // same cache line for a small T; the rarely used rest (senders, the
+  // lock, the parked senders) follows.
   values queue;
   const std::uint64_t all_permits;
   std::atomic<std::size_t> senders{1};
