@@ -660,7 +660,9 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
 /// stores and commits `park`. False (nothing done) unless this thread may
 /// and the task is alone: no reference but the lifecycle one, nothing
 /// woke or aborted it during the poll. `chain`: the thread's worker as a
-/// LIFO chain has it (check none), else read here.
+/// LIFO chain has it (check none), else read here. `One`: the caller knows
+/// that `park` is a capacity-1 recv's (commit_one_park).
+template <bool One = false>
 [[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, solo_check check,
                                              worker* chain) noexcept {
   using h = task_header;
@@ -685,7 +687,8 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
   task->state.store(parked, std::memory_order_release);
   // The waker's word is the parked word, its runtime this thread's solo
   // scheduler (the task's: see solo_check) (see unowned_waker).
-  if (commit_park(park, task, parked, c.solo_scheduler)) {
+  if (One ? static_cast<mpsc_state_head*>(park.awaiter)->park_one(unowned_waker{task, parked, c.solo_scheduler})
+          : commit_park(park, task, parked, c.solo_scheduler)) {
     solo_park_leave(check, chain);  // the task may already run elsewhere: not touched again
     return true;
   }
@@ -715,6 +718,44 @@ enum class poll_kind : std::uint8_t { loop, helped, chain };
 /// LIFO slot's task.
 task_header* const kParkedSolo = reinterpret_cast<task_header*>(alignof(task_header));
 
+/// The end of a poll that neither yielded nor completed nor parked solo:
+/// commits a deferred `park` (if any) while the task is RUNNING, then
+/// re-queues the task, cancels it or lets it go idle by RMW.
+[[gnu::always_inline]] inline task_header* poll_end_settle(task_header* task, task_header* const outer,
+                                                           deferred_park park) noexcept {
+  using h = task_header;
+  std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  bool again = false;  // the deferred park found its value: poll the task again
+  if (park.commit != nullptr && (s & h::ABORT) == 0) {
+    // relaxed: the generation cannot change while the task runs.
+    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), unowned_waker::not_solo());
+    s = task->state.load(std::memory_order_relaxed);
+  }
+  for (;;) {
+    if ((s & h::ABORT) != 0) {
+      cancel_now(task);  // cancelled at its suspension point
+      break;
+    }
+    if ((s & h::NOTIFIED) != 0 || again) {
+      // Re-queued claimed in advance: the new generation makes this poll's
+      // wakers stale. acquire: what the waker wrote before its wake (e.g. a
+      // node it handed us under its lock) happens-before our queue push,
+      // hence before the next poll (the queue hand-off carries it on).
+      if (task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+        scheduler_of(task)->schedule(task, schedule_hint::yield);
+        break;
+      }
+      continue;
+    }
+    // release: the next poller (after a wake) sees our writes, resume_point included.
+    if (task->state.compare_exchange_weak(s, s & ~h::RUNNING, std::memory_order_release, std::memory_order_relaxed))
+      break;
+  }
+  tl_context.task = outer;
+  return nullptr;
+}
+
 /// The part of poll_impl after the resume: whatever `task`'s poll ended
 /// in (a yield, a completion, a park, a wake or an abort during the poll).
 /// `outer`: the task polled on this thread around this poll (restored
@@ -729,8 +770,21 @@ template <poll_kind Kind>
   std::uint64_t s;
   // A chain poll looks for a deferred park first: its tasks were woken,
   // mostly by a message, and park again for the next (a poll that deferred
-  // a park suspended right after: it neither yielded nor ended).
-  if (!Chain || tl_context.pending_park.commit == nullptr) {
+  // a park suspended right after: it neither yielded nor ended). It asks
+  // first for a capacity-1 recv's park (commit_one_park, see commit_park),
+  // its usual end: that one compare then stands for the null test too.
+  deferred_park park;
+  if constexpr (Chain) {
+    park = tl_context.pending_park;
+    if (park.commit == &commit_one_park) [[likely]] {
+      // The deferred park below, the commit known (solo_park<true>: inline).
+      tl_context.pending_park.commit = nullptr;
+      if (tl_context.wakers_made == wakers_before && solo_park<true>(task, park, solo_check::none, chain))
+        return kParkedSolo;
+      return poll_end_settle(task, outer, park);
+    }
+  }
+  if (!Chain || park.commit == nullptr) {
     // Cleared only if set (it was clear when the poll began).
     const bool yielded = tl_context.yield_requested;
     if (yielded) tl_context.yield_requested = false;
@@ -779,11 +833,12 @@ template <poll_kind Kind>
     }
   }
   // A park deferred to now (defer_park): solo if this poll made no other
-  // waker, else committed below while the task is still RUNNING. Looked at
+  // waker, else committed while the task is still RUNNING
+  // (poll_end_settle). Looked at
   // before done(): a task that deferred a park suspended right after, so
   // its root is not done. Only `commit` is cleared (`awaiter` means nothing
   // without it).
-  const deferred_park park = tl_context.pending_park;
+  if constexpr (!Chain) park = tl_context.pending_park;
   if (park.commit == nullptr) {
     if (task->root.done()) {
       complete_finished(task);
@@ -817,36 +872,7 @@ template <poll_kind Kind>
       return nullptr;
     }
   }
-  s = task->state.load(std::memory_order_relaxed);
-  bool again = false;  // the deferred park found its value: poll the task again
-  if (park.commit != nullptr && (s & h::ABORT) == 0) {
-    // relaxed: the generation cannot change while the task runs.
-    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), unowned_waker::not_solo());
-    s = task->state.load(std::memory_order_relaxed);
-  }
-  for (;;) {
-    if ((s & h::ABORT) != 0) {
-      cancel_now(task);  // cancelled at its suspension point
-      break;
-    }
-    if ((s & h::NOTIFIED) != 0 || again) {
-      // Re-queued claimed in advance: the new generation makes this poll's
-      // wakers stale. acquire: what the waker wrote before its wake (e.g. a
-      // node it handed us under its lock) happens-before our queue push,
-      // hence before the next poll (the queue hand-off carries it on).
-      if (task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
-                                            std::memory_order_relaxed)) {
-        scheduler_of(task)->schedule(task, schedule_hint::yield);
-        break;
-      }
-      continue;
-    }
-    // release: the next poller (after a wake) sees our writes, resume_point included.
-    if (task->state.compare_exchange_weak(s, s & ~h::RUNNING, std::memory_order_release, std::memory_order_relaxed))
-      break;
-  }
-  tl_context.task = outer;
-  return nullptr;
+  return poll_end_settle(task, outer, park);
 }
 
 /// The poll, one copy per kind. The helped one has the usual end of a
