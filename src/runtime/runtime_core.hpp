@@ -429,6 +429,8 @@ class runtime_core final : public task_scheduler, public timer_host {
   /// condition, or returns to the loop, at least every
   /// kGlobalQueueInterval picks, which bounds the polls that miss it.
   [[gnu::noinline]] task_header* take_queue_turn(worker& w) noexcept;
+  /// take_queue_turn's every case (it takes the usual one itself).
+  [[gnu::noinline]] task_header* take_queue_turn_slow(worker& w) noexcept;
   void on_complete() noexcept override;
   /// on_complete() called on `w`, a worker of this runtime (the calling
   /// thread's), without the virtual call and the worker lookup.
