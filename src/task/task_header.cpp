@@ -106,6 +106,7 @@
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
+#include "../detail/relaxed_test.hpp"
 #include "../detail/sanitizers.hpp"
 #include "../runtime/failure_sink.hpp"
 #include "../runtime/runtime_core.hpp"
@@ -261,8 +262,8 @@ namespace {
     w.solo_inside.store(1, std::memory_order_relaxed);
     light_fence();  // the runtime enables solo only where heavy_fence works
     // relaxed: the fence pair (light_fence here, heavy_fence in block_solo)
-    // orders it after our store.
-    if (!w.solo_blocked.load(std::memory_order_relaxed)) return true;
+    // orders it after our store. (One compare with memory.)
+    if (relaxed_byte_is_zero(w.solo_blocked)) return true;
   }
   w.solo_inside.store(0, std::memory_order_relaxed);
   return false;
@@ -368,12 +369,12 @@ void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* s
       // now. Parked solo in the waker's suspension and untouched since:
       // the task's word is still the park's (one compare for idle, SOLO,
       // the generation and the references).
-      const std::uint64_t s = task->state.load(std::memory_order_relaxed);
-      if (s == word) {
+      // (relaxed: one compare with memory.)
+      if (relaxed_equals(task->state, word)) {
         // SOLO off, RUNNING on, the next generation: one add (the compare
         // fixed those bits). relaxed: the frame reached us through the
         // park's commit; the queue passes it on.
-        task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
+        task->state.store(word + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
         solo_leave(w);
         // This thread is on a worker of the task's runtime (solo_scheduler).
         runtime_core::schedule_woken_here(w, task);
@@ -887,7 +888,8 @@ template <poll_kind Kind>
 [[gnu::always_inline]] inline task_header* poll_impl(task_header* task, worker* chain = nullptr) noexcept {
   using h = task_header;
   constexpr bool Chain = Kind == poll_kind::chain;
-  std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  // (A chain poll only tests ABORT in it: one test with memory, below.)
+  std::uint64_t s = Chain ? 0 : task->state.load(std::memory_order_relaxed);
   // A task in the LIFO slot was woken: claimed in advance, RUNNING.
   if (!Chain && (s & h::RUNNING) == 0) {
     // SCHEDULED -> RUNNING and a new generation in one add: a task queued
@@ -911,7 +913,7 @@ template <poll_kind Kind>
   // leaves it so. No save and restore (one register less to keep across
   // the resume).
   tl_context.task = task;
-  if ((s & h::ABORT) != 0) {
+  if (Chain ? !relaxed_bits_clear(task->state, h::ABORT) : (s & h::ABORT) != 0) {
     cancel_now(task);
     tl_context.task = outer;
     return nullptr;
