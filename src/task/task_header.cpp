@@ -99,6 +99,7 @@
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
+#include <warden/detail/atomic_test.hpp>
 #include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_locals.hpp>
 #include <warden/sync/detail/mpsc_state.hpp>
@@ -106,7 +107,6 @@
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
-#include "../detail/relaxed_test.hpp"
 #include "../detail/sanitizers.hpp"
 #include "../runtime/failure_sink.hpp"
 #include "../runtime/runtime_core.hpp"

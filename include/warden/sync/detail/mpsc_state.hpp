@@ -5,6 +5,7 @@
 // no lock unless a sender has to park; see mpsc_state below.
 #pragma once
 
+#include <warden/detail/atomic_test.hpp>
 #include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_header.hpp>
 #include <warden/detail/wait_list.hpp>
@@ -858,9 +859,11 @@ struct alignas(64) mpsc_state : mpsc_state_head {
   /// another recv is in progress (kActive), in the same look at
   /// `receiver_state`. Not `taken`: nothing changed.
   [[gnu::always_inline]] recv_one take_one_or_park(value_out<T> out) noexcept {
-    // acquire: as in ready_one.
-    const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
-    if (r != kIdle) [[unlikely]] {
+    // acquire: as in ready_one. The usual kIdle in one compare with memory
+    // (atomic_test.hpp), else read again: nothing else changes it now (no
+    // waker is busy with a receiver that is not parked).
+    if (!acquire_byte_equals(receiver_state, kIdle)) [[unlikely]] {
+      const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
       if ((r & kActive) != 0) return recv_one::concurrent;
       take_handed(out);
       return recv_one::taken;
@@ -878,9 +881,11 @@ struct alignas(64) mpsc_state : mpsc_state_head {
 
   /// take_one after it found no handed value: the slot word's part.
   [[gnu::always_inline]] bool take_from_slot(value_out<T> out) noexcept {
+    // Empty and open first (one test with memory, atomic_test.hpp): the
+    // recv that is going to park. Else read again (a later look: whatever
+    // it finds, the park's CAS sees what came since).
+    if (acquire_bits_clear(permits, kClosed | kSlotMask)) return false;
     const std::uint64_t word = permits.load(std::memory_order_acquire);
-    // Empty and open first (one test): the recv that is going to park.
-    if ((word & (kClosed | kSlotMask)) == kSlotEmpty) return false;
     if ((word & kSlotMask) == kSlotFull) {
       out.emplace(std::move(*queue.one.slot.value()));
       std::destroy_at(queue.one.slot.value());
@@ -899,9 +904,10 @@ struct alignas(64) mpsc_state : mpsc_state_head {
   /// instructions on ping_pong.
   [[gnu::always_inline]] std::optional<T> take_handed_when_idle() noexcept {
     // acquire: pairs with wake_taken_receiver's release (a handed value, and
-    // the waker's last use of our header).
-    std::uint8_t r = receiver_state.load(std::memory_order_acquire);
-    if (r != (kIdle | kActive | kHanded)) [[unlikely]] {
+    // the waker's last use of our header). The usual case in one compare
+    // with memory (atomic_test.hpp), else read again.
+    if (!acquire_byte_equals(receiver_state, std::uint8_t{kIdle | kActive | kHanded})) [[unlikely]] {
+      std::uint8_t r = receiver_state.load(std::memory_order_acquire);
       if ((r & kStateMask) != kIdle) r = spin_until_receiver_idle();
       if ((r & kHanded) == 0) {
         // relaxed: ours alone now (kActive off).
