@@ -713,30 +713,34 @@ struct alignas(64) mpsc_state : mpsc_state_head {
   /// send_one's work.
   [[gnu::always_inline]] acquired claim_one(T& value) noexcept {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
-    std::uint64_t claimed;
-    do {
+    for (;;) {
       // Closed or occupied: one test for both.
       if ((word & (kClosed | kSlotMask)) != kSlotEmpty) {
         if ((word & kClosed) != 0) return acquired::closed;
         return acquired::full;  // also while senders are parked
       }
-      // A parked receiver: the hand-off, the slot stays empty (kReceiverParked
-      // off); else kSlotClaimed on. The slot is empty, so either is a flip
-      // of one bit: of 16 if (word & 16) is 16, else of 4 (16 = 4 + 16 / 4 * 3).
-      static_assert(kReceiverParked == 16 && kSlotClaimed == 4);
-      claimed = word ^ (kSlotClaimed + (word & kReceiverParked) / 4 * 3);
-      // acquire: the receiver read the last value before it emptied the slot
-      // (release), and wrote its waker before parking (release).
-    } while (!permits.compare_exchange_weak(word, claimed, std::memory_order_acquire, std::memory_order_relaxed));
-    if ((word & kReceiverParked) != 0) {
-      // The receiver took any earlier handed value before it parked.
-      std::construct_at(queue.one.handed.value(), std::move(value));
-      wake_taken_receiver(kHanded);  // kHanded with kIdle: one store releases both
-    } else {
-      std::construct_at(queue.one.slot.value(), std::move(value));
-      publish_one();
+      // Two CASes, one per case, so that each knows its case after it (one
+      // test before the claim instead of building the claim from the word
+      // and testing it again after). acquire: the receiver read the last
+      // value before it emptied the slot (release), and wrote its waker
+      // before parking (release).
+      if ((word & kReceiverParked) != 0) {
+        // A parked receiver: the hand-off, the slot stays empty
+        // (kReceiverParked off). The receiver took any earlier handed value
+        // before it parked.
+        if (permits.compare_exchange_weak(word, word & ~kReceiverParked, std::memory_order_acquire,
+                                          std::memory_order_relaxed)) {
+          std::construct_at(queue.one.handed.value(), std::move(value));
+          wake_taken_receiver(kHanded);  // kHanded with kIdle: one store releases both
+          return acquired::permit;
+        }
+      } else if (permits.compare_exchange_weak(word, word | kSlotClaimed, std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
+        std::construct_at(queue.one.slot.value(), std::move(value));
+        publish_one();
+        return acquired::permit;
+      }
     }
-    return acquired::permit;
   }
 
   /// Sender holding kSlotClaimed, its value moved in: makes it readable and
