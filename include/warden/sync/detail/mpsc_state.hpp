@@ -864,13 +864,16 @@ struct alignas(64) mpsc_state : mpsc_state_head {
   /// `receiver_state`. Not `taken`: nothing changed.
   [[gnu::always_inline]] recv_one take_one_or_park(value_out<T> out) noexcept {
     // acquire: as in ready_one. The usual kIdle in one compare with memory
-    // (atomic_test.hpp), else read again: nothing else changes it now (no
-    // waker is busy with a receiver that is not parked).
+    // (atomic_test.hpp), else read again and looked at whole: kActive (a
+    // concurrent recv), a handed value, or kIdle after all (a concurrent
+    // recv, misuse, changed it since the first look: as if seen first).
     if (!acquire_byte_equals(receiver_state, kIdle)) [[unlikely]] {
       const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
       if ((r & kActive) != 0) return recv_one::concurrent;
-      take_handed(out);
-      return recv_one::taken;
+      if ((r & kHanded) != 0) {
+        take_handed(out);
+        return recv_one::taken;
+      }
     }
     return take_from_slot(out) ? recv_one::taken : recv_one::park;
   }
