@@ -311,6 +311,31 @@ inline task_header* runtime_core::next_task(worker& w) noexcept {
 }
 
 task_header* runtime_core::take_queue_turn(worker& w) noexcept {
+  // The usual turn first, with no call and so no saved registers: the
+  // streak used up, no check due, a claimed task waiting and room in the
+  // queue for the LIFO task. It changes nothing before it knows that it
+  // can take the turn; anything else is take_queue_turn_slow's, from the
+  // start.
+  task_header* const lifo = w.lifo;
+  if (lifo == nullptr) return nullptr;
+  if (w.picks_to_check > 1 && w.lifo_streak >= kMaxLifoStreak && w.claimed_next != w.claimed_end) [[likely]] {
+    bool was_empty = false;
+    if (w.queue.push(lifo, was_empty)) [[likely]] {
+      w.lifo = nullptr;
+      w.lifo_streak = 0;
+      task_header* const task = w.claimed[w.claimed_next];
+      // relaxed: as below.
+      if ((task->state.load(std::memory_order_relaxed) & task_header::RUNNING) == 0) return nullptr;
+      --w.picks_to_check;
+      ++w.claimed_next;
+      w.stop_helping = false;  // as poll() does before each regular poll
+      return task;
+    }
+  }
+  return take_queue_turn_slow(w);
+}
+
+task_header* runtime_core::take_queue_turn_slow(worker& w) noexcept {
   if (w.lifo == nullptr) return nullptr;
   // next_task_slow's steps, in its order: its first pick is left to the
   // loop's next_task if a chain poll cannot take it.

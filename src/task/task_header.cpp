@@ -99,8 +99,10 @@
 #include <warden/join_handle.hpp>
 #include <warden/runtime.hpp>
 
+#include <warden/detail/atomic_test.hpp>
 #include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_locals.hpp>
+#include <warden/sync/detail/mpsc_state.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
@@ -258,8 +260,8 @@ namespace {
     w.solo_inside.store(1, std::memory_order_relaxed);
     light_fence();  // the runtime enables solo only where heavy_fence works
     // relaxed: the fence pair (light_fence here, heavy_fence in block_solo)
-    // orders it after our store.
-    if (!w.solo_blocked.load(std::memory_order_relaxed)) return true;
+    // orders it after our store. (One compare with memory.)
+    if (relaxed_byte_is_zero(w.solo_blocked)) return true;
   }
   w.solo_inside.store(0, std::memory_order_relaxed);
   return false;
@@ -351,37 +353,37 @@ void wake(task_header* task, std::uint32_t generation) noexcept {
 
 void wake_unowned(task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept {
   using h = task_header;
-  // A solo park's waker (the others' words have SCHEDULED set: see
-  // unowned_waker; a test of the register), on a worker of the task's
-  // runtime (`solo`, the runtime whose worker parked it, is this thread's
-  // solo scheduler; null off such threads): the worker, whose flags are the
-  // section's and whose LIFO slot takes the task.
-  if ((word & h::SCHEDULED) == 0) {
-    thread_context& c = tl_context;
-    if (c.solo_scheduler == solo) {
-      worker& w = *c.on_worker;
-      if (solo_enter(w)) {
-        // Wake, solo (see the top of this file): we hold the one waker of
-        // this suspension and no sweep runs, so nobody else writes the word
-        // now. Parked solo in the waker's suspension and untouched since:
-        // the task's word is still the park's (one compare for idle, SOLO,
-        // the generation and the references).
-        const std::uint64_t s = task->state.load(std::memory_order_relaxed);
-        if (s == word) {
-          // SOLO off, RUNNING on, the next generation: one add (the compare
-          // fixed those bits). relaxed: the frame reached us through the
-          // park's commit; the queue passes it on.
-          task->state.store(s + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
-          solo_leave(w);
-          // This thread is on a worker of the task's runtime (solo_scheduler).
-          runtime_core::schedule_woken_here(w, task);
-          return;
-        }
+  // A solo park's waker on a worker of the task's runtime: `solo`, the
+  // runtime whose worker parked it, is this thread's solo scheduler (null
+  // off such threads; the other wakers' `solo` is unowned_waker::not_solo(),
+  // which equals no thread's): the worker, whose flags are the section's
+  // and whose LIFO slot takes the task.
+  thread_context& c = tl_context;
+  if (c.solo_scheduler == solo) {
+    worker& w = *c.on_worker;
+    if (solo_enter(w)) {
+      // Wake, solo (see the top of this file): we hold the one waker of
+      // this suspension and no sweep runs, so nobody else writes the word
+      // now. Parked solo in the waker's suspension and untouched since:
+      // the task's word is still the park's (one compare for idle, SOLO,
+      // the generation and the references).
+      // (relaxed: one compare with memory.)
+      if (relaxed_equals(task->state, word)) {
+        // SOLO off, RUNNING on, the next generation: one add (the compare
+        // fixed those bits). relaxed: the frame reached us through the
+        // park's commit; the queue passes it on.
+        task->state.store(word + (h::GENERATION_ONE + h::RUNNING - h::SOLO), std::memory_order_relaxed);
         solo_leave(w);
+        // This thread is on a worker of the task's runtime (solo_scheduler).
+        runtime_core::schedule_woken_here(w, task);
+        return;
       }
+      solo_leave(w);
     }
   }
-  wake_rmw(task, h::generation_of(word), task->state.load(std::memory_order_acquire));
+  // A tail call: inlined here, the RMW path made the solo one copy its
+  // arguments first.
+  wake(task, h::generation_of(word));
 }
 
 void request_abort(task_header* task) noexcept {
@@ -627,6 +629,16 @@ inline const result_ops& retire_results(task_header* task) noexcept {
   publish_outcome(task, task_header::CANCELLED, false);
 }
 
+/// Runs `park`'s commit: a capacity-1 recv's (commit_one_park, the usual
+/// one: every message of a ping-pong) inline, no indirect call and no
+/// return value to test.
+[[gnu::always_inline]] inline bool commit_park(deferred_park park, task_header* task, std::uint64_t word,
+                                               const task_scheduler* solo) noexcept {
+  if (park.commit == &commit_one_park) [[likely]]
+    return static_cast<mpsc_state_head*>(park.awaiter)->park_one(unowned_waker{task, word, solo});
+  return park.commit(park.awaiter, task, word, solo);
+}
+
 /// What solo_park must check to know that this thread is a worker of the
 /// task's runtime with solo sections: the task's scheduler against the
 /// thread's solo scheduler; only that the thread has one (`loop`: a poll
@@ -647,7 +659,9 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
 /// stores and commits `park`. False (nothing done) unless this thread may
 /// and the task is alone: no reference but the lifecycle one, nothing
 /// woke or aborted it during the poll. `chain`: the thread's worker as a
-/// LIFO chain has it (check none), else read here.
+/// LIFO chain has it (check none), else read here. `One`: the caller knows
+/// that `park` is a capacity-1 recv's (commit_one_park).
+template <bool One = false>
 [[gnu::always_inline]] inline bool solo_park(task_header* task, deferred_park park, solo_check check,
                                              worker* chain) noexcept {
   using h = task_header;
@@ -672,7 +686,8 @@ enum class solo_check : std::uint8_t { scheduler, loop, none };
   task->state.store(parked, std::memory_order_release);
   // The waker's word is the parked word, its runtime this thread's solo
   // scheduler (the task's: see solo_check) (see unowned_waker).
-  if (park.commit(park.awaiter, task, parked, c.solo_scheduler)) {
+  if (One ? static_cast<mpsc_state_head*>(park.awaiter)->park_one(unowned_waker{task, parked, c.solo_scheduler})
+          : commit_park(park, task, parked, c.solo_scheduler)) {
     solo_park_leave(check, chain);  // the task may already run elsewhere: not touched again
     return true;
   }
@@ -702,6 +717,44 @@ enum class poll_kind : std::uint8_t { loop, helped, chain };
 /// LIFO slot's task.
 task_header* const kParkedSolo = reinterpret_cast<task_header*>(alignof(task_header));
 
+/// The end of a poll that neither yielded nor completed nor parked solo:
+/// commits a deferred `park` (if any) while the task is RUNNING, then
+/// re-queues the task, cancels it or lets it go idle by RMW.
+[[gnu::always_inline]] inline task_header* poll_end_settle(task_header* task, task_header* const outer,
+                                                           deferred_park park) noexcept {
+  using h = task_header;
+  std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  bool again = false;  // the deferred park found its value: poll the task again
+  if (park.commit != nullptr && (s & h::ABORT) == 0) {
+    // relaxed: the generation cannot change while the task runs.
+    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), unowned_waker::not_solo());
+    s = task->state.load(std::memory_order_relaxed);
+  }
+  for (;;) {
+    if ((s & h::ABORT) != 0) {
+      cancel_now(task);  // cancelled at its suspension point
+      break;
+    }
+    if ((s & h::NOTIFIED) != 0 || again) {
+      // Re-queued claimed in advance: the new generation makes this poll's
+      // wakers stale. acquire: what the waker wrote before its wake (e.g. a
+      // node it handed us under its lock) happens-before our queue push,
+      // hence before the next poll (the queue hand-off carries it on).
+      if (task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+        scheduler_of(task)->schedule(task, schedule_hint::yield);
+        break;
+      }
+      continue;
+    }
+    // release: the next poller (after a wake) sees our writes, resume_point included.
+    if (task->state.compare_exchange_weak(s, s & ~h::RUNNING, std::memory_order_release, std::memory_order_relaxed))
+      break;
+  }
+  tl_context.task = outer;
+  return nullptr;
+}
+
 /// The part of poll_impl after the resume: whatever `task`'s poll ended
 /// in (a yield, a completion, a park, a wake or an abort during the poll).
 /// `outer`: the task polled on this thread around this poll (restored
@@ -716,8 +769,21 @@ template <poll_kind Kind>
   std::uint64_t s;
   // A chain poll looks for a deferred park first: its tasks were woken,
   // mostly by a message, and park again for the next (a poll that deferred
-  // a park suspended right after: it neither yielded nor ended).
-  if (!Chain || tl_context.pending_park.commit == nullptr) {
+  // a park suspended right after: it neither yielded nor ended). It asks
+  // first for a capacity-1 recv's park (commit_one_park, see commit_park),
+  // its usual end: that one compare then stands for the null test too.
+  deferred_park park;
+  if constexpr (Chain) {
+    park = tl_context.pending_park;
+    if (park.commit == &commit_one_park) [[likely]] {
+      // The deferred park below, the commit known (solo_park<true>: inline).
+      tl_context.pending_park.commit = nullptr;
+      if (tl_context.wakers_made == wakers_before && solo_park<true>(task, park, solo_check::none, chain))
+        return kParkedSolo;
+      return poll_end_settle(task, outer, park);
+    }
+  }
+  if (!Chain || park.commit == nullptr) {
     // Cleared only if set (it was clear when the poll began).
     const bool yielded = tl_context.yield_requested;
     if (yielded) tl_context.yield_requested = false;
@@ -766,11 +832,12 @@ template <poll_kind Kind>
     }
   }
   // A park deferred to now (defer_park): solo if this poll made no other
-  // waker, else committed below while the task is still RUNNING. Looked at
+  // waker, else committed while the task is still RUNNING
+  // (poll_end_settle). Looked at
   // before done(): a task that deferred a park suspended right after, so
   // its root is not done. Only `commit` is cleared (`awaiter` means nothing
   // without it).
-  const deferred_park park = tl_context.pending_park;
+  if constexpr (!Chain) park = tl_context.pending_park;
   if (park.commit == nullptr) {
     if (task->root.done()) {
       complete_finished(task);
@@ -804,36 +871,7 @@ template <poll_kind Kind>
       return nullptr;
     }
   }
-  s = task->state.load(std::memory_order_relaxed);
-  bool again = false;  // the deferred park found its value: poll the task again
-  if (park.commit != nullptr && (s & h::ABORT) == 0) {
-    // relaxed: the generation cannot change while the task runs.
-    again = !park.commit(park.awaiter, task, unowned_waker::word_of(h::generation_of(s)), nullptr);
-    s = task->state.load(std::memory_order_relaxed);
-  }
-  for (;;) {
-    if ((s & h::ABORT) != 0) {
-      cancel_now(task);  // cancelled at its suspension point
-      break;
-    }
-    if ((s & h::NOTIFIED) != 0 || again) {
-      // Re-queued claimed in advance: the new generation makes this poll's
-      // wakers stale. acquire: what the waker wrote before its wake (e.g. a
-      // node it handed us under its lock) happens-before our queue push,
-      // hence before the next poll (the queue hand-off carries it on).
-      if (task->state.compare_exchange_weak(s, (s & ~h::NOTIFIED) + h::GENERATION_ONE, std::memory_order_acquire,
-                                            std::memory_order_relaxed)) {
-        scheduler_of(task)->schedule(task, schedule_hint::yield);
-        break;
-      }
-      continue;
-    }
-    // release: the next poller (after a wake) sees our writes, resume_point included.
-    if (task->state.compare_exchange_weak(s, s & ~h::RUNNING, std::memory_order_release, std::memory_order_relaxed))
-      break;
-  }
-  tl_context.task = outer;
-  return nullptr;
+  return poll_end_settle(task, outer, park);
 }
 
 /// The poll, one copy per kind. The helped one has the usual end of a
@@ -848,7 +886,8 @@ template <poll_kind Kind>
 [[gnu::always_inline]] inline task_header* poll_impl(task_header* task, worker* chain = nullptr) noexcept {
   using h = task_header;
   constexpr bool Chain = Kind == poll_kind::chain;
-  std::uint64_t s = task->state.load(std::memory_order_relaxed);
+  // (A chain poll only tests ABORT in it: one test with memory, below.)
+  std::uint64_t s = Chain ? 0 : task->state.load(std::memory_order_relaxed);
   // A task in the LIFO slot was woken: claimed in advance, RUNNING.
   if (!Chain && (s & h::RUNNING) == 0) {
     // SCHEDULED -> RUNNING and a new generation in one add: a task queued
@@ -872,7 +911,7 @@ template <poll_kind Kind>
   // leaves it so. No save and restore (one register less to keep across
   // the resume).
   tl_context.task = task;
-  if ((s & h::ABORT) != 0) {
+  if (Chain ? !relaxed_bits_clear(task->state, h::ABORT) : (s & h::ABORT) != 0) {
     cancel_now(task);
     tl_context.task = outer;
     return nullptr;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -457,6 +458,41 @@ TEST_P(mpsc_test, capacity_one_hands_a_value_to_a_parked_receiver_without_taking
     EXPECT_EQ(rx.size(), 0u);
     EXPECT_TRUE(tx.try_send(4).has_value());
     EXPECT_EQ(rx.try_recv(), 4);
+  });
+}
+
+/// Receives one value from `rx` and sends it on through `out`.
+task<void> relay_one(mpsc_receiver<int> rx, mpsc_sender<int> out) {
+  auto v = co_await rx.recv();
+  EXPECT_TRUE(v.has_value());
+  EXPECT_TRUE((co_await out.send(v.value_or(-1))).has_value());
+}
+
+// P6: a capacity-1 receiver parked in recv is woken by a send from a thread
+// that is no worker, whether its park was solo (a detached task: its waker
+// names the runtime whose worker parked it) or not (a join handle holds the
+// task: the waker names no runtime). Off a worker both wakes take the RMW
+// path; a waker whose "no runtime" equalled such a thread's (none) would
+// have taken the worker-only solo path there and crashed.
+TEST_P(mpsc_test, capacity_one_a_parked_receiver_is_woken_by_a_send_from_a_plain_thread) {
+  run([&]() -> task<void> {
+    {
+      auto [tx, rx] = warden::mpsc<int>(1);
+      auto receiver = warden::spawn(receive_one(&rx));  // not solo: the handle holds it
+      co_await until([&] { return tx.receiver_waiting(); });
+      std::thread sender([&] { EXPECT_TRUE(tx.try_send(7).has_value()); });
+      sender.join();
+      EXPECT_EQ(co_await receiver, 7);
+    }
+    {
+      auto [tx, rx] = warden::mpsc<int>(1);
+      auto [back_tx, back_rx] = warden::mpsc<int>(1);
+      warden::spawn(relay_one(std::move(rx), std::move(back_tx))).detach();  // parks solo
+      co_await until([&] { return tx.receiver_waiting(); });
+      std::thread sender([&] { EXPECT_TRUE(tx.try_send(8).has_value()); });
+      sender.join();
+      EXPECT_EQ(co_await back_rx.recv(), 8);
+    }
   });
 }
 

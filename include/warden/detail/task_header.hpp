@@ -469,18 +469,23 @@ task_header* suspend_current_task(std::coroutine_handle<> awaiting);
 /// The suspension is told by `word`: the task's state word as a solo park
 /// left it (idle, SOLO: "Solo" in task_header.cpp), or else the suspension's
 /// generation in its place with RUNNING and SCHEDULED set, a word no task
-/// ever has (at most one of the two is set; a solo park's word has
-/// neither, so the wake tells the two kinds apart without a load). A wake
+/// ever has (at most one of the two is set). A wake
 /// that finds the task's word equal to `word` (one compare) knows the task
 /// is still parked solo in that suspension, untouched since; otherwise
 /// only the generation counts. `solo`, with a solo park's word, is the task's runtime (its
 /// scheduler), whose worker parked it: a wake on a thread with that solo
 /// scheduler is on a worker of the task's runtime without reading the
-/// task's site. Null otherwise.
+/// task's site. Otherwise not_solo(), which no thread's solo scheduler
+/// (a runtime, or null) ever equals: so the wake tells the two kinds
+/// apart by that one compare, which it makes anyway.
 struct unowned_waker {
+  /// `solo` of a waker that is not a solo park's: no object's address.
+  [[gnu::always_inline]] static const task_scheduler* not_solo() noexcept {
+    return reinterpret_cast<const task_scheduler*>(std::uintptr_t{1});
+  }
   task_header* task = nullptr;
   std::uint64_t word = task_header::RUNNING | task_header::SCHEDULED;  // word_of(0)
-  const task_scheduler* solo = nullptr;
+  const task_scheduler* solo = not_solo();
   /// The word of a waker for the suspension of `generation` that is not a
   /// solo park.
   static constexpr std::uint64_t word_of(std::uint32_t generation) noexcept {
@@ -503,7 +508,8 @@ unowned_waker suspend_current_unowned(std::coroutine_handle<> awaiting);
 /// destructor then finds nothing published). The waker comes as its
 /// fields: `word` is the solo park's state word when the park is solo (the
 /// poller has it in a register) and `solo` the task's runtime, else
-/// unowned_waker::word_of the suspension's generation and null.
+/// unowned_waker::word_of the suspension's generation and
+/// unowned_waker::not_solo().
 struct deferred_park {
   bool (*commit)(void* awaiter, task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept = nullptr;
   void* awaiter = nullptr;

@@ -270,9 +270,12 @@ class [[nodiscard]] mpsc_recv_awaiter {
       // await_resume. Inline: this is every recv of a ping-pong, and a call
       // here cost a second prologue and epilogue inside the coroutine's.
       // The commit needs only the channel: its pointer goes as the park's
-      // context (one load fewer in the commit).
+      // context (one load fewer in the commit). The commit is the library's
+      // one commit_one_park for every T, which the poller runs inline.
       // (The commit sets kActive: see mpsc_state.)
-      if (detail::defer_park(awaiting, detail::deferred_park{&commit_park, state})) [[likely]] {
+      if (detail::defer_park(
+              awaiting, detail::deferred_park{&detail::commit_one_park, static_cast<detail::mpsc_state_head*>(state)}))
+          [[likely]] {
         parked_ = kParkedOne;
         return true;
       }
@@ -363,13 +366,6 @@ class [[nodiscard]] mpsc_recv_awaiter {
     }
     parked_ = kParkedRing;
     return true;
-  }
-
-  /// The deferred park of capacity 1 (see await_suspend): `state` is the
-  /// channel's.
-  static bool commit_park(void* state, detail::task_header* task, std::uint64_t word,
-                          const detail::task_scheduler* solo) noexcept {
-    return static_cast<detail::mpsc_state<T>*>(state)->park_one(detail::unowned_waker{task, word, solo});
   }
 
   /// Takes the oldest value, or sees closed-and-drained.

@@ -5,6 +5,7 @@
 // no lock unless a sender has to park; see mpsc_state below.
 #pragma once
 
+#include <warden/detail/atomic_test.hpp>
 #include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_header.hpp>
 #include <warden/detail/wait_list.hpp>
@@ -186,6 +187,89 @@ struct value_out {
   }
 };
 
+/// The part of an mpsc channel's state that does not depend on `T` (see
+/// mpsc_state, whose first fields these are): the constants, the slot word
+/// (or permit count), the receiver's state and waker, and capacity 1's
+/// park. Not a template, so that the deferred park of a capacity-1 recv is
+/// one function of the library (commit_one_park), which a poller that finds
+/// it as its task's pending park runs inline (see poll_end in
+/// task_header.cpp): no indirect call, no return value to test.
+struct mpsc_state_head {
+  static constexpr std::uint64_t kClosed = 1;
+  static constexpr std::uint64_t kSendersParked = 2;
+  static constexpr std::uint64_t kOnePermit = 4;
+  static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
+  static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
+  // Capacity 1, next to the state in `receiver_state` (kStateMask):
+  // `queue.one.handed` holds a value (see "Hand-off"), and kActive: a recv
+  // is suspended in recv (parked, or woken and not yet resumed; to catch a
+  // second recv, from the moment the park is committed: a deferred park's
+  // window before that is the end of the recv's own poll). The receiver's
+  // park sets kActive and the receiver clears it when it resumes or goes;
+  // a waker that takes the parked receiver's waker keeps it in its kIdle
+  // store.
+  static constexpr std::uint8_t kStateMask = 3, kHanded = 4, kActive = 8;
+  // Capacity 1 (see "Capacity 1: the slot word").
+  static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
+  static constexpr std::uint64_t kReceiverParked = 16;
+
+  mpsc_state_head(std::uint64_t permits_, bool bounded_, bool single_) noexcept
+      : permits(permits_), bounded(bounded_), single(single_) {}
+  mpsc_state_head(const mpsc_state_head&) = delete;
+  mpsc_state_head& operator=(const mpsc_state_head&) = delete;
+
+  /// park_receiver_unless_ready for capacity 1: one CAS.
+  [[gnu::always_inline]] bool park_one(unowned_waker self) noexcept {
+    // No earlier waker is busy (receiver_state is kIdle: see the top);
+    // kActive on (and kept if we find a value: the recv is suspended until
+    // it resumes).
+    // Field by field: a copy of the whole struct went through the stack.
+    receiver_waker.task = self.task;
+    receiver_waker.word = self.word;
+    receiver_waker.solo = self.solo;
+    receiver_state.store(kParked | kActive, std::memory_order_relaxed);  // released by the CAS
+    std::uint64_t word = permits.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint64_t slot = word & kSlotMask;
+      // Empty and open, the usual park, in one test.
+      if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
+          (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
+        receiver_state.store(kIdle | kActive, std::memory_order_relaxed);
+        return false;
+      }
+      // Empty or being written: park. release: the waker and kParked, for
+      // whoever takes kReceiverParked away.
+      if (permits.compare_exchange_weak(word, word | kReceiverParked, std::memory_order_release,
+                                        std::memory_order_relaxed))
+        return true;
+    }
+  }
+
+  // Layout: what a message touches first, together, so that a capacity-1
+  // channel's traffic (the slot word, the receiver's state and waker, the
+  // value) stays in one cache line; the struct is line-aligned so that no
+  // other channel (often used by a pair of tasks on the other worker)
+  // shares that line. The rarely used rest (senders, the lock, the parked
+  // senders) follows.
+  std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
+  // kIdle, kParked or kTaking (see "The receiver's waker"); for capacity 1
+  // also kHanded (see "Hand-off"), set with kIdle by the sender that took
+  // the parked receiver's waker, cleared by the receiver, and kActive.
+  std::atomic<std::uint8_t> receiver_state{kIdle};
+  // A recv is suspended in recv, parked or woken and not yet resumed (to
+  // catch a second recv), on a channel whose capacity is not 1 (capacity 1
+  // has kActive). Written by the receiver only, relaxed.
+  std::atomic<bool> receiver_parked{false};
+  const bool bounded;
+  const bool single;             // capacity 1: `queue.one` and the slot word
+  unowned_waker receiver_waker;  // see "The receiver's waker"
+};
+
+/// The deferred park of a capacity-1 recv (mpsc_recv_awaiter::await_suspend;
+/// a detail::deferred_park's commit): `state` is the channel's
+/// mpsc_state_head, the rest the receiver's waker; park_one.
+bool commit_one_park(void* state, task_header* task, std::uint64_t word, const task_scheduler* solo) noexcept;
+
 /// The shared state of one mpsc channel.
 ///
 /// # Permits
@@ -309,30 +393,11 @@ struct value_out {
 /// closed and drained) publishes nothing and the receiver is polled again,
 /// straight into await_resume.
 template <class T>
-struct alignas(64) mpsc_state {
-  static constexpr std::uint64_t kClosed = 1;
-  static constexpr std::uint64_t kSendersParked = 2;
-  static constexpr std::uint64_t kOnePermit = 4;
-  static constexpr std::uint64_t kMaxCapacity = 1ull << 60;
-  static constexpr std::uint8_t kIdle = 0, kParked = 1, kTaking = 2;
-  // Capacity 1, next to the state in `receiver_state` (kStateMask):
-  // `queue.one.handed` holds a value (see "Hand-off"), and kActive: a recv
-  // is suspended in recv (parked, or woken and not yet resumed; to catch a
-  // second recv, from the moment the park is committed: a deferred park's
-  // window before that is the end of the recv's own poll). The receiver's
-  // park sets kActive and the receiver clears it when it resumes or goes;
-  // a waker that takes the parked receiver's waker keeps it in its kIdle
-  // store.
-  static constexpr std::uint8_t kStateMask = 3, kHanded = 4, kActive = 8;
-  // Capacity 1 (see "Capacity 1: the slot word").
-  static constexpr std::uint64_t kSlotEmpty = 0, kSlotClaimed = 4, kSlotFull = 12, kSlotMask = 12;
-  static constexpr std::uint64_t kReceiverParked = 16;
-
+struct alignas(64) mpsc_state : mpsc_state_head {
   /// `capacity` 0 means unbounded.
   explicit mpsc_state(std::size_t capacity)
-      : permits(capacity == 1 ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit),
-        bounded(capacity != 0),
-        single(capacity == 1),
+      : mpsc_state_head(capacity == 1 ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit, capacity != 0,
+                        capacity == 1),
         all_permits(single ? 0 : static_cast<std::uint64_t>(capacity) * kOnePermit) {
     if (single)
       std::construct_at(&queue.one);
@@ -648,30 +713,34 @@ struct alignas(64) mpsc_state {
   /// send_one's work.
   [[gnu::always_inline]] acquired claim_one(T& value) noexcept {
     std::uint64_t word = permits.load(std::memory_order_relaxed);
-    std::uint64_t claimed;
-    do {
+    for (;;) {
       // Closed or occupied: one test for both.
       if ((word & (kClosed | kSlotMask)) != kSlotEmpty) {
         if ((word & kClosed) != 0) return acquired::closed;
         return acquired::full;  // also while senders are parked
       }
-      // A parked receiver: the hand-off, the slot stays empty (kReceiverParked
-      // off); else kSlotClaimed on. The slot is empty, so either is a flip
-      // of one bit: of 16 if (word & 16) is 16, else of 4 (16 = 4 + 16 / 4 * 3).
-      static_assert(kReceiverParked == 16 && kSlotClaimed == 4);
-      claimed = word ^ (kSlotClaimed + (word & kReceiverParked) / 4 * 3);
-      // acquire: the receiver read the last value before it emptied the slot
-      // (release), and wrote its waker before parking (release).
-    } while (!permits.compare_exchange_weak(word, claimed, std::memory_order_acquire, std::memory_order_relaxed));
-    if ((word & kReceiverParked) != 0) {
-      // The receiver took any earlier handed value before it parked.
-      std::construct_at(queue.one.handed.value(), std::move(value));
-      wake_taken_receiver(kHanded);  // kHanded with kIdle: one store releases both
-    } else {
-      std::construct_at(queue.one.slot.value(), std::move(value));
-      publish_one();
+      // Two CASes, one per case, so that each knows its case after it (one
+      // test before the claim instead of building the claim from the word
+      // and testing it again after). acquire: the receiver read the last
+      // value before it emptied the slot (release), and wrote its waker
+      // before parking (release).
+      if ((word & kReceiverParked) != 0) {
+        // A parked receiver: the hand-off, the slot stays empty
+        // (kReceiverParked off). The receiver took any earlier handed value
+        // before it parked.
+        if (permits.compare_exchange_weak(word, word & ~kReceiverParked, std::memory_order_acquire,
+                                          std::memory_order_relaxed)) {
+          std::construct_at(queue.one.handed.value(), std::move(value));
+          wake_taken_receiver(kHanded);  // kHanded with kIdle: one store releases both
+          return acquired::permit;
+        }
+      } else if (permits.compare_exchange_weak(word, word | kSlotClaimed, std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
+        std::construct_at(queue.one.slot.value(), std::move(value));
+        publish_one();
+        return acquired::permit;
+      }
     }
-    return acquired::permit;
   }
 
   /// Sender holding kSlotClaimed, its value moved in: makes it readable and
@@ -794,12 +863,17 @@ struct alignas(64) mpsc_state {
   /// another recv is in progress (kActive), in the same look at
   /// `receiver_state`. Not `taken`: nothing changed.
   [[gnu::always_inline]] recv_one take_one_or_park(value_out<T> out) noexcept {
-    // acquire: as in ready_one.
-    const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
-    if (r != kIdle) [[unlikely]] {
+    // acquire: as in ready_one. The usual kIdle in one compare with memory
+    // (atomic_test.hpp), else read again and looked at whole: kActive (a
+    // concurrent recv), a handed value, or kIdle after all (a concurrent
+    // recv, misuse, changed it since the first look: as if seen first).
+    if (!acquire_byte_equals(receiver_state, kIdle)) [[unlikely]] {
+      const std::uint8_t r = receiver_state.load(std::memory_order_acquire);
       if ((r & kActive) != 0) return recv_one::concurrent;
-      take_handed(out);
-      return recv_one::taken;
+      if ((r & kHanded) != 0) {
+        take_handed(out);
+        return recv_one::taken;
+      }
     }
     return take_from_slot(out) ? recv_one::taken : recv_one::park;
   }
@@ -814,9 +888,11 @@ struct alignas(64) mpsc_state {
 
   /// take_one after it found no handed value: the slot word's part.
   [[gnu::always_inline]] bool take_from_slot(value_out<T> out) noexcept {
+    // Empty and open first (one test with memory, atomic_test.hpp): the
+    // recv that is going to park. Else read again (a later look: whatever
+    // it finds, the park's CAS sees what came since).
+    if (acquire_bits_clear(permits, kClosed | kSlotMask)) return false;
     const std::uint64_t word = permits.load(std::memory_order_acquire);
-    // Empty and open first (one test): the recv that is going to park.
-    if ((word & (kClosed | kSlotMask)) == kSlotEmpty) return false;
     if ((word & kSlotMask) == kSlotFull) {
       out.emplace(std::move(*queue.one.slot.value()));
       std::destroy_at(queue.one.slot.value());
@@ -835,9 +911,10 @@ struct alignas(64) mpsc_state {
   /// instructions on ping_pong.
   [[gnu::always_inline]] std::optional<T> take_handed_when_idle() noexcept {
     // acquire: pairs with wake_taken_receiver's release (a handed value, and
-    // the waker's last use of our header).
-    std::uint8_t r = receiver_state.load(std::memory_order_acquire);
-    if (r != (kIdle | kActive | kHanded)) [[unlikely]] {
+    // the waker's last use of our header). The usual case in one compare
+    // with memory (atomic_test.hpp), else read again.
+    if (!acquire_byte_equals(receiver_state, std::uint8_t{kIdle | kActive | kHanded})) [[unlikely]] {
+      std::uint8_t r = receiver_state.load(std::memory_order_acquire);
       if ((r & kStateMask) != kIdle) r = spin_until_receiver_idle();
       if ((r & kHanded) == 0) {
         // relaxed: ours alone now (kActive off).
@@ -853,33 +930,6 @@ struct alignas(64) mpsc_state {
     return out;
   }
 
-  /// park_receiver_unless_ready for capacity 1: one CAS.
-  bool park_one(unowned_waker self) noexcept {
-    // No earlier waker is busy (receiver_state is kIdle: see the top);
-    // kActive on (and kept if we find a value: the recv is suspended until
-    // it resumes).
-    // Field by field: a copy of the whole struct went through the stack.
-    receiver_waker.task = self.task;
-    receiver_waker.word = self.word;
-    receiver_waker.solo = self.solo;
-    receiver_state.store(kParked | kActive, std::memory_order_relaxed);  // released by the CAS
-    std::uint64_t word = permits.load(std::memory_order_relaxed);
-    for (;;) {
-      const std::uint64_t slot = word & kSlotMask;
-      // Empty and open, the usual park, in one test.
-      if ((word & (kSlotMask | kClosed)) != kSlotEmpty &&
-          (slot == kSlotFull || (slot == kSlotEmpty && (word & kClosed) != 0))) {
-        receiver_state.store(kIdle | kActive, std::memory_order_relaxed);
-        return false;
-      }
-      // Empty or being written: park. release: the waker and kParked, for
-      // whoever takes kReceiverParked away.
-      if (permits.compare_exchange_weak(word, word | kReceiverParked, std::memory_order_release,
-                                        std::memory_order_relaxed))
-        return true;
-    }
-  }
-
   union values {
     values() noexcept {}
     ~values() {}
@@ -891,24 +941,9 @@ struct alignas(64) mpsc_state {
     } one;
   };
 
-  // Layout: what a message touches first, together, so that a capacity-1
-  // channel's traffic (the slot word, the receiver's state and waker, the
-  // value) stays in one cache line; the struct is line-aligned so that no
-  // other channel (often used by a pair of tasks on the other worker)
-  // shares that line. The rarely used rest (senders, the lock, the parked
-  // senders) follows.
-  std::atomic<std::uint64_t> permits;  // for capacity 1 the slot word
-  // kIdle, kParked or kTaking (see "The receiver's waker"); for capacity 1
-  // also kHanded (see "Hand-off"), set with kIdle by the sender that took
-  // the parked receiver's waker, cleared by the receiver, and kActive.
-  std::atomic<std::uint8_t> receiver_state{kIdle};
-  // A recv is suspended in recv, parked or woken and not yet resumed (to
-  // catch a second recv), on a channel whose capacity is not 1 (capacity 1
-  // has kActive). Written by the receiver only, relaxed.
-  std::atomic<bool> receiver_parked{false};
-  const bool bounded;
-  const bool single;             // capacity 1: `queue.one` and the slot word
-  unowned_waker receiver_waker;  // see "The receiver's waker"
+  // Layout: the head's fields first (see there), then the value, in the
+  // same cache line for a small T; the rarely used rest (senders, the
+  // lock, the parked senders) follows.
   values queue;
   const std::uint64_t all_permits;
   std::atomic<std::size_t> senders{1};
