@@ -11,7 +11,8 @@
 // value, never a mix). It is not a locked RMW and need not be: there is no
 // second writer. The asm tells the compiler it reads and writes the
 // counter and nothing else, which orders it as the relaxed pair would
-// (not at all against other memory; the callers' fences order it).
+// (not at all against other memory; the callers' fences order it);
+// volatile, so that it is never dropped as an asm whose output looks unused.
 // Elsewhere, and under ThreadSanitizer (which sees no asm), the relaxed pair.
 #pragma once
 
@@ -28,7 +29,7 @@ namespace warden::detail {
 #if defined(__x86_64__) && !WARDEN_TSAN
   static_assert(sizeof(std::atomic<std::int64_t>) == sizeof(std::int64_t) &&
                 std::atomic<std::int64_t>::is_always_lock_free);
-  asm("addq %1, %0" : "+m"(*reinterpret_cast<std::int64_t*>(&counter)) : "er"(delta));
+  asm volatile("addq %1, %0" : "+m"(*reinterpret_cast<std::int64_t*>(&counter)) : "er"(delta));
 #else
   // relaxed: single writer (see above); readers order it with their fences.
   counter.store(counter.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);

@@ -170,10 +170,12 @@
 // and the copies, then sums the shards. A
 // worker's shard has a single writer, so where the kernel offers it
 // (asymmetric_fence.hpp) the worker side is a plain add (add_single_writer:
-// no RMW, one instruction on x86-64) and a compiler barrier and shutdown pays with one heavy fence (no locked
-// instruction per spawn or completion); otherwise, and for the shared shard, both sides are seq_cst RMW / load / store.
-// A completion on a worker (on_complete_here) reads the worker's copy too; where the count is not light that copy is
-// set from the start, so such a completion always goes on to
+// not locked, one instruction on x86-64) and a compiler barrier and shutdown
+// pays with one heavy fence (no locked instruction per spawn or
+// completion); otherwise, and for the shared shard, both sides are seq_cst
+// RMW / load / store. A completion on a worker (on_complete_here) reads the
+// worker's copy too; where the count is not light that copy is set from
+// the start, so such a completion always goes on to
 // complete_here_slow, whose seq_cst fence between its plain decrement and
 // its seq_cst load of `closed_` stands for the RMW (see there). So every
 // task counted before the close is visible to the sum, and after the close
