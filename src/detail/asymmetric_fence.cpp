@@ -1,6 +1,6 @@
 #include "asymmetric_fence.hpp"
 
-#include "sanitizers.hpp"
+#include <warden/detail/sanitizers.hpp>
 
 #include <linux/membarrier.h>
 #include <sys/syscall.h>

@@ -16,7 +16,7 @@
 // Elsewhere, and under ThreadSanitizer (which sees no asm), the relaxed pair.
 #pragma once
 
-#include "sanitizers.hpp"
+#include <warden/detail/sanitizers.hpp>
 
 #include <atomic>
 #include <cstdint>

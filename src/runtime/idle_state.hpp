@@ -5,7 +5,7 @@
 // wakeups" and "Spinning before parking".
 #pragma once
 
-#include "../detail/sanitizers.hpp"
+#include <warden/detail/sanitizers.hpp>
 
 #include <atomic>
 #include <cstddef>

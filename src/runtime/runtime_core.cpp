@@ -1,11 +1,11 @@
 #include "runtime_core.hpp"
 
+#include <warden/detail/sanitizers.hpp>
 #include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_locals.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
-#include "../detail/sanitizers.hpp"
 #include "../task/header_pool.hpp"
 #include "../task/spawn_site.hpp"
 

@@ -188,12 +188,12 @@
 #pragma once
 
 #include <warden/cancellation.hpp>
+#include <warden/detail/sanitizers.hpp>
 #include <warden/runtime.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
-#include "../detail/sanitizers.hpp"
 #include "../detail/single_writer.hpp"
 #include "../time/time_driver.hpp"
 #include "failure_sink.hpp"

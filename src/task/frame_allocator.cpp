@@ -30,9 +30,9 @@
 // lives as long as the process (it is leaked on purpose: frames may be freed
 // during static destruction).
 #include <warden/detail/frame_allocator.hpp>
+#include <warden/detail/sanitizers.hpp>
 
 #include "../detail/batch_lock.hpp"
-#include "../detail/sanitizers.hpp"
 
 #include <array>
 #include <atomic>

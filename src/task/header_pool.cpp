@@ -1,8 +1,9 @@
 #include "header_pool.hpp"
 
+#include <warden/detail/sanitizers.hpp>
+
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/batch_lock.hpp"
-#include "../detail/sanitizers.hpp"
 
 #include <algorithm>
 #include <array>

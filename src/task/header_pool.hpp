@@ -10,10 +10,10 @@
 // locked only to refill or spill a batch.
 #pragma once
 
+#include <warden/detail/sanitizers.hpp>
 #include <warden/detail/task_header.hpp>
 
 #include "../detail/asymmetric_fence.hpp"
-#include "../detail/sanitizers.hpp"
 
 #include <array>
 #include <atomic>

@@ -100,6 +100,7 @@
 #include <warden/runtime.hpp>
 
 #include <warden/detail/atomic_test.hpp>
+#include <warden/detail/sanitizers.hpp>
 #include <warden/detail/spin_pause.hpp>
 #include <warden/detail/task_locals.hpp>
 #include <warden/sync/detail/mpsc_state.hpp>
@@ -107,7 +108,6 @@
 #include "../detail/asymmetric_fence.hpp"
 #include "../detail/context.hpp"
 #include "../detail/parker.hpp"
-#include "../detail/sanitizers.hpp"
 #include "../runtime/failure_sink.hpp"
 #include "../runtime/runtime_core.hpp"
 #include "header_pool.hpp"

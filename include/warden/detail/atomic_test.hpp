@@ -14,20 +14,13 @@
 // load itself.
 #pragma once
 
+#include <warden/detail/sanitizers.hpp>
+
 #include <atomic>
 #include <cstdint>
 
-#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-#if defined(__SANITIZE_THREAD__)
-#define WARDEN_ATOMIC_TEST_ASM 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WARDEN_ATOMIC_TEST_ASM 0
-#endif
-#endif
-#ifndef WARDEN_ATOMIC_TEST_ASM
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__) && !WARDEN_TSAN
 #define WARDEN_ATOMIC_TEST_ASM 1
-#endif
 #else
 #define WARDEN_ATOMIC_TEST_ASM 0
 #endif

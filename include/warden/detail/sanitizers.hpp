@@ -1,4 +1,5 @@
-// Internal: which sanitizer this translation unit is built with.
+// Internal: which sanitizer this translation unit is built with
+// (WARDEN_ASAN, WARDEN_TSAN: 1 or 0), for the library and its headers.
 #pragma once
 
 #if defined(__SANITIZE_ADDRESS__)
