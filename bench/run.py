@@ -246,7 +246,7 @@ def print_targets(targets: list[dict]) -> None:
         goal = "-" if t["goal"] is None else (f"{t['goal']:g}")
         status = {"goal": "meets goal", "must": "meets must", "MISS": "MISS", "n/a": "n/a"}[t["status"]]
         if t["status"] == "MISS":
-            status += f" ({t['factor_over_must']:.1f}x over)"
+            status += f" ({(t['factor_over_must'] - 1) * 100:.1f}% over the must)"
         print(f"{t['label']:<32} {v:>9} {t['must']:>7g} {goal:>7}  {status}")
 
 
@@ -278,7 +278,7 @@ def write_markdown(path: Path, summary: dict, targets: list[dict], workloads: li
         goal = "-" if t["goal"] is None else f"{t['goal']:g}"
         status = {"goal": "meets the goal", "must": "meets the must", "MISS": "missed", "n/a": "n/a"}[t["status"]]
         if t["status"] == "MISS":
-            status += f" ({t['factor_over_must']:.1f}x over)"
+            status += f" ({(t['factor_over_must'] - 1) * 100:.1f}% over the must)"
         lines.append(f"| {t['label']} | {v} | {t['must']:g} | {goal} | {status} |")
     path.write_text("\n".join(lines) + "\n")
 
