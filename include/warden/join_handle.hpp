@@ -364,15 +364,10 @@ class [[nodiscard]] join_handle : public join_handle_base {
    public:
     using result_type = std::conditional_t<AsExpected, std::expected<T, join_error>, T>;
 
-    explicit awaiter(join_handle& handle) : handle_(&handle), phase_(kNone) { handle.check_can_take(); }
+    explicit awaiter(join_handle& handle) : handle_(&handle) { handle.check_can_take(); }
     /// For `co_await handle`, awaited at once: the checks are await_now's
     /// (an empty or consumed handle never matches its common case, and its
-    /// other cases check first), so they cost nothing inline. phase_ is
-    /// left for await_ready to write, after await_now (a store before the
-    /// call could not be dropped: the call might read the frame; after it,
-    /// the taken case's store is dead once await_resume has read it), so
-    /// such an awaiter is neither moved nor destroyed before its
-    /// await_ready (operator co_await's result is awaited at once).
+    /// other cases check first), so they cost nothing inline.
     awaiter(join_handle& handle, std::nullptr_t /*checked when awaited*/) noexcept : handle_(&handle) {}
     awaiter(awaiter&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)), phase_(other.phase_) {
       if (phase_ == kHoldsValue)
@@ -392,19 +387,12 @@ class [[nodiscard]] join_handle : public join_handle_base {
     // The child usually runs right here, before the awaiting coroutine
     // suspends (see join_handle_base::await_now).
     bool await_ready() {
-      detail::await_outcome r;
-      try {
-        r = handle_->await_now();
-      } catch (...) {
-        phase_ = kNone;  // the awaiter is destroyed as the exception leaves
-        throw;
-      }
+      const detail::await_outcome r = handle_->await_now();
       if (r.kind == kTaken) {
         bits_ = r.bits;
         phase_ = kHoldsValue;
         return true;
       }
-      phase_ = kNone;
       return r.kind != kPending;
     }
     bool await_suspend(std::coroutine_handle<> awaiting) {
@@ -450,7 +438,7 @@ class [[nodiscard]] join_handle : public join_handle_base {
       std::uintptr_t bits_;
       detail::waker waker_;
     };
-    std::uint8_t phase_;  // kNone from the checking constructor or await_ready
+    std::uint8_t phase_ = kNone;
   };
 
   /// Yields the value or throws join_error (cancelled / panic).
